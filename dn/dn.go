@@ -1,0 +1,228 @@
+package dn
+
+import (
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// ErrNotFound is returned when a DN or binding does not exist.
+var ErrNotFound = errors.New("dn: not found")
+
+// ErrExists is returned when a DN with the same number already exists.
+var ErrExists = errors.New("dn: already exists")
+
+// Type is the kind of a DN.
+type Type string
+
+// DN types.
+const (
+	TypeExtension   Type = "extension"
+	TypeACDPosition Type = "acd_position"
+	TypeTrunk       Type = "trunk"
+	TypeVoIPService Type = "voip_service"
+)
+
+// Policy says how a SIPS leg may be bridged to a non-SIPS leg (SIPS.md section 1).
+type Policy string
+
+// Policies. PolicyDefault means "use the global default".
+const (
+	PolicyDefault Policy = ""
+	// PolicyPerLeg is the modelled product's behaviour: each leg gets the scheme its peer needs.
+	PolicyPerLeg Policy = "per-leg"
+	// PolicyStrict is RFC 5630 end to end: a SIPS leg is never bridged to a SIP leg (R14, R19, R20).
+	PolicyStrict Policy = "strict"
+)
+
+// Style is how a secure leg toward a DN is written on the wire (SIPS.md pitfall P4).
+type Style string
+
+// Styles. StyleDefault is StyleSIPS.
+const (
+	StyleDefault Style = ""
+	// StyleSIPS writes sips: URIs with no transport parameter (R6, R8).
+	StyleSIPS Style = "sips"
+	// StyleSIPTransportTLS writes sip:…;transport=tls over TLS (Teams, old SBCs: P4).
+	StyleSIPTransportTLS Style = "sip-transport-tls"
+	// StyleSIP writes plain sip: URIs over TLS: best-effort TLS (R7).
+	StyleSIP Style = "sip"
+)
+
+// DN is one directory number.
+type DN struct {
+	// Number is the unique dialable number, e.g. "5000".
+	Number string `json:"number" yaml:"number"`
+	// Type is the kind of DN.
+	Type Type `json:"type" yaml:"type"`
+	// Contact is a fixed sip:/sips: URI, or "*" for a self-registered device.
+	Contact string `json:"contact" yaml:"contact"`
+	// DisplayName is used in From when this DN calls.
+	DisplayName string `json:"display_name,omitempty" yaml:"display_name,omitempty"`
+	// Policy overrides the global sips policy for calls toward this DN.
+	Policy Policy `json:"policy,omitempty" yaml:"policy,omitempty"`
+	// Style overrides how a secure leg toward this DN is written.
+	Style Style `json:"style,omitempty" yaml:"style,omitempty"`
+	// InsecureSkipVerify disables TLS server verification toward this DN (labs only).
+	InsecureSkipVerify bool `json:"insecure_skip_verify,omitempty" yaml:"insecure_skip_verify,omitempty"`
+	// Disabled DNs are neither routed to nor allowed to register.
+	Disabled bool `json:"disabled,omitempty" yaml:"disabled,omitempty"`
+	// HA1MD5 and HA1SHA256 are digest hashes of username:realm:password (RFC 2617, RFC 8760).
+	// Empty means the DN has no password. The clear password is never stored.
+	HA1MD5    string `json:"ha1_md5,omitempty" yaml:"-"`
+	HA1SHA256 string `json:"ha1_sha256,omitempty" yaml:"-"`
+	// TrustedSources lists IPs or CIDRs trusted without digest (trunks).
+	TrustedSources []string `json:"trusted_sources,omitempty" yaml:"trusted_sources,omitempty"`
+	// TrustedCertSubjects lists TLS client certificate subjects (CN or SAN) trusted without digest.
+	TrustedCertSubjects []string `json:"trusted_cert_subjects,omitempty" yaml:"trusted_cert_subjects,omitempty"`
+	// Traceparent adds a W3C traceparent header to INVITEs sent to this DN.
+	Traceparent bool `json:"traceparent,omitempty" yaml:"traceparent,omitempty"`
+}
+
+// SelfRegistered reports whether the DN's contact is "*".
+func (d DN) SelfRegistered() bool { return d.Contact == "*" }
+
+// HasPassword reports whether the DN requires digest authentication.
+func (d DN) HasPassword() bool { return d.HA1MD5 != "" || d.HA1SHA256 != "" }
+
+// FieldError is a validation error that names the offending field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// ErrInvalid is matched by every FieldError with errors.Is.
+var ErrInvalid = errors.New("dn: invalid")
+
+// Is lets errors.Is(err, ErrInvalid) match a FieldError.
+func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
+
+var numberRE = regexp.MustCompile(`^[A-Za-z0-9+*#._-]{1,64}$`)
+
+// ValidNumber reports whether s can be a DN number.
+func ValidNumber(s string) bool { return numberRE.MatchString(s) }
+
+// Validate checks a DN and returns a *FieldError naming the first bad field.
+func (d DN) Validate() error {
+	if !ValidNumber(d.Number) {
+		return &FieldError{"number", fmt.Sprintf("%q is not a valid DN number (1-64 of A-Z a-z 0-9 + * # . _ -)", d.Number)}
+	}
+	switch d.Type {
+	case TypeExtension, TypeACDPosition, TypeTrunk, TypeVoIPService:
+	default:
+		return &FieldError{"type", fmt.Sprintf("%q is not one of extension, acd_position, trunk, voip_service", d.Type)}
+	}
+	if d.Contact == "" {
+		return &FieldError{"contact", "is required: a sip:/sips: URI or \"*\""}
+	}
+	if d.Contact != "*" {
+		if _, err := ParseContact(d.Contact); err != nil {
+			return &FieldError{"contact", err.Error()}
+		}
+	}
+	switch d.Policy {
+	case PolicyDefault, PolicyPerLeg, PolicyStrict:
+	default:
+		return &FieldError{"policy", fmt.Sprintf("%q is not per-leg or strict", d.Policy)}
+	}
+	switch d.Style {
+	case StyleDefault, StyleSIPS, StyleSIPTransportTLS, StyleSIP:
+	default:
+		return &FieldError{"style", fmt.Sprintf("%q is not sips, sip-transport-tls or sip", d.Style)}
+	}
+	for i, s := range d.TrustedSources {
+		if !validSource(s) {
+			return &FieldError{fmt.Sprintf("trusted_sources[%d]", i), fmt.Sprintf("%q is not an IP address or CIDR", s)}
+		}
+	}
+	return nil
+}
+
+// ParseContact parses a fixed DN contact URI and applies the rules that make it unusable:
+// only sip: and sips: schemes, a host, and no sips: with transport=udp (R4, T5).
+func ParseContact(s string) (sip.Uri, error) {
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil {
+		return u, fmt.Errorf("%q is not a valid URI: %w", s, err)
+	}
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "sip" && scheme != "sips" {
+		return u, fmt.Errorf("%q: scheme must be sip or sips", s)
+	}
+	u.Scheme = scheme
+	if u.Host == "" {
+		return u, fmt.Errorf("%q has no host", s)
+	}
+	if t, ok := u.UriParams.Get("transport"); ok {
+		switch strings.ToLower(t) {
+		case "udp":
+			if scheme == "sips" {
+				return u, fmt.Errorf("%q: sips with transport=udp cannot work, UDP is not a valid transport for SIPS (R4)", s)
+			}
+		case "tcp", "tls":
+		default:
+			return u, fmt.Errorf("%q: transport %q is not udp, tcp or tls", s, t)
+		}
+	}
+	return u, nil
+}
+
+// Binding is one registered contact of a self-registered DN.
+type Binding struct {
+	// Number is the DN the binding belongs to.
+	Number string `json:"number"`
+	// Contact is the registered contact URI. For a sips binding it has no transport parameter.
+	Contact string `json:"contact"`
+	// Secure is true when the device registered with sips: it is then always reached with sips (R8, T4).
+	Secure bool `json:"secure"`
+	// Transport is the transport the REGISTER arrived on: UDP, TCP or TLS.
+	Transport string `json:"transport"`
+	// Source is the host:port the REGISTER came from; over TCP/TLS calls reuse that flow (R33, P7).
+	Source string `json:"source"`
+	// InstanceID is the +sip.instance of the contact, if any (RFC 5626).
+	InstanceID string `json:"instance_id,omitempty"`
+	// CallID and CSeq of the last REGISTER that refreshed the binding.
+	CallID string `json:"call_id"`
+	CSeq   uint32 `json:"cseq"`
+	// UserAgent is the User-Agent header of the last REGISTER.
+	UserAgent string `json:"user_agent,omitempty"`
+	// Expires is the absolute expiry.
+	Expires time.Time `json:"expires"`
+	// Updated is when the binding was last written.
+	Updated time.Time `json:"updated"`
+}
+
+// Key identifies a binding within its DN: the contact compared without scheme, so that
+// re-registering the same device with the other scheme replaces it (R29).
+func (b Binding) Key() string { return BindingKey(b.Contact) }
+
+// BindingKey returns the scheme-insensitive key of a contact URI (R29).
+func BindingKey(contact string) string {
+	var u sip.Uri
+	if err := sip.ParseUri(contact, &u); err != nil {
+		return strings.ToLower(contact)
+	}
+	k := strings.ToLower(u.User) + "@" + strings.ToLower(u.Host)
+	if u.Port > 0 {
+		k += fmt.Sprintf(":%d", u.Port)
+	}
+	return k
+}
+
+// HashPassword returns the MD5 and SHA-256 digest HA1 values, H(username:realm:password),
+// for a DN whose digest username is its number (RFC 2617, RFC 8760).
+func HashPassword(number, realm, password string) (md5hex, sha256hex string) {
+	s := number + ":" + realm + ":" + password
+	m := md5.Sum([]byte(s))
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(m[:]), hex.EncodeToString(h[:])
+}
