@@ -140,8 +140,8 @@ func Default() Config {
 			MinSE:          90 * time.Second,
 			UserAgent:      "sipsvc",
 		},
-		TLS: TLSConfig{ClientAuth: "none", MinVersion: "1.2"},
-		API: APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
+		TLS:     TLSConfig{ClientAuth: "none", MinVersion: "1.2"},
+		API:     APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
 		Routing: RoutingConfig{Timeout: time.Second},
 		Registrar: RegistrarConfig{
 			Realm:          "sipsvc",

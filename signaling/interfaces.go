@@ -172,3 +172,18 @@ type Rewrite struct {
 	After  string
 	Rule   string
 }
+
+// Metrics receives counts from the SIP hot path. Implementations must be cheap and
+// non-blocking. A nil Metrics in Config means none are recorded.
+type Metrics interface {
+	// MessageIn counts a SIP message received: a request (method set, status 0) or a
+	// response (status set, method is the CSeq method).
+	MessageIn(method string, status int, transport string)
+	// MessageOut counts a SIP message sent.
+	MessageOut(method string, status int, transport string)
+	// TLSHandshake counts a TLS handshake: direction "inbound"/"outbound", result "ok" or a short error class.
+	TLSHandshake(direction, result string)
+	// RoutingDone records one routing decision: how long it took and its outcome
+	// ("routed", "rejected", "error", "timeout", "fallback_dns", "builtin", "unavailable").
+	RoutingDone(d time.Duration, outcome string)
+}
