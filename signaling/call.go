@@ -1,0 +1,293 @@
+package signaling
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
+)
+
+// call is one B2BUA call: an inbound (or MakeCall origin) leg A and the originated legs.
+type call struct {
+	id      string
+	s       *Server
+	ctx     context.Context // carries the call's root span
+	span    trace.Span
+	created time.Time
+	caller  string
+	dialed  string
+
+	// cancelled is closed when leg A cancels (or the API releases) before answer.
+	cancelled chan struct{}
+	cancelOne sync.Once
+	// done is closed when the call ends.
+	done    chan struct{}
+	endOnce sync.Once
+
+	mu       sync.Mutex // guards the fields below and the mutable fields of its legs
+	a        *leg
+	b        *leg   // the answered originated leg
+	forks    []*leg // originated legs not (yet) answered
+	state    CallState
+	answered time.Time
+	rewrites []Rewrite
+	nextLeg  int
+	cause    string
+}
+
+type legDirection string
+
+const (
+	inbound  legDirection = "inbound"
+	outbound legDirection = "outbound"
+)
+
+// leg is one dialog of a call, with sipsvc as UAS (inbound) or UAC (outbound).
+type leg struct {
+	id    string
+	c     *call
+	dir   legDirection
+	dn    string
+	dec   sips.Decision
+	style dn.Style
+	span  trace.Span
+	ctx   context.Context
+
+	// dialog state (guarded by c.mu once the leg is shared)
+	callID        string
+	localTag      string
+	remoteTag     string
+	localURI      sip.Uri
+	localDisplay  string
+	remoteURI     sip.Uri
+	remoteDisplay string
+	localContact  sip.Uri
+	remoteTarget  sip.Uri
+	routeSet      []sip.Uri
+	localCSeq     uint32
+	remoteCSeq    uint32
+	transport     string
+	dest          string // host:port in-dialog requests go to (the connection for TCP/TLS, R33)
+	peer          string
+
+	invite    *sip.Request // initial INVITE received (A) or sent (B)
+	serverTx  sip.ServerTransaction
+	clientTx  sip.ClientTransaction
+	remoteSDP []byte // last SDP the peer sent
+	localSDP  []byte // last SDP we sent the peer
+	allow     string // peer's Allow
+	events    string // peer's Allow-Events
+	state     CallState
+	cause     string
+	timer     *sessionTimer
+	held      bool
+
+	// reliable provisional responses (RFC 3262) we sent on an inbound leg
+	rseq        uint32
+	prackWait   map[uint32]chan struct{}
+	needs100rel bool
+	// reinviteSeq is the CSeq of the last re-INVITE we sent, for its ACK.
+	reinviteSeq uint32
+	// final is the 2xx that answered an outbound leg.
+	final *sip.Response
+	// ackBody carries a late-offer SDP from A's ACK to B's ACK.
+	ackCh chan []byte
+}
+
+func (s *Server) newCallID() string {
+	s.mu.Lock()
+	s.seq++
+	n := s.seq
+	s.mu.Unlock()
+	return fmt.Sprintf("c%d-%s", n, sip.GenerateTagN(8))
+}
+
+func (c *call) newLegID() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextLeg++
+	return fmt.Sprintf("B%d", c.nextLeg)
+}
+
+func (s *Server) registerLeg(l *leg) {
+	s.mu.Lock()
+	s.legs[l.callID] = l
+	s.mu.Unlock()
+}
+
+func (s *Server) unregisterLeg(l *leg) {
+	s.mu.Lock()
+	if s.legs[l.callID] == l {
+		delete(s.legs, l.callID)
+	}
+	s.mu.Unlock()
+}
+
+func (s *Server) legByCallID(id string) *leg {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.legs[id]
+}
+
+func (s *Server) addCall(c *call) {
+	s.mu.Lock()
+	s.calls[c.id] = c
+	s.mu.Unlock()
+}
+
+func (s *Server) removeCall(c *call) {
+	s.mu.Lock()
+	delete(s.calls, c.id)
+	s.mu.Unlock()
+}
+
+func (s *Server) callByID(id string) *call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[id]
+}
+
+// event sends an event about the call (and optionally a leg) to the observers.
+func (c *call) event(kind EventKind, l *leg, fill func(*Event)) {
+	ev := Event{Kind: kind, Time: time.Now(), CallID: c.id}
+	ctx := c.ctx
+	if l != nil {
+		ev.Leg, ev.DN, ev.SIPCallID = l.id, l.dn, l.callID
+		if l.ctx != nil {
+			ctx = l.ctx
+		}
+	}
+	if fill != nil {
+		fill(&ev)
+	}
+	c.s.observe(ctx, ev)
+}
+
+// decided records a leg's scheme decision: on the leg's span and as an event.
+func (c *call) decided(l *leg) {
+	d := l.decision()
+	c.event(EventLegSchemeDecided, l, func(e *Event) { e.Decision = &d })
+}
+
+func (l *leg) decision() LegDecision {
+	return LegDecision{Leg: l.id, Scheme: l.dec.Scheme, Transport: l.dec.Transport, Secure: l.dec.Secure, Reason: l.dec.Reason, Rule: l.dec.Rule}
+}
+
+// rewrite records one header rewrite on the call, its leg span, and as an event.
+func (c *call) rewrite(l *leg, header, before, after, rule string) {
+	if before == after {
+		return
+	}
+	rw := Rewrite{Leg: l.id, Header: header, Before: before, After: after, Rule: rule}
+	c.mu.Lock()
+	c.rewrites = append(c.rewrites, rw)
+	c.mu.Unlock()
+	addRewriteEvent(l.span, rw)
+	c.event(EventHeaderRewritten, l, func(e *Event) { e.Rewrite = &rw })
+}
+
+func (c *call) setState(st CallState) {
+	c.mu.Lock()
+	c.state = st
+	c.mu.Unlock()
+}
+
+func (c *call) cancel() {
+	c.cancelOne.Do(func() { close(c.cancelled) })
+}
+
+func (c *call) isCancelled() bool {
+	select {
+	case <-c.cancelled:
+		return true
+	default:
+		return false
+	}
+}
+
+// snapshot returns a CallInfo copy.
+func (c *call) snapshot() CallInfo {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ci := CallInfo{ID: c.id, State: c.state, Caller: c.caller, Dialed: c.dialed, Created: c.created, Answered: c.answered}
+	ci.Rewrites = append([]Rewrite(nil), c.rewrites...)
+	add := func(l *leg) {
+		if l == nil {
+			return
+		}
+		ci.Legs = append(ci.Legs, LegInfo{
+			ID: l.id, DN: l.dn, URI: l.remoteURI.String(), SIPCallID: l.callID, Direction: string(l.dir),
+			State: l.state, Decision: l.decision(), Peer: l.peer, Cause: l.cause,
+		})
+	}
+	add(c.a)
+	add(c.b)
+	for _, f := range c.forks {
+		add(f)
+	}
+	return ci
+}
+
+// GetCall returns a snapshot of a live call.
+func (s *Server) GetCall(ctx context.Context, callID string) (CallInfo, error) {
+	c := s.callByID(callID)
+	if c == nil {
+		return CallInfo{}, fmt.Errorf("call %q: %w", callID, ErrCallNotFound)
+	}
+	return c.snapshot(), nil
+}
+
+// ListCalls returns snapshots of live calls matching f, oldest first.
+func (s *Server) ListCalls(ctx context.Context, f CallFilter) []CallInfo {
+	s.mu.Lock()
+	calls := make([]*call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	out := make([]CallInfo, 0, len(calls))
+	for _, c := range calls {
+		ci := c.snapshot()
+		if f.State != "" && ci.State != f.State {
+			continue
+		}
+		if f.DN != "" {
+			match := false
+			for _, l := range ci.Legs {
+				if l.DN == f.DN {
+					match = true
+				}
+			}
+			if ci.Caller == f.DN || ci.Dialed == f.DN {
+				match = true
+			}
+			if !match {
+				continue
+			}
+		}
+		out = append(out, ci)
+	}
+	sortCalls(out)
+	return out
+}
+
+func (s *Server) shutdownCalls() {
+	s.mu.Lock()
+	calls := make([]*call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range calls {
+		c.cancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c.hangup(ctx, nil, "shutdown")
+		cancel()
+	}
+}

@@ -1,0 +1,227 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+)
+
+// prebuilt tells sipgo the request is complete: we write every header ourselves.
+func prebuilt(*sipgo.Client, *sip.Request) error { return nil }
+
+// via builds our Via for a request sent on a transport (R8: TLS on a sips leg).
+func (s *Server) via(transport string) *sip.ViaHeader {
+	la := s.local(transport)
+	v := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: strings.ToUpper(transport), Host: la.host, Port: la.port, Params: sip.NewParams()}
+	v.Params.Add("branch", sip.GenerateBranchN(16))
+	v.Params.Add("rport", "")
+	return v
+}
+
+// prepare sets where and how a request leaves: the leg's transport decision, never the
+// library's default (R3, R5, R11), and the UDP listener as source.
+func (s *Server) prepare(req *sip.Request, transport, dest string) {
+	req.SetTransport(strings.ToUpper(transport))
+	req.SetDestination(dest)
+	if strings.EqualFold(transport, "UDP") {
+		la := s.local("UDP")
+		if la.ip != nil {
+			req.Laddr = sip.Addr{IP: la.ip, Port: la.port}
+		}
+	}
+}
+
+// inDialogRequest builds a request within the leg's dialog (RFC 3261 §12.2.1.1).
+func (s *Server) inDialogRequest(l *leg, method sip.RequestMethod, body []byte, ctype string) *sip.Request {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	ruri := *l.remoteTarget.Clone()
+	req := sip.NewRequest(method, ruri)
+	req.AppendHeader(s.via(l.transport))
+	for _, r := range l.routeSet {
+		req.AppendHeader(&sip.RouteHeader{Address: *r.Clone()})
+	}
+	mf := sip.MaxForwardsHeader(70)
+	req.AppendHeader(&mf)
+	from := &sip.FromHeader{DisplayName: l.localDisplay, Address: *l.localURI.Clone(), Params: sip.NewParams()}
+	from.Params.Add("tag", l.localTag)
+	req.AppendHeader(from)
+	to := &sip.ToHeader{DisplayName: l.remoteDisplay, Address: *l.remoteURI.Clone(), Params: sip.NewParams()}
+	if l.remoteTag != "" {
+		to.Params.Add("tag", l.remoteTag)
+	}
+	req.AppendHeader(to)
+	cid := sip.CallIDHeader(l.callID)
+	req.AppendHeader(&cid)
+	if method != sip.ACK && method != sip.CANCEL {
+		l.localCSeq++
+	}
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: l.localCSeq, MethodName: method})
+	// R24: a target refresh on a secure leg keeps a sips Contact.
+	req.AppendHeader(&sip.ContactHeader{Address: *l.localContact.Clone()})
+	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.UserAgent))
+	if len(body) > 0 {
+		req.AppendHeader(sip.NewHeader("Content-Type", ctype))
+	}
+	req.SetBody(body)
+	s.prepare(req, l.transport, l.dest)
+	return req
+}
+
+// send sends a request as a client transaction and returns the final response. Provisional
+// responses are passed to onProvisional when it is not nil.
+func (s *Server) send(ctx context.Context, req *sip.Request, onProvisional func(*sip.Response)) (*sip.Response, error) {
+	tx, err := s.client.TransactionRequest(ctx, req, prebuilt)
+	if err != nil {
+		return nil, fmt.Errorf("send %s: %w", req.Method, err)
+	}
+	s.countOut(req)
+	defer tx.Terminate()
+	for {
+		select {
+		case res := <-tx.Responses():
+			s.countIn(res)
+			if res.IsProvisional() {
+				if onProvisional != nil {
+					onProvisional(res)
+				}
+				continue
+			}
+			return res, nil
+		case <-tx.Done():
+			return nil, fmt.Errorf("%s transaction: %w", req.Method, txErr(tx.Err()))
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+func txErr(err error) error {
+	if err == nil {
+		return errors.New("transaction terminated")
+	}
+	return err
+}
+
+func (s *Server) countIn(res *sip.Response) {
+	if s.cfg.Metrics == nil {
+		return
+	}
+	method := ""
+	if c := res.CSeq(); c != nil {
+		method = string(c.MethodName)
+	}
+	s.cfg.Metrics.MessageIn(method, res.StatusCode, res.Transport())
+}
+
+// write sends a request outside any transaction (ACK for 2xx).
+func (s *Server) write(req *sip.Request) error {
+	if err := s.client.WriteRequest(req, prebuilt); err != nil {
+		return fmt.Errorf("write %s: %w", req.Method, err)
+	}
+	s.countOut(req)
+	return nil
+}
+
+// respond answers the leg's peer on a server transaction with our tag and, for responses
+// that establish or refresh a dialog, our Contact (R22, R24).
+func (s *Server) respond(l *leg, tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, ctype string, hdrs ...sip.Header) error {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	if to := res.To(); to != nil && code > 100 {
+		l.c.mu.Lock()
+		tag := l.localTag
+		contact := *l.localContact.Clone()
+		l.c.mu.Unlock()
+		if _, has := req.To().Params.Get("tag"); !has && tag != "" {
+			to.Params.Add("tag", tag)
+		}
+		if code < 300 && (req.Method == sip.INVITE || req.Method == sip.UPDATE || req.Method == sip.SUBSCRIBE) {
+			res.AppendHeader(&sip.ContactHeader{Address: contact})
+		}
+	}
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	s.addServerHeader(res)
+	if len(body) > 0 {
+		res.AppendHeader(sip.NewHeader("Content-Type", ctype))
+		res.SetBody(body)
+	}
+	if err := tx.Respond(res); err != nil {
+		return fmt.Errorf("respond %d: %w", code, err)
+	}
+	s.countOut(res)
+	return nil
+}
+
+// hostPort formats a URI's host and port (default by transport, R3).
+func hostPort(u sip.Uri, transport string) string {
+	port := u.Port
+	if port == 0 {
+		port = 5060
+		if strings.EqualFold(transport, "TLS") {
+			port = 5061
+		}
+	}
+	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
+}
+
+// targetDest is where an in-dialog request goes: the first route if there is a route set
+// (loose routing), else the remote target.
+func targetDest(remote sip.Uri, routes []sip.Uri, transport string) string {
+	if len(routes) > 0 {
+		return hostPort(routes[0], transport)
+	}
+	return hostPort(remote, transport)
+}
+
+// recordRoutes returns the Record-Route URIs of a message in order.
+func recordRoutes(m interface{ GetHeaders(string) []sip.Header }) []sip.Uri {
+	var out []sip.Uri
+	for _, h := range m.GetHeaders("Record-Route") {
+		if rr, ok := h.(*sip.RecordRouteHeader); ok {
+			out = append(out, *rr.Address.Clone())
+		}
+	}
+	return out
+}
+
+func reverse(u []sip.Uri) []sip.Uri {
+	out := make([]sip.Uri, len(u))
+	for i := range u {
+		out[len(u)-1-i] = u[i]
+	}
+	return out
+}
+
+func headerValue(m interface{ GetHeader(string) sip.Header }, name string) string {
+	if h := m.GetHeader(name); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+func contentType(m interface{ GetHeader(string) sip.Header }) string {
+	if v := headerValue(m, "Content-Type"); v != "" {
+		return v
+	}
+	return "application/sdp"
+}
+
+// hasOption reports whether a comma-separated header (Supported, Require, Allow…) lists opt.
+func hasOption(m interface{ GetHeaders(string) []sip.Header }, name, opt string) bool {
+	for _, h := range m.GetHeaders(name) {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(v), opt) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,261 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// other returns the leg bridged to l, or nil.
+func (c *call) otherLocked(l *leg) *leg {
+	switch l {
+	case c.a:
+		return c.b
+	case c.b:
+		return c.a
+	}
+	return nil
+}
+
+// onInDialog handles requests within a dialog: BYE ends the call, the others (re-INVITE,
+// UPDATE, INFO, NOTIFY, MESSAGE) are relayed to the other leg with their bodies.
+func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	l := s.legByCallID(string(*req.CallID()))
+	if l == nil {
+		s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	c := l.c
+	c.mu.Lock()
+	if n := req.CSeq().SeqNo; n > l.remoteCSeq {
+		l.remoteCSeq = n
+	}
+	other := c.otherLocked(l)
+	answered := c.b != nil
+	c.mu.Unlock()
+	ctx, span := s.startTxSpan(l, req)
+	defer span.End()
+
+	if req.Method == sip.BYE {
+		_ = s.respond(l, tx, req, 200, "OK", nil, "")
+		markStatus(span, 200)
+		if !answered {
+			// A BYE on an early dialog: that fork (or the caller) gives up.
+			if l.dir == outbound {
+				c.forkEnded(l, "bye from "+l.id, 0)
+			} else {
+				c.cancel()
+			}
+			return
+		}
+		c.hangup(ctx, l, "bye from "+l.id)
+		return
+	}
+	if req.Method == sip.INVITE || req.Method == sip.UPDATE {
+		if ct := req.Contact(); ct != nil {
+			c.mu.Lock()
+			l.remoteTarget = *ct.Address.Clone()
+			if l.transport == "UDP" && len(l.routeSet) == 0 {
+				l.dest = targetDest(l.remoteTarget, nil, l.transport)
+			}
+			c.mu.Unlock()
+		}
+		if l.timer != nil {
+			l.timer.refreshed()
+		}
+	}
+	if other == nil {
+		s.reply(tx, req, 491, "Request Pending")
+		markStatus(span, 491)
+		return
+	}
+	if req.Method == sip.REFER {
+		// A phone's own transfer request: the B2BUA does transfers through the control API.
+		s.reply(tx, req, 501, "Not Implemented")
+		markStatus(span, 501)
+		return
+	}
+	code := s.relay(ctx, l, other, req, tx)
+	markStatus(span, code)
+}
+
+// relayHeaders are copied from a relayed request to the request on the other leg.
+var relayHeaders = []string{"Event", "Subscription-State", "Info-Package", "Content-Disposition", "Recv-Info"}
+
+// relay sends req's method and body on leg to, and answers from with to's final response.
+func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx sip.ServerTransaction) int {
+	c := from.c
+	out := s.inDialogRequest(to, req.Method, req.Body(), contentType(req))
+	for _, n := range relayHeaders {
+		for _, h := range req.GetHeaders(n) {
+			out.AppendHeader(sip.HeaderClone(h))
+		}
+	}
+	if req.Method == sip.INVITE {
+		c.mu.Lock()
+		to.reinviteSeq = out.CSeq().SeqNo
+		c.mu.Unlock()
+	}
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	defer cancel()
+	res, err := s.send(rctx, out, nil)
+	if err != nil {
+		f := transportFailure(err)
+		_ = s.respond(from, tx, req, f.status, f.reason, nil, "", f.headers()...)
+		return f.status
+	}
+	if req.Method == sip.INVITE && res.IsSuccess() {
+		_ = s.write(s.inDialogAck(to, nil))
+	}
+	if res.IsSuccess() && len(res.Body()) > 0 && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
+		c.mu.Lock()
+		to.remoteSDP = res.Body()
+		from.localSDP = res.Body()
+		if len(req.Body()) > 0 {
+			from.remoteSDP = req.Body()
+			to.localSDP = req.Body()
+		}
+		c.mu.Unlock()
+		c.holdEvents(from, req.Body())
+	}
+	var hdrs []sip.Header
+	if res.IsSuccess() && (req.Method == sip.INVITE || req.Method == sip.UPDATE) && from.timer != nil {
+		hdrs = append(hdrs, from.timer.header())
+	}
+	for _, n := range []string{"Event", "Subscription-State"} {
+		if h := res.GetHeader(n); h != nil {
+			hdrs = append(hdrs, sip.HeaderClone(h))
+		}
+	}
+	_ = s.respond(from, tx, req, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...)
+	return res.StatusCode
+}
+
+// holdEvents emits held/retrieved when a relayed offer changes the direction of leg l.
+func (c *call) holdEvents(l *leg, sdp []byte) {
+	if len(sdp) == 0 {
+		return
+	}
+	held := bytes.Contains(sdp, []byte("a=sendonly")) || bytes.Contains(sdp, []byte("a=inactive"))
+	c.mu.Lock()
+	changed := held != l.held
+	l.held = held
+	c.mu.Unlock()
+	if !changed {
+		return
+	}
+	if held {
+		c.event(EventLegHeld, l, nil)
+	} else {
+		c.event(EventLegRetrieved, l, nil)
+	}
+}
+
+// onAck consumes ACKs for 2xx: a late-offer SDP from A goes on to B's ACK.
+func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
+	l := s.legByCallID(string(*req.CallID()))
+	if l == nil {
+		return
+	}
+	if len(req.Body()) > 0 && l.ackCh != nil {
+		select {
+		case l.ackCh <- req.Body():
+		default:
+		}
+	}
+}
+
+// onCancel answers a CANCEL that matched no transaction (sipgo handles those that match).
+func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
+	s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
+}
+
+// onPrack answers PRACK for a reliable provisional response we sent (RFC 3262).
+func (s *Server) onPrack(req *sip.Request, tx sip.ServerTransaction) {
+	l := s.legByCallID(string(*req.CallID()))
+	if l == nil {
+		s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	rack := strings.Fields(headerValue(req, "RAck"))
+	c := l.c
+	c.mu.Lock()
+	var ch chan struct{}
+	if len(rack) == 3 && l.prackWait != nil {
+		for n, w := range l.prackWait {
+			if rack[0] == itoa(n) {
+				ch = w
+				delete(l.prackWait, n)
+			}
+		}
+	}
+	c.mu.Unlock()
+	if ch == nil {
+		s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
+		return
+	}
+	close(ch)
+	_ = s.respond(l, tx, req, 200, "OK", nil, "")
+}
+
+// reliableHeaders makes the next provisional response to leg a reliable (RFC 3262 §3).
+func (c *call) reliableHeaders(a *leg) []sip.Header {
+	c.mu.Lock()
+	a.rseq++
+	n := a.rseq
+	if a.prackWait == nil {
+		a.prackWait = map[uint32]chan struct{}{}
+	}
+	a.prackWait[n] = make(chan struct{})
+	c.mu.Unlock()
+	return []sip.Header{sip.NewHeader("Require", "100rel"), sip.NewHeader("RSeq", itoa(n))}
+}
+
+// hangup ends an answered call: BYE to every established leg except from.
+func (c *call) hangup(ctx context.Context, from *leg, cause string) {
+	s := c.s
+	c.mu.Lock()
+	if c.state == StateReleased {
+		c.mu.Unlock()
+		return
+	}
+	if c.b == nil {
+		// Not answered yet: runInbound finishes it.
+		c.mu.Unlock()
+		c.cancel()
+		return
+	}
+	c.state = StateReleased
+	c.cause = cause
+	legs := []*leg{c.a, c.b}
+	c.mu.Unlock()
+	for _, l := range legs {
+		if l == nil {
+			continue
+		}
+		if l.timer != nil {
+			l.timer.stop()
+		}
+		if l != from {
+			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			bye := s.inDialogRequest(l, sip.BYE, nil, "")
+			if res, err := s.send(bctx, bye, nil); err != nil {
+				s.log.Debug("BYE failed", "call", c.id, "leg", l.id, "error", err)
+			} else if !res.IsSuccess() {
+				s.log.Debug("BYE refused", "call", c.id, "leg", l.id, "status", res.StatusCode)
+			}
+			cancel()
+		}
+		c.mu.Lock()
+		l.state = StateReleased
+		l.cause = cause
+		c.mu.Unlock()
+		s.unregisterLeg(l)
+		c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause })
+		endLegSpan(l.span, 0, cause)
+	}
+	c.end(cause, 0)
+}

@@ -1,0 +1,456 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
+)
+
+// onInvite handles every INVITE: a new call, or a re-INVITE within a dialog.
+func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
+	if tag, _ := req.To().Params.Get("tag"); tag != "" {
+		s.onInDialog(req, tx)
+		return
+	}
+	// 100 Trying at once (RFC 3261 §8.2.6.1): stops retransmissions while we route.
+	s.reply(tx, req, 100, "Trying")
+
+	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
+		s.reply(tx, req, 483, "Too Many Hops")
+		return
+	}
+	dec, err := sips.DecideInbound(inboundOf(req))
+	if err != nil {
+		s.rejectInbound(req, tx, err)
+		return
+	}
+	if se, ok := sessionExpiresOf(req); ok && se < s.cfg.MinSE {
+		// RFC 4028 §8.1: too small an interval gets 422 with our Min-SE.
+		s.reply(tx, req, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
+		return
+	}
+	var caller *dn.DN
+	if s.cfg.Authenticator != nil {
+		var ok bool
+		if caller, ok = s.cfg.Authenticator.AuthorizeCall(context.Background(), req, tx); !ok {
+			return
+		}
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	c, a := s.newInboundCall(req, tx, dec, caller)
+	c.runInbound(a)
+}
+
+// rejectInbound answers a request whose URIs break the sips rules.
+func (s *Server) rejectInbound(req *sip.Request, tx sip.ServerTransaction, err error) {
+	switch {
+	case errors.Is(err, sips.ErrUnsupportedScheme):
+		s.reply(tx, req, 416, "Unsupported URI Scheme") // R18
+	case errors.Is(err, sips.ErrSIPSOverInsecure):
+		// R4/T6/P11: rather fail than be reached without TLS; 480 + Warning 380 (R19).
+		s.reply(tx, req, 480, "Temporarily Unavailable", sip.NewHeader("Warning", `380 sipsvc "SIPS Not Allowed"`))
+	case errors.Is(err, sips.ErrInconsistentContact):
+		s.reply(tx, req, 400, "Bad Request", withWarning(399, "sips Request-URI with a sip Contact (R21)"))
+	default:
+		s.reply(tx, req, 400, "Bad Request", withWarning(399, err.Error()))
+	}
+}
+
+func inboundOf(req *sip.Request) sips.Inbound {
+	in := sips.Inbound{RequestURI: req.Recipient, Transport: req.Transport()}
+	if rr := req.RecordRoute(); rr != nil {
+		u := rr.Address
+		in.TopRecordRoute = &u
+	}
+	if ct := req.Contact(); ct != nil {
+		u := ct.Address
+		in.Contact = &u
+	}
+	return in
+}
+
+// newInboundCall creates the call and its leg A from an INVITE.
+func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec sips.Decision, caller *dn.DN) (*call, *leg) {
+	c := &call{
+		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
+		caller: req.From().Address.User, dialed: req.Recipient.User,
+		cancelled: make(chan struct{}), done: make(chan struct{}),
+	}
+	c.ctx, c.span = s.startCallSpan(context.Background(), req, c)
+	a := &leg{id: "A", c: c, dir: inbound, dec: dec, state: StateRinging}
+	if caller != nil {
+		a.dn = caller.Number
+	}
+	a.callID = string(*req.CallID())
+	a.remoteTag, _ = req.From().Params.Get("tag")
+	a.localTag = sip.GenerateTagN(16)
+	a.remoteURI = *req.From().Address.Clone()
+	a.remoteDisplay = req.From().DisplayName
+	a.localURI = *req.To().Address.Clone()
+	a.localDisplay = req.To().DisplayName
+	if ct := req.Contact(); ct != nil {
+		a.remoteTarget = *ct.Address.Clone()
+	} else {
+		a.remoteTarget = *req.From().Address.Clone()
+	}
+	a.routeSet = recordRoutes(req)
+	a.remoteCSeq = req.CSeq().SeqNo
+	a.localCSeq = uint32(time.Now().UnixNano()&0x7fff) + 1
+	a.transport = strings.ToUpper(req.Transport())
+	a.peer = req.Source()
+	a.dest = s.dialogDest(a.transport, req.Source(), a.remoteTarget, a.routeSet)
+	a.localContact = s.contactFor(c.dialed, dec, "")
+	a.invite = req
+	a.serverTx = tx
+	a.remoteSDP = req.Body()
+	a.allow = headerValue(req, "Allow")
+	a.events = headerValue(req, "Allow-Events")
+	a.needs100rel = hasOption(req, "Require", "100rel")
+	a.ctx, a.span = s.startLegSpan(c, a, req)
+	c.a = a
+	s.addCall(c)
+	s.registerLeg(a)
+	tx.OnCancel(func(*sip.Request) { c.cancel() })
+	c.event(EventCallCreated, a, nil)
+	c.decided(a)
+	return c, a
+}
+
+// dialogDest picks where in-dialog requests to a peer go: over TCP/TLS the connection the
+// peer opened (RFC 3261 §18.2.2, R33, P7); over UDP the route set or remote target.
+func (s *Server) dialogDest(transport, source string, target sip.Uri, routes []sip.Uri) string {
+	if transport != "UDP" && source != "" && len(routes) == 0 {
+		return source
+	}
+	return targetDest(target, routes, transport)
+}
+
+// contactFor writes our Contact for a leg: user@our host, the leg's scheme, our port for the
+// transport the peer must use to reach us (TLS for sips, R3).
+func (s *Server) contactFor(user string, d sips.Decision, style dn.Style) sip.Uri {
+	tp := d.Transport
+	if d.Scheme == "sips" {
+		tp = "TLS"
+	}
+	la := s.local(tp)
+	if user == "" {
+		user = "sipsvc"
+	}
+	return sips.ContactURI(user, la.host, la.port, d, style)
+}
+
+// failure is why an originated attempt did not answer.
+type failure struct {
+	status  int
+	reason  string
+	cause   string // for the Reason header text
+	warning string
+}
+
+func (f failure) headers() []sip.Header {
+	var h []sip.Header
+	if f.cause != "" {
+		h = append(h, sip.NewHeader("Reason", fmt.Sprintf("SIP;cause=%d;text=%q", f.status, f.cause)))
+	}
+	if f.warning != "" {
+		h = append(h, sip.NewHeader("Warning", f.warning))
+	}
+	return h
+}
+
+// better reports whether f should replace the current best failure (RFC 3261 §16.7 step 6,
+// simplified: 6xx wins, then the first non-timeout 4xx/5xx).
+func (f failure) better(cur *failure) bool {
+	if cur == nil {
+		return true
+	}
+	if cur.status >= 600 {
+		return false
+	}
+	if f.status >= 600 {
+		return true
+	}
+	return cur.status == 408 || cur.status == 503 && f.status != 408
+}
+
+// runInbound routes the call and tries the targets until one answers, A cancels, or all fail.
+func (c *call) runInbound(a *leg) {
+	s := c.s
+	defer c.endSpanIfUnanswered()
+	rr := RouteRequest{
+		CallID: c.id, SIPCallID: a.callID, Caller: c.caller, CallerDisplay: a.remoteDisplay,
+		Dialed: c.dialed, RequestURI: a.invite.Recipient.String(), Inbound: a.decision(), Source: a.peer,
+		Headers: selectedHeaders(a.invite),
+	}
+	d := s.route(c.ctx, c, rr)
+	if d.Reject != nil {
+		reason := d.Reject.Reason
+		if reason == "" {
+			reason = statusText(d.Reject.Status)
+		}
+		f := failure{status: d.Reject.Status, reason: reason, cause: "rejected by " + d.Source}
+		var hdrs []sip.Header
+		if d.Reject.Status == 503 {
+			hdrs = append(hdrs, sip.NewHeader("Retry-After", "30"))
+		}
+		c.fail(a, f, hdrs...)
+		return
+	}
+	var best *failure
+	for _, t := range d.Targets {
+		if c.isCancelled() {
+			break
+		}
+		answered, f := c.tryTarget(a, t)
+		if answered {
+			return
+		}
+		if f != nil && f.better(best) {
+			best = f
+		}
+		if f != nil && f.status >= 600 {
+			break
+		}
+	}
+	if c.isCancelled() {
+		c.finish(a, "cancelled", 487)
+		return
+	}
+	if best == nil {
+		best = &failure{status: 480, reason: "Temporarily Unavailable", cause: "no target answered"}
+	}
+	c.fail(a, *best)
+}
+
+// fail sends the final failure to leg A and ends the call.
+func (c *call) fail(a *leg, f failure, extra ...sip.Header) {
+	if f.reason == "" {
+		f.reason = statusText(f.status)
+	}
+	hdrs := append(f.headers(), extra...)
+	if err := c.s.respond(a, a.serverTx, a.invite, f.status, f.reason, nil, "", hdrs...); err != nil {
+		c.s.log.Debug("final response to A failed", "call", c.id, "error", err)
+	}
+	c.finish(a, f.cause, f.status)
+}
+
+func selectedHeaders(req *sip.Request) map[string]string {
+	out := map[string]string{}
+	for _, n := range []string{"From", "To", "P-Asserted-Identity", "User-Agent", "Diversion", "Referred-By"} {
+		if v := headerValue(req, n); v != "" {
+			out[n] = v
+		}
+	}
+	return out
+}
+
+// spec is one place an originated leg goes.
+type spec struct {
+	uri        sip.Uri
+	number     string
+	d          dn.DN
+	registered bool
+	binding    dn.Binding
+}
+
+// resolve turns a target into the URIs to fork to (all live bindings of a self-registered DN).
+func (c *call) resolve(t Target) ([]spec, *failure) {
+	s := c.s
+	if t.DN != "" {
+		d, err := s.cfg.Directory.Lookup(c.ctx, t.DN)
+		if err != nil {
+			if errors.Is(err, dn.ErrNotFound) {
+				return nil, &failure{status: 404, reason: "Not Found", cause: "unknown DN " + t.DN}
+			}
+			return nil, &failure{status: 500, reason: "Server Internal Error", cause: "directory: " + err.Error()}
+		}
+		if d.Disabled {
+			return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "DN " + t.DN + " disabled"}
+		}
+		if !d.SelfRegistered() {
+			u, err := dn.ParseContact(d.Contact)
+			if err != nil {
+				return nil, &failure{status: 500, reason: "Server Internal Error", cause: "DN contact: " + err.Error()}
+			}
+			return []spec{{uri: u, number: d.Number, d: d}}, nil
+		}
+		bs, err := s.cfg.Directory.Bindings(c.ctx, d.Number)
+		if err != nil {
+			return nil, &failure{status: 500, reason: "Server Internal Error", cause: "bindings: " + err.Error()}
+		}
+		var out []spec
+		for _, b := range bs {
+			var u sip.Uri
+			if err := sip.ParseUri(b.Contact, &u); err != nil {
+				continue
+			}
+			out = append(out, spec{uri: u, number: d.Number, d: d, registered: true, binding: b})
+		}
+		if len(out) == 0 {
+			return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "DN " + t.DN + " not registered"}
+		}
+		return out, nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(t.URI, &u); err != nil || (u.Scheme != "sip" && u.Scheme != "sips") || u.Host == "" {
+		return nil, &failure{status: 404, reason: "Not Found", cause: "bad target URI " + t.URI}
+	}
+	return []spec{{uri: u, number: u.User}}, nil
+}
+
+// forkResult is a response or error from one originated leg.
+type forkResult struct {
+	l   *leg
+	res *sip.Response
+	err error
+}
+
+// tryTarget originates one leg per spec of t in parallel and waits for the first 2xx, the
+// ring timeout, A's CANCEL, or all of them failing.
+func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
+	s := c.s
+	specs, f := c.resolve(t)
+	if f != nil {
+		return false, f
+	}
+	timeout := t.Timeout
+	if timeout <= 0 {
+		timeout = s.cfg.RingTimeout
+	}
+	results := make(chan forkResult, 16)
+	var forks []*leg
+	var best *failure
+	for _, sp := range specs {
+		policy := t.Policy
+		if policy == dn.PolicyDefault {
+			policy = sp.d.Policy
+		}
+		if policy == dn.PolicyDefault {
+			policy = s.cfg.Policy
+		}
+		l, f := c.originate(a, sp, policy, results)
+		if f != nil {
+			if f.better(best) {
+				best = f
+			}
+			continue
+		}
+		forks = append(forks, l)
+	}
+	if len(forks) == 0 {
+		return false, best
+	}
+	ring := time.NewTimer(timeout)
+	defer ring.Stop()
+	pending := len(forks)
+	var winner *leg
+	for pending > 0 && winner == nil {
+		select {
+		case r := <-results:
+			if r.err != nil {
+				pending--
+				ff := transportFailure(r.err)
+				c.forkEnded(r.l, ff.cause, ff.status)
+				if ff.better(best) {
+					best = &ff
+				}
+				continue
+			}
+			switch {
+			case r.res.IsProvisional():
+				c.onProvisional(a, r.l, r.res)
+			case r.res.IsSuccess():
+				winner = r.l
+			default:
+				pending--
+				ff := failure{status: r.res.StatusCode, reason: r.res.Reason, cause: fmt.Sprintf("leg %s answered %d", r.l.id, r.res.StatusCode)}
+				if w := headerValue(r.res, "Warning"); w != "" {
+					ff.warning = w
+				}
+				c.forkEnded(r.l, ff.cause, ff.status)
+				if ff.better(best) {
+					best = &ff
+				}
+			}
+		case <-ring.C:
+			c.cancelForks(nil, "ring timeout")
+			c.drain(results, &pending)
+			return false, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout"}
+		case <-c.cancelled:
+			c.cancelForks(nil, "cancelled by caller")
+			c.drain(results, &pending)
+			return false, &failure{status: 487, reason: "Request Terminated", cause: "cancelled"}
+		}
+	}
+	if winner == nil {
+		return false, best
+	}
+	c.cancelForks(winner, "answered elsewhere")
+	if err := c.answer(a, winner, lastResponse(winner)); err != nil {
+		s.log.Warn("answer failed", "call", c.id, "error", err)
+	}
+	return true, nil
+}
+
+// drain waits briefly for cancelled forks to finish so their spans and events close.
+func (c *call) drain(results chan forkResult, pending *int) {
+	deadline := time.NewTimer(2 * time.Second)
+	defer deadline.Stop()
+	for *pending > 0 {
+		select {
+		case r := <-results:
+			if r.err != nil || !r.res.IsProvisional() {
+				*pending--
+				if r.err == nil && r.res.IsSuccess() {
+					// A 2xx raced our CANCEL: accept and hang up that leg (RFC 3261 §9.1).
+					c.ackAndBye(r.l, r.res)
+					c.forkEnded(r.l, "answered after cancel", r.res.StatusCode)
+					continue
+				}
+				code := 487
+				if r.res != nil {
+					code = r.res.StatusCode
+				}
+				c.forkEnded(r.l, "cancelled", code)
+			}
+		case <-deadline.C:
+			return
+		}
+	}
+}
+
+func transportFailure(err error) failure {
+	msg := err.Error()
+	switch {
+	case errors.Is(err, sip.ErrTransactionTimeout), errors.Is(err, context.DeadlineExceeded):
+		return failure{status: 408, reason: "Request Timeout", cause: "no response: " + short(msg)}
+	case strings.Contains(msg, "TLS handshake") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509"):
+		return failure{status: 503, reason: "Service Unavailable", cause: "TLS handshake failed: " + short(msg)}
+	case strings.Contains(msg, "refused"):
+		return failure{status: 503, reason: "Service Unavailable", cause: "connection refused"}
+	}
+	return failure{status: 503, reason: "Service Unavailable", cause: "transport error: " + short(msg)}
+}
+
+func short(s string) string {
+	if len(s) > 120 {
+		return s[:120]
+	}
+	return s
+}
+
+// lastResponse returns the 2xx stored on a winning leg.
+func lastResponse(l *leg) *sip.Response {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	return l.final
+}

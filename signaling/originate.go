@@ -1,0 +1,450 @@
+package signaling
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
+)
+
+// originate builds and sends the INVITE of a new outbound leg and starts a goroutine that
+// posts its responses to results.
+func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkResult) (*leg, *failure) {
+	s := c.s
+	d, err := sips.DecideOutbound(sips.Outbound{
+		Target: sp.uri, Registered: sp.registered, RegisteredSecure: sp.binding.Secure,
+		RegisteredTransport: sp.binding.Transport, Style: sp.d.Style,
+	})
+	if err != nil {
+		// R4: refuse to send rather than modify the request (RFC 3261 §19.1.5).
+		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
+	}
+	if r := sips.CheckPolicy(policy, a.dec.Scheme == "sips", d.Scheme == "sips"); r != nil {
+		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: strings.Replace(r.Warning, " ", " sipsvc ", 1)}
+	}
+	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, style: sp.d.Style, state: StateInitiating}
+	l.callID = sip.GenerateTagN(20) + "@" + s.local(d.Transport).host
+	l.localTag = sip.GenerateTagN(16)
+	target := sips.TargetURI(sp.uri, d, sp.d.Style)
+	l.remoteTarget = target
+	l.remoteURI = sip.Uri{Scheme: d.Scheme, User: target.User, Host: target.Host, Port: target.Port}
+	la := s.local(d.Transport)
+	l.localURI = sip.Uri{Scheme: d.Scheme, User: c.caller, Host: la.host}
+	l.localDisplay = a.remoteDisplay
+	l.localContact = s.contactFor(c.caller, d, sp.d.Style)
+	l.transport = d.Transport
+	l.dest = hostPort(target, d.Transport)
+	if sp.registered && d.Transport != "UDP" && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "" {
+		// R33/P7: reach a device that registered over TCP/TLS through its own connection.
+		l.dest = sp.binding.Source
+	}
+	l.peer = l.dest
+	l.localCSeq = 1
+	l.ackCh = make(chan []byte, 1)
+	s.verify.setSkip(target.Host, sp.d.InsecureSkipVerify)
+
+	inv := sip.NewRequest(sip.INVITE, target)
+	inv.AppendHeader(s.via(d.Transport))
+	mf := sip.MaxForwardsHeader(70)
+	if amf := a.invite.MaxForwards(); amf != nil {
+		mf = sip.MaxForwardsHeader(amf.Val() - 1) // decremented across the B2BUA
+	}
+	inv.AppendHeader(&mf)
+	from := &sip.FromHeader{DisplayName: l.localDisplay, Address: l.localURI, Params: sip.NewParams()}
+	from.Params.Add("tag", l.localTag)
+	inv.AppendHeader(from)
+	inv.AppendHeader(&sip.ToHeader{Address: l.remoteURI, Params: sip.NewParams()})
+	cid := sip.CallIDHeader(l.callID)
+	inv.AppendHeader(&cid)
+	inv.AppendHeader(&sip.CSeqHeader{SeqNo: l.localCSeq, MethodName: sip.INVITE})
+	inv.AppendHeader(&sip.ContactHeader{Address: l.localContact})
+	inv.AppendHeader(sip.NewHeader("Allow", allowed))
+	inv.AppendHeader(sip.NewHeader("Supported", "replaces, 100rel, timer"))
+	inv.AppendHeader(sip.NewHeader("Allow-Events", "talk, hold"))
+	inv.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(s.cfg.SessionExpires/time.Second))))
+	inv.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
+	inv.AppendHeader(sip.NewHeader("User-Agent", s.cfg.UserAgent))
+	body := a.remoteSDP
+	if len(body) > 0 {
+		inv.AppendHeader(sip.NewHeader("Content-Type", contentType(a.invite)))
+	}
+	inv.SetBody(body)
+	s.prepare(inv, l.transport, l.dest)
+	l.invite = inv
+	l.ctx, l.span = s.startLegSpan(c, l, inv)
+	if sp.d.Traceparent {
+		injectTraceparent(l.ctx, inv)
+	}
+
+	c.mu.Lock()
+	c.forks = append(c.forks, l)
+	c.mu.Unlock()
+	s.registerLeg(l)
+	c.decided(l)
+	c.recordLegRewrites(a, l, sp)
+
+	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
+	tx, err := s.client.TransactionRequest(ctx, inv, prebuilt)
+	if err != nil {
+		cancel()
+		f := transportFailure(err)
+		c.forkEnded(l, f.cause, f.status)
+		return nil, &f
+	}
+	s.countOut(inv)
+	c.mu.Lock()
+	l.clientTx = tx
+	c.mu.Unlock()
+	go func() {
+		defer cancel()
+		for {
+			select {
+			case res := <-tx.Responses():
+				s.countIn(res)
+				if res.StatusCode == 100 {
+					continue
+				}
+				if res.IsSuccess() {
+					c.mu.Lock()
+					first := l.final == nil
+					if first {
+						l.final = res
+					}
+					other := c.b != nil && c.b != l
+					c.mu.Unlock()
+					if !first {
+						continue // retransmitted 2xx; ACK was sent
+					}
+					if other {
+						c.ackAndBye(l, res)
+						continue
+					}
+				}
+				results <- forkResult{l: l, res: res}
+				if res.StatusCode >= 300 {
+					return
+				}
+			case <-tx.Done():
+				c.mu.Lock()
+				answered := l.final != nil
+				c.mu.Unlock()
+				if !answered {
+					if err := tx.Err(); err != nil {
+						results <- forkResult{l: l, err: err}
+					}
+				}
+				return
+			}
+		}
+	}()
+	return l, nil
+}
+
+// recordLegRewrites records, for the headers whose scheme or transport the new leg changes,
+// the value on leg A and the value on the new leg, with the rule behind the change.
+func (c *call) recordLegRewrites(a, l *leg, sp spec) {
+	up := l.dec.Scheme == "sips" && a.dec.Scheme != "sips"
+	down := l.dec.Scheme != "sips" && a.dec.Scheme == "sips"
+	rule := ""
+	switch {
+	case up:
+		rule = "R8" // device requires sips: R-URI, From, To, Contact become sips
+	case down:
+		rule = "R14" // per-leg policy: the documented exception to "never downgrade"
+	}
+	inv := l.invite
+	if rule != "" {
+		c.rewrite(l, "From", a.invite.From().Address.String(), inv.From().Address.String(), rule)
+		c.rewrite(l, "To", a.invite.To().Address.String(), inv.To().Address.String(), rule)
+		if ct := a.invite.Contact(); ct != nil {
+			c.rewrite(l, "Contact", ct.Address.String(), inv.Contact().Address.String(), rule)
+		}
+	}
+	// Request-URI: the configured target as it was, and as the leg writes it.
+	ruleURI := rule
+	if tp, ok := sp.uri.UriParams.Get("transport"); ok && strings.EqualFold(tp, "tls") && l.dec.Scheme == "sips" {
+		ruleURI = "R6" // transport=tls is never emitted on a sips URI
+	}
+	if l.dec.Rule == "P4" {
+		ruleURI = "P4"
+	}
+	if ruleURI != "" {
+		c.rewrite(l, "Request-URI", sp.uri.String(), inv.Recipient.String(), ruleURI)
+	}
+	av, lv := a.invite.Via(), inv.Via()
+	if av != nil && lv != nil && !strings.EqualFold(av.Transport, lv.Transport) {
+		r := rule
+		if r == "" {
+			r = l.dec.Rule
+		}
+		if l.dec.Transport == sips.TLS {
+			r = "R8"
+		}
+		c.rewrite(l, "Via", "SIP/2.0/"+strings.ToUpper(av.Transport), "SIP/2.0/"+lv.Transport, r)
+	}
+}
+
+// onProvisional relays a 18x from an originated leg to leg A and PRACKs it if B asked for
+// reliability (RFC 3262).
+func (c *call) onProvisional(a, l *leg, res *sip.Response) {
+	s := c.s
+	c.mu.Lock()
+	firstRing := l.state != StateRinging
+	l.state = StateRinging
+	if tag, _ := res.To().Params.Get("tag"); tag != "" {
+		l.remoteTag = tag
+	}
+	if ct := res.Contact(); ct != nil {
+		l.remoteTarget = *ct.Address.Clone()
+	}
+	if rr := recordRoutes(res); len(rr) > 0 {
+		l.routeSet = reverse(rr)
+	}
+	if len(res.Body()) > 0 {
+		l.remoteSDP = res.Body()
+	}
+	c.state = StateRinging
+	c.mu.Unlock()
+	if firstRing {
+		c.event(EventLegRinging, l, func(e *Event) { e.Status = res.StatusCode })
+	}
+	if hasOption(res, "Require", "100rel") {
+		go c.prack(l, res)
+	}
+	hdrs := []sip.Header{}
+	if a.needs100rel {
+		hdrs = append(hdrs, c.reliableHeaders(a)...)
+	}
+	if err := s.respond(a, a.serverTx, a.invite, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...); err != nil {
+		s.log.Debug("relay provisional failed", "call", c.id, "error", err)
+	}
+	if firstRing {
+		c.event(EventLegRinging, a, func(e *Event) { e.Status = res.StatusCode })
+	}
+}
+
+// prack acknowledges a reliable provisional response on an outbound leg (RFC 3262 §7.2).
+func (c *call) prack(l *leg, res *sip.Response) {
+	rseq := headerValue(res, "RSeq")
+	if rseq == "" {
+		return
+	}
+	cseq := res.CSeq()
+	req := c.s.inDialogRequest(l, sip.PRACK, nil, "")
+	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%s %d %s", strings.TrimSpace(rseq), cseq.SeqNo, cseq.MethodName)))
+	ctx, cancel := context.WithTimeout(l.ctx, 32*time.Second)
+	defer cancel()
+	if _, err := c.s.send(ctx, req, nil); err != nil {
+		c.s.log.Debug("PRACK failed", "call", c.id, "leg", l.id, "error", err)
+	}
+}
+
+// answer completes the call: ACK the winning leg, answer leg A with its SDP.
+func (c *call) answer(a, b *leg, res *sip.Response) error {
+	s := c.s
+	c.mu.Lock()
+	if tag, _ := res.To().Params.Get("tag"); tag != "" {
+		b.remoteTag = tag
+	}
+	if ct := res.Contact(); ct != nil {
+		b.remoteTarget = *ct.Address.Clone()
+	}
+	b.routeSet = reverse(recordRoutes(res))
+	if b.transport == "UDP" || len(b.routeSet) > 0 {
+		b.dest = targetDest(b.remoteTarget, b.routeSet, b.transport)
+	}
+	b.remoteSDP = res.Body()
+	b.allow = headerValue(res, "Allow")
+	b.events = headerValue(res, "Allow-Events")
+	b.state = StateTalking
+	b.localSDP = b.invite.Body()
+	c.b = b
+	forks := c.forks[:0]
+	for _, f := range c.forks {
+		if f != b {
+			forks = append(forks, f)
+		}
+	}
+	c.forks = forks
+	c.state = StateTalking
+	c.answered = time.Now()
+	a.state = StateTalking
+	a.localSDP = b.remoteSDP
+	lateOffer := len(a.invite.Body()) == 0
+	c.mu.Unlock()
+
+	if !lateOffer {
+		if err := s.write(s.inDialogAck(b, nil)); err != nil {
+			s.log.Warn("ACK to B failed", "call", c.id, "error", err)
+		}
+	}
+	// Session timers (RFC 4028) on both legs.
+	hdrs := c.setupTimers(a, b, res)
+	hdrs = append(hdrs,
+		sip.NewHeader("Allow", allowed),
+		sip.NewHeader("Supported", "replaces, 100rel, timer"),
+		sip.NewHeader("Allow-Events", "talk, hold, conference"))
+	if ct := res.Contact(); ct != nil {
+		rule := "R10"
+		if a.dec.Scheme == "sips" {
+			rule = "R22"
+		}
+		if ct.Address.Scheme != a.localContact.Scheme {
+			c.rewrite(a, "Contact", ct.Address.String(), a.localContact.String(), rule)
+		}
+	}
+	err := s.respond(a, a.serverTx, a.invite, 200, "OK", res.Body(), contentType(res), hdrs...)
+	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
+	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
+	markAnswered(b.span, 200)
+	if lateOffer {
+		go func() {
+			select {
+			case sdp := <-a.ackCh:
+				_ = s.write(s.inDialogAck(b, sdp))
+			case <-time.After(32 * time.Second):
+				c.hangup(context.Background(), nil, "no ACK from caller")
+			case <-c.done:
+			}
+		}()
+	}
+	go c.watchAck(a)
+	return err
+}
+
+// watchAck ends the call when leg A never ACKs our 2xx (RFC 3261 §13.3.1.4).
+func (c *call) watchAck(a *leg) {
+	select {
+	case <-a.serverTx.Done():
+	case <-c.done:
+	}
+}
+
+// inDialogAck builds the ACK for a 2xx on an outbound leg: CSeq of the INVITE (§13.2.2.4).
+func (s *Server) inDialogAck(l *leg, body []byte) *sip.Request {
+	ack := s.inDialogRequest(l, sip.ACK, body, "application/sdp")
+	l.c.mu.Lock()
+	seq := l.invite.CSeq().SeqNo
+	if l.reinviteSeq != 0 {
+		seq = l.reinviteSeq
+	}
+	l.c.mu.Unlock()
+	ack.CSeq().SeqNo = seq
+	return ack
+}
+
+// ackAndBye accepts a 2xx we no longer want and ends that leg.
+func (c *call) ackAndBye(l *leg, res *sip.Response) {
+	s := c.s
+	c.mu.Lock()
+	if tag, _ := res.To().Params.Get("tag"); tag != "" {
+		l.remoteTag = tag
+	}
+	if ct := res.Contact(); ct != nil {
+		l.remoteTarget = *ct.Address.Clone()
+	}
+	l.routeSet = reverse(recordRoutes(res))
+	if l.transport == "UDP" || len(l.routeSet) > 0 {
+		l.dest = targetDest(l.remoteTarget, l.routeSet, l.transport)
+	}
+	c.mu.Unlock()
+	_ = s.write(s.inDialogAck(l, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = s.send(ctx, s.inDialogRequest(l, sip.BYE, nil, ""), nil)
+}
+
+// cancelForks CANCELs every unanswered outbound leg except keep.
+func (c *call) cancelForks(keep *leg, cause string) {
+	c.mu.Lock()
+	var todo []*leg
+	for _, f := range c.forks {
+		if f != keep && f.final == nil {
+			todo = append(todo, f)
+		}
+	}
+	c.mu.Unlock()
+	for _, f := range todo {
+		go c.sendCancel(f)
+		f.cause = cause
+	}
+}
+
+// sendCancel sends CANCEL for an outbound INVITE (RFC 3261 §9.1): same branch, R-URI,
+// Call-ID, From, To and CSeq number.
+func (c *call) sendCancel(l *leg) {
+	s := c.s
+	inv := l.invite
+	cancelReq := sip.NewRequest(sip.CANCEL, *inv.Recipient.Clone())
+	cancelReq.AppendHeader(sip.HeaderClone(inv.Via()))
+	for _, h := range inv.GetHeaders("Route") {
+		cancelReq.AppendHeader(sip.HeaderClone(h))
+	}
+	mf := sip.MaxForwardsHeader(70)
+	cancelReq.AppendHeader(&mf)
+	cancelReq.AppendHeader(sip.HeaderClone(inv.From()))
+	cancelReq.AppendHeader(sip.HeaderClone(inv.To()))
+	cancelReq.AppendHeader(sip.HeaderClone(inv.CallID()))
+	cancelReq.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
+	cancelReq.SetBody(nil)
+	s.prepare(cancelReq, l.transport, inv.Destination())
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.send(ctx, cancelReq, nil); err != nil {
+		s.log.Debug("CANCEL failed", "call", c.id, "leg", l.id, "error", err)
+	}
+}
+
+// forkEnded closes an outbound leg that did not (or no longer) take part in the call.
+func (c *call) forkEnded(l *leg, cause string, status int) {
+	c.mu.Lock()
+	if l.state == StateReleased {
+		c.mu.Unlock()
+		return
+	}
+	l.state = StateReleased
+	if l.cause == "" {
+		l.cause = cause
+	}
+	cause = l.cause
+	c.mu.Unlock()
+	c.s.unregisterLeg(l)
+	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause; e.Status = status })
+	endLegSpan(l.span, status, cause)
+}
+
+// finish ends a call that never got answered, after leg A got its final response.
+func (c *call) finish(a *leg, cause string, status int) {
+	c.mu.Lock()
+	forks := append([]*leg(nil), c.forks...)
+	c.cause = cause
+	c.state = StateReleased
+	a.state = StateReleased
+	a.cause = cause
+	c.mu.Unlock()
+	for _, f := range forks {
+		c.forkEnded(f, cause, status)
+	}
+	c.s.unregisterLeg(a)
+	c.event(EventLegReleased, a, func(e *Event) { e.Cause = cause; e.Status = status })
+	endLegSpan(a.span, status, cause)
+	c.end(cause, status)
+}
+
+// end closes the call once: removes it, ends the root span, emits call_ended.
+func (c *call) end(cause string, status int) {
+	c.endOnce.Do(func() {
+		close(c.done)
+		c.s.removeCall(c)
+		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
+		endCallSpan(c.span, status, cause)
+	})
+}
+
+func (c *call) endSpanIfUnanswered() {}

@@ -1,0 +1,457 @@
+package signaling
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// Config configures a Server. Directory is required; everything else has a default.
+type Config struct {
+	// Hostname is written in Via, Contact and From of originated legs. Empty: the first
+	// listener's IP, or 127.0.0.1 when it is a wildcard.
+	Hostname string
+	// ServerTLS is the TLS configuration of TLS listeners (certificate, client auth).
+	ServerTLS *tls.Config
+	// ClientTLS is the base TLS configuration for outbound TLS (root CAs). Per-DN
+	// insecure_skip_verify is applied on top of it.
+	ClientTLS *tls.Config
+	// Policy is the global sips policy (per-leg or strict); a DN or a target may override it.
+	Policy dn.Policy
+	// RingTimeout bounds ringing of an originated leg. Default 60s.
+	RingTimeout time.Duration
+	// SessionExpires and MinSE are the RFC 4028 values. Defaults 1800s and 90s.
+	SessionExpires time.Duration
+	MinSE          time.Duration
+	// UserAgent is written in User-Agent and Server headers. Default "sipsvc".
+	UserAgent string
+
+	// Directory resolves DNs and bindings (required).
+	Directory Directory
+	// Router decides targets; nil means the built-in router (dialed user part → DN).
+	Router Router
+	// RoutingTimeout is the deadline of one Router call. Default 1s.
+	RoutingTimeout time.Duration
+	// FallbackDNs are tried, in order, when Router fails or times out.
+	FallbackDNs []string
+	// Registrar serves REGISTER; nil answers 405.
+	Registrar Registrar
+	// Authenticator authorizes new calls; nil lets every call through.
+	Authenticator Authenticator
+	// Observers receive every event.
+	Observers []Observer
+	// Metrics receives hot-path counts; nil records none.
+	Metrics Metrics
+	// TracerProvider makes the call, leg and transaction spans; nil means no tracing.
+	TracerProvider trace.TracerProvider
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Listeners are sockets a Server serves, created by the caller (tests pass :0 listeners).
+type Listeners struct {
+	UDP []net.PacketConn
+	TCP []net.Listener
+	// TLS listeners are plain TCP listeners: the server wraps them with Config.ServerTLS.
+	TLS []net.Listener
+}
+
+// Server is the B2BUA. Create it with New and run it with Serve.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	tracer trace.Tracer
+
+	ua     *sipgo.UserAgent
+	srv    *sipgo.Server
+	client *sipgo.Client
+
+	// verify holds per-host TLS verification overrides for outbound legs (insecure_skip_verify).
+	verify *verifyPolicy
+
+	mu sync.Mutex // guards the fields below
+	// calls by sipsvc call id; legs by SIP Call-ID (each leg has its own Call-ID).
+	calls map[string]*call
+	legs  map[string]*leg
+	// advertised listen addresses per transport ("UDP", "TCP", "TLS").
+	listen map[string]listenAddr
+	seq    uint64
+
+	wg sync.WaitGroup // call goroutines
+}
+
+type listenAddr struct {
+	host string
+	port int
+	ip   net.IP
+}
+
+// New builds a Server. It does not listen: call Serve.
+func New(cfg Config) (*Server, error) {
+	if cfg.Directory == nil {
+		return nil, errors.New("signaling: Config.Directory is required")
+	}
+	if cfg.Policy == dn.PolicyDefault {
+		cfg.Policy = dn.PolicyPerLeg
+	}
+	if cfg.RingTimeout <= 0 {
+		cfg.RingTimeout = 60 * time.Second
+	}
+	if cfg.SessionExpires <= 0 {
+		cfg.SessionExpires = 1800 * time.Second
+	}
+	if cfg.MinSE <= 0 {
+		cfg.MinSE = 90 * time.Second
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "sipsvc"
+	}
+	if cfg.RoutingTimeout <= 0 {
+		cfg.RoutingTimeout = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
+	s := &Server{
+		cfg:    cfg,
+		log:    cfg.Logger,
+		tracer: cfg.TracerProvider.Tracer("github.com/sipsvc/sipsvc/signaling"),
+		calls:  map[string]*call{},
+		legs:   map[string]*leg{},
+		listen: map[string]listenAddr{},
+	}
+	s.verify = newVerifyPolicy(cfg.ClientTLS, cfg.Metrics)
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent(cfg.UserAgent),
+		sipgo.WithUserAgenTLSConfig(s.verify.clientConfig()),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quietLogger(cfg.Logger))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quietLogger(cfg.Logger))),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("signaling: user agent: %w", err)
+	}
+	s.ua = ua
+	s.srv, err = sipgo.NewServer(ua, sipgo.WithServerLogger(quietLogger(cfg.Logger)))
+	if err != nil {
+		return nil, fmt.Errorf("signaling: server: %w", err)
+	}
+	s.client, err = sipgo.NewClient(ua, sipgo.WithClientLogger(quietLogger(cfg.Logger)))
+	if err != nil {
+		return nil, fmt.Errorf("signaling: client: %w", err)
+	}
+	s.routes()
+	return s, nil
+}
+
+// quietLogger raises sipgo's own logging to warnings: its debug lines are per message.
+func quietLogger(l *slog.Logger) *slog.Logger {
+	return slog.New(levelFilter{h: l.Handler(), min: slog.LevelWarn}).With("component", "sipgo")
+}
+
+type levelFilter struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.h.Enabled(ctx, l)
+}
+func (f levelFilter) Handle(ctx context.Context, r slog.Record) error { return f.h.Handle(ctx, r) }
+func (f levelFilter) WithAttrs(a []slog.Attr) slog.Handler {
+	return levelFilter{h: f.h.WithAttrs(a), min: f.min}
+}
+func (f levelFilter) WithGroup(n string) slog.Handler {
+	return levelFilter{h: f.h.WithGroup(n), min: f.min}
+}
+
+func (s *Server) routes() {
+	s.srv.OnInvite(s.guard(s.onInvite))
+	s.srv.OnAck(s.guard(s.onAck))
+	s.srv.OnCancel(s.guard(s.onCancel))
+	s.srv.OnBye(s.guard(s.onInDialog))
+	s.srv.OnUpdate(s.guard(s.onInDialog))
+	s.srv.OnInfo(s.guard(s.onInDialog))
+	s.srv.OnNotify(s.guard(s.onInDialog))
+	s.srv.OnRefer(s.guard(s.onInDialog))
+	s.srv.OnMessage(s.guard(s.onInDialog))
+	s.srv.OnPrack(s.guard(s.onPrack))
+	s.srv.OnOptions(s.guard(s.onOptions))
+	s.srv.OnRegister(s.guard(s.onRegister))
+	s.srv.OnSubscribe(s.guard(s.onNotAllowed))
+	s.srv.OnPublish(s.guard(s.onNotAllowed))
+	s.srv.OnNoRoute(s.guard(s.onNotAllowed))
+}
+
+// guard counts the request, checks the headers every request needs, and turns a panic into a
+// 500 so that no panic reaches the network loop.
+func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		defer func() {
+			if r := recover(); r != nil {
+				s.log.Error("panic in SIP handler", "method", req.Method, "panic", r)
+				if !req.IsAck() {
+					_ = tx.Respond(sip.NewResponseFromRequest(req, 500, "Server Internal Error", nil))
+				}
+			}
+		}()
+		if m := s.cfg.Metrics; m != nil {
+			m.MessageIn(string(req.Method), 0, req.Transport())
+		}
+		if err := validateRequest(req); err != nil {
+			if !req.IsAck() {
+				s.reply(tx, req, 400, "Bad Request", withWarning(399, err.Error()))
+			}
+			return
+		}
+		h(req, tx)
+	}
+}
+
+// validateRequest checks what RFC 3261 §8.1.1 requires of every request.
+func validateRequest(req *sip.Request) error {
+	switch {
+	case req.From() == nil:
+		return errors.New("missing From")
+	case req.To() == nil:
+		return errors.New("missing To")
+	case req.CallID() == nil || *req.CallID() == "":
+		return errors.New("missing Call-ID")
+	case req.CSeq() == nil:
+		return errors.New("missing CSeq")
+	case req.Via() == nil:
+		return errors.New("missing Via")
+	case req.CSeq().MethodName != req.Method:
+		return errors.New("CSeq method does not match request method")
+	}
+	return nil
+}
+
+// Serve serves the given listeners until ctx is cancelled, then closes them and returns nil.
+func (s *Server) Serve(ctx context.Context, l Listeners) error {
+	if len(l.UDP)+len(l.TCP)+len(l.TLS) == 0 {
+		return errors.New("signaling: no listeners")
+	}
+	errc := make(chan error, len(l.UDP)+len(l.TCP)+len(l.TLS))
+	var closers []func() error
+	for _, c := range l.UDP {
+		s.addListen("UDP", c.LocalAddr())
+		closers = append(closers, c.Close)
+	}
+	for _, c := range l.TCP {
+		s.addListen("TCP", c.Addr())
+		closers = append(closers, c.Close)
+	}
+	for _, c := range l.TLS {
+		s.addListen("TLS", c.Addr())
+		closers = append(closers, c.Close)
+	}
+	for _, c := range l.UDP {
+		c := c
+		go func() { errc <- s.srv.ServeUDP(c) }()
+	}
+	for _, c := range l.TCP {
+		c := c
+		go func() { errc <- s.srv.ServeTCP(c) }()
+	}
+	for _, c := range l.TLS {
+		if s.cfg.ServerTLS == nil {
+			return errors.New("signaling: TLS listener without Config.ServerTLS")
+		}
+		tl := tls.NewListener(c, s.verify.serverConfig(s.cfg.ServerTLS))
+		go func() { errc <- s.srv.ServeTLS(tl) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if errors.Is(err, net.ErrClosed) {
+			err = nil
+		}
+	}
+	for _, c := range closers {
+		_ = c()
+	}
+	s.shutdownCalls()
+	s.wg.Wait()
+	_ = s.ua.Close()
+	if err != nil {
+		return fmt.Errorf("signaling: serve: %w", err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on the given addresses and serves until ctx is cancelled.
+func (s *Server) ListenAndServe(ctx context.Context, udp, tcp, tlsAddrs []string) error {
+	var l Listeners
+	closeAll := func() {
+		for _, c := range l.UDP {
+			c.Close()
+		}
+		for _, c := range l.TCP {
+			c.Close()
+		}
+		for _, c := range l.TLS {
+			c.Close()
+		}
+	}
+	var lc net.ListenConfig
+	for _, a := range udp {
+		c, err := lc.ListenPacket(ctx, "udp", a)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen udp %s: %w", a, err)
+		}
+		l.UDP = append(l.UDP, c)
+	}
+	for _, a := range tcp {
+		c, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen tcp %s: %w", a, err)
+		}
+		l.TCP = append(l.TCP, c)
+	}
+	for _, a := range tlsAddrs {
+		c, err := lc.Listen(ctx, "tcp", a)
+		if err != nil {
+			closeAll()
+			return fmt.Errorf("listen tls %s: %w", a, err)
+		}
+		l.TLS = append(l.TLS, c)
+	}
+	for _, c := range l.UDP {
+		s.log.Info("SIP listening", "transport", "udp", "addr", c.LocalAddr().String())
+	}
+	for _, c := range l.TCP {
+		s.log.Info("SIP listening", "transport", "tcp", "addr", c.Addr().String())
+	}
+	for _, c := range l.TLS {
+		s.log.Info("SIP listening", "transport", "tls", "addr", c.Addr().String())
+	}
+	return s.Serve(ctx, l)
+}
+
+func (s *Server) addListen(transport string, a net.Addr) {
+	host, portStr, _ := net.SplitHostPort(a.String())
+	port, _ := strconv.Atoi(portStr)
+	ip := net.ParseIP(host)
+	adv := s.cfg.Hostname
+	if adv == "" {
+		adv = host
+		if ip == nil || ip.IsUnspecified() {
+			adv = "127.0.0.1"
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.listen[transport]; !ok {
+		s.listen[transport] = listenAddr{host: adv, port: port, ip: ip}
+	}
+}
+
+// local returns our advertised host and port for a transport.
+func (s *Server) local(transport string) listenAddr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if a, ok := s.listen[strings.ToUpper(transport)]; ok {
+		return a
+	}
+	for _, t := range []string{"TLS", "TCP", "UDP"} {
+		if a, ok := s.listen[t]; ok {
+			return a
+		}
+	}
+	return listenAddr{host: "127.0.0.1", port: 5060}
+}
+
+// reply answers a request statelessly with respect to calls.
+func (s *Server) reply(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	s.addServerHeader(res)
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond failed", "code", code, "error", err)
+		return
+	}
+	s.countOut(res)
+}
+
+func (s *Server) addServerHeader(res *sip.Response) {
+	if res.GetHeader("Server") == nil {
+		res.AppendHeader(sip.NewHeader("Server", s.cfg.UserAgent))
+	}
+}
+
+func (s *Server) countOut(m sip.Message) {
+	if s.cfg.Metrics == nil {
+		return
+	}
+	switch v := m.(type) {
+	case *sip.Request:
+		s.cfg.Metrics.MessageOut(string(v.Method), 0, v.Transport())
+	case *sip.Response:
+		method := ""
+		if c := v.CSeq(); c != nil {
+			method = string(c.MethodName)
+		}
+		s.cfg.Metrics.MessageOut(method, v.StatusCode, v.Transport())
+	}
+}
+
+func withWarning(code int, text string) sip.Header {
+	return sip.NewHeader("Warning", fmt.Sprintf("%d sipsvc %q", code, text))
+}
+
+// Allowed lists the methods sipsvc handles, for Allow headers.
+const allowed = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, NOTIFY, PRACK, REFER, MESSAGE, REGISTER"
+
+func (s *Server) onOptions(req *sip.Request, tx sip.ServerTransaction) {
+	s.reply(tx, req, 200, "OK",
+		sip.NewHeader("Allow", allowed),
+		sip.NewHeader("Supported", "replaces, 100rel, timer"),
+		sip.NewHeader("Accept", "application/sdp"),
+		sip.NewHeader("Allow-Events", "talk, hold"))
+}
+
+func (s *Server) onNotAllowed(req *sip.Request, tx sip.ServerTransaction) {
+	s.reply(tx, req, 405, "Method Not Allowed", sip.NewHeader("Allow", allowed))
+}
+
+func (s *Server) onRegister(req *sip.Request, tx sip.ServerTransaction) {
+	if s.cfg.Registrar == nil {
+		s.onNotAllowed(req, tx)
+		return
+	}
+	s.cfg.Registrar.ServeRegister(context.Background(), req, tx)
+}
+
+func (s *Server) observe(ctx context.Context, ev Event) {
+	if ev.Time.IsZero() {
+		ev.Time = time.Now()
+	}
+	for _, o := range s.cfg.Observers {
+		o.Observe(ctx, ev)
+	}
+}
+
+// AddObserver adds an observer; call it before Serve.
+func (s *Server) AddObserver(o Observer) { s.cfg.Observers = append(s.cfg.Observers, o) }

@@ -1,0 +1,172 @@
+package signaling
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+)
+
+// sessionTimer runs RFC 4028 on one leg: either we refresh the session every interval/2, or
+// we expect the peer to and end the call when no refresh comes in time.
+type sessionTimer struct {
+	c         *call
+	l         *leg
+	interval  time.Duration
+	weRefresh bool
+
+	mu      sync.Mutex // guards t and stopped
+	t       *time.Timer
+	stopped bool
+}
+
+// sessionExpiresOf parses Session-Expires (or its compact form x) in seconds.
+func sessionExpiresOf(m interface{ GetHeader(string) sip.Header }) (time.Duration, bool) {
+	v := headerValue(m, "Session-Expires")
+	if v == "" {
+		v = headerValue(m, "x")
+	}
+	if v == "" {
+		return 0, false
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+func refresherOf(m interface{ GetHeader(string) sip.Header }) string {
+	v := headerValue(m, "Session-Expires")
+	if v == "" {
+		v = headerValue(m, "x")
+	}
+	for _, p := range strings.Split(v, ";")[1:] {
+		kv := strings.SplitN(strings.TrimSpace(p), "=", 2)
+		if len(kv) == 2 && strings.EqualFold(kv[0], "refresher") {
+			return strings.ToLower(kv[1])
+		}
+	}
+	return ""
+}
+
+// setupTimers starts session timers on both legs after answer and returns the headers for
+// leg A's 2xx (the seed's example: Session-Expires: 1800;refresher=uas).
+func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
+	var hdrs []sip.Header
+	se, ok := sessionExpiresOf(a.invite)
+	if ok || hasOption(a.invite, "Supported", "timer") {
+		if !ok {
+			se = c.s.cfg.SessionExpires
+		}
+		if se < c.s.cfg.MinSE {
+			se = c.s.cfg.MinSE
+		}
+		weRefresh := refresherOf(a.invite) != "uac"
+		a.timer = c.newTimer(a, se, weRefresh)
+		hdrs = append(hdrs, a.timer.header())
+		if !weRefresh {
+			hdrs = append(hdrs, sip.NewHeader("Require", "timer"))
+		}
+	}
+	if bse, ok := sessionExpiresOf(res); ok {
+		b.timer = c.newTimer(b, bse, refresherOf(res) != "uas")
+	}
+	return hdrs
+}
+
+func (c *call) newTimer(l *leg, interval time.Duration, weRefresh bool) *sessionTimer {
+	t := &sessionTimer{c: c, l: l, interval: interval, weRefresh: weRefresh}
+	t.arm()
+	return t
+}
+
+// header is the Session-Expires header for a 2xx on this leg (we are UAS on leg A).
+func (t *sessionTimer) header() sip.Header {
+	ref := "uac"
+	if t.weRefresh == (t.l.dir == inbound) {
+		ref = "uas"
+	}
+	return sip.NewHeader("Session-Expires", strconv.Itoa(int(t.interval/time.Second))+";refresher="+ref)
+}
+
+func (t *sessionTimer) arm() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.stopped {
+		return
+	}
+	if t.t != nil {
+		t.t.Stop()
+	}
+	if t.weRefresh {
+		t.t = time.AfterFunc(t.interval/2, t.refresh)
+		return
+	}
+	// RFC 4028 §10: BYE at interval - min(32s, interval/3) without a refresh.
+	grace := t.interval / 3
+	if grace > 32*time.Second {
+		grace = 32 * time.Second
+	}
+	t.t = time.AfterFunc(t.interval-grace, t.expire)
+}
+
+// refreshed is called when the peer refreshed the session.
+func (t *sessionTimer) refreshed() {
+	if !t.weRefresh {
+		t.arm()
+	}
+}
+
+func (t *sessionTimer) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.stopped = true
+	if t.t != nil {
+		t.t.Stop()
+	}
+}
+
+func (t *sessionTimer) expire() {
+	t.c.s.log.Info("session timer expired", "call", t.c.id, "leg", t.l.id)
+	t.c.hangup(context.Background(), nil, "session timer expired on leg "+t.l.id)
+}
+
+// refresh sends UPDATE (when the peer allows it) or a re-INVITE with the last SDP we sent.
+func (t *sessionTimer) refresh() {
+	s, l, c := t.c.s, t.l, t.c
+	method := sip.INVITE
+	if strings.Contains(strings.ToUpper(l.allow), "UPDATE") {
+		method = sip.UPDATE
+	}
+	c.mu.Lock()
+	sdp := l.localSDP
+	c.mu.Unlock()
+	var body []byte
+	if method == sip.INVITE {
+		body = sdp
+	}
+	req := s.inDialogRequest(l, method, body, "application/sdp")
+	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(t.interval/time.Second))+";refresher="+map[bool]string{true: "uac", false: "uas"}[true]))
+	if method == sip.INVITE {
+		c.mu.Lock()
+		l.reinviteSeq = req.CSeq().SeqNo
+		c.mu.Unlock()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
+	defer cancel()
+	res, err := s.send(ctx, req, nil)
+	if err != nil || res.StatusCode == 408 || res.StatusCode == 481 {
+		t.c.hangup(context.Background(), nil, "session refresh failed on leg "+l.id)
+		return
+	}
+	if method == sip.INVITE && res.IsSuccess() {
+		_ = s.write(s.inDialogAck(l, nil))
+	}
+	t.arm()
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }

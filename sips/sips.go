@@ -1,0 +1,247 @@
+package sips
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// Transports as written in Via and used by sipgo.
+const (
+	UDP = "UDP"
+	TCP = "TCP"
+	TLS = "TLS"
+)
+
+// Decision is the scheme and transport of one leg, with the reason and rule behind it.
+type Decision struct {
+	// Scheme is "sips" or "sip" as written in the leg's URIs.
+	Scheme string
+	// Transport is UDP, TCP or TLS.
+	Transport string
+	// Secure is the dialog secure flag (R25): a SIPS URI over TLS.
+	Secure bool
+	// Reason is a short human-readable reason, e.g. "request-uri sips".
+	Reason string
+	// Rule is the SIPS.md rule id, e.g. "R22".
+	Rule string
+}
+
+// Errors returned by the inbound checks. Each says which response to send.
+var (
+	// ErrUnsupportedScheme: the Request-URI is neither sip: nor sips: (R18, 416).
+	ErrUnsupportedScheme = errors.New("sips: unsupported URI scheme (R18)")
+	// ErrSIPSOverInsecure: a sips: Request-URI arrived over UDP or TCP (R4, T6, P11): 480 + Warning 380.
+	ErrSIPSOverInsecure = errors.New("sips: sips Request-URI over a non-TLS transport (R4, T6)")
+	// ErrInconsistentContact: a sips: Request-URI with a sip: Contact (R21): 400.
+	ErrInconsistentContact = errors.New("sips: sips Request-URI with a sip Contact (R21)")
+	// ErrSIPSOverUDP: a sips: target asks for transport=udp (R4): refuse to send.
+	ErrSIPSOverUDP = errors.New("sips: sips target with transport=udp (R4)")
+)
+
+// IsSIPS reports whether u is a SIPS URI. Scheme detection is on the scheme only (R1, R2).
+func IsSIPS(u *sip.Uri) bool { return strings.EqualFold(u.Scheme, "sips") }
+
+// Inbound is what the inbound leg's decision is made from.
+type Inbound struct {
+	RequestURI sip.Uri
+	// TopRecordRoute is the first Record-Route URI, nil when there is none.
+	TopRecordRoute *sip.Uri
+	// Contact is the Contact URI, nil when there is none.
+	Contact *sip.Uri
+	// Transport is the transport the request arrived on.
+	Transport string
+}
+
+// DecideInbound makes the inbound leg's decision (sipsvc is UAS) and checks the request's
+// URIs for consistency. A returned error names the rule and the response to give.
+func DecideInbound(in Inbound) (Decision, error) {
+	scheme := strings.ToLower(in.RequestURI.Scheme)
+	if scheme != "sip" && scheme != "sips" {
+		return Decision{}, ErrUnsupportedScheme
+	}
+	tp := strings.ToUpper(in.Transport)
+	if scheme == "sips" {
+		if tp != TLS {
+			return Decision{}, ErrSIPSOverInsecure
+		}
+		if in.Contact != nil && !IsSIPS(in.Contact) {
+			return Decision{}, ErrInconsistentContact
+		}
+		return Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "request-uri sips", Rule: "R22"}, nil
+	}
+	// R22: a sips top Record-Route (or a sips Contact when there is no Record-Route) also
+	// makes the response Contact sips.
+	if in.TopRecordRoute != nil {
+		if IsSIPS(in.TopRecordRoute) {
+			return Decision{Scheme: "sips", Transport: tp, Secure: tp == TLS, Reason: "record-route sips", Rule: "R22"}, nil
+		}
+	} else if in.Contact != nil && IsSIPS(in.Contact) {
+		return Decision{Scheme: "sips", Transport: tp, Secure: tp == TLS, Reason: "contact sips", Rule: "R22"}, nil
+	}
+	if tp == TLS {
+		// R7: sip: over TLS is best-effort TLS, not SIPS; never upgrade the reply Contact.
+		return Decision{Scheme: "sip", Transport: TLS, Reason: "request-uri sip over tls (best-effort)", Rule: "R7"}, nil
+	}
+	return Decision{Scheme: "sip", Transport: tp, Reason: "request-uri sip", Rule: "R7"}, nil
+}
+
+// Outbound is what an originated leg's decision is made from.
+type Outbound struct {
+	// Target is the URI to call: a DN's fixed contact, a registered binding, or a router URI.
+	Target sip.Uri
+	// Registered is true when Target is a binding of a self-registered DN.
+	Registered bool
+	// RegisteredSecure is true when that binding was made with sips (T4).
+	RegisteredSecure bool
+	// RegisteredTransport is the transport the binding registered on.
+	RegisteredTransport string
+	// Style is the DN's interop style (P4).
+	Style dn.Style
+}
+
+// DecideOutbound makes an originated leg's decision (sipsvc is UAC).
+func DecideOutbound(out Outbound) (Decision, error) {
+	t := out.Target
+	tparam, hasT := t.UriParams.Get("transport")
+	tparam = strings.ToLower(tparam)
+	if out.Registered {
+		if out.RegisteredSecure || IsSIPS(&t) {
+			// T4: a device that registered with sips is always reached with sips over TLS.
+			return styled(Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "registered with sips", Rule: "R8"}, out.Style), nil
+		}
+		tp := strings.ToUpper(out.RegisteredTransport)
+		if tp == "" {
+			tp = transportFor(tparam, hasT, false)
+		}
+		return Decision{Scheme: "sip", Transport: tp, Secure: false, Reason: "registered with sip", Rule: "R32"}, nil
+	}
+	if IsSIPS(&t) {
+		switch tparam {
+		case "udp":
+			return Decision{}, ErrSIPSOverUDP
+		case "tcp":
+			return styled(Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "dn contact sips;transport=tcp", Rule: "R5"}, out.Style), nil
+		case "tls":
+			return styled(Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "dn contact sips;transport=tls", Rule: "R6"}, out.Style), nil
+		}
+		return styled(Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "dn contact sips", Rule: "R3"}, out.Style), nil
+	}
+	tp := transportFor(tparam, hasT, false)
+	if tp == TLS {
+		// P1: sip:…;transport=tls is best-effort TLS (R7).
+		return Decision{Scheme: "sip", Transport: TLS, Reason: "dn contact sip;transport=tls", Rule: "R7"}, nil
+	}
+	return Decision{Scheme: "sip", Transport: tp, Reason: "dn contact sip", Rule: "R40"}, nil
+}
+
+// styled applies a DN's interop style to a sips decision (P4): the leg still goes over TLS.
+func styled(d Decision, s dn.Style) Decision {
+	switch s {
+	case dn.StyleSIPTransportTLS:
+		d.Scheme, d.Secure, d.Reason, d.Rule = "sip", false, d.Reason+", style sip;transport=tls", "P4"
+	case dn.StyleSIP:
+		d.Scheme, d.Secure, d.Reason, d.Rule = "sip", false, d.Reason+", style sip (best-effort tls)", "P4"
+	}
+	return d
+}
+
+// transportFor applies RFC 3263 §4.1 (R40): an explicit transport wins; otherwise UDP for sip:.
+func transportFor(tparam string, has bool, sipsScheme bool) string {
+	if has {
+		switch tparam {
+		case "tcp":
+			if sipsScheme {
+				return TLS
+			}
+			return TCP
+		case "tls":
+			return TLS
+		case "udp":
+			return UDP
+		}
+	}
+	if sipsScheme {
+		return TLS
+	}
+	return UDP
+}
+
+// DefaultPort is the port used when a URI has none (R3): 5061 for TLS, else 5060.
+func DefaultPort(transport string) int {
+	if strings.EqualFold(transport, TLS) {
+		return 5061
+	}
+	return 5060
+}
+
+// TargetURI writes the Request-URI of an originated leg from the target and the decision:
+// the scheme of the decision, and no transport=tls on a sips URI (R6); sip: over TLS gets
+// transport=tls when the style asks for it (P4, P5).
+func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
+	u := *target.Clone()
+	u.Scheme = d.Scheme
+	if u.UriParams == nil {
+		u.UriParams = sip.NewParams()
+	}
+	switch {
+	case d.Scheme == "sips":
+		if v, ok := u.UriParams.Get("transport"); ok && !strings.EqualFold(v, "tcp") {
+			u.UriParams.Remove("transport") // R6: never emit transport=tls on sips
+		}
+	case d.Transport == TLS && style == dn.StyleSIPTransportTLS:
+		u.UriParams.Add("transport", "tls")
+	case d.Transport == TLS:
+		// best-effort TLS (R7): leave as configured
+	default:
+		// keep transport=tcp/udp as configured
+	}
+	return u
+}
+
+// PartyURI writes From/To URIs of a leg: user@host in the leg's scheme, no parameters (R8).
+func PartyURI(user, host string, port int, scheme string) sip.Uri {
+	return sip.Uri{Scheme: scheme, User: user, Host: host, Port: port}
+}
+
+// ContactURI writes our Contact for a leg (R8, R9, R10, R22, R24): the leg's scheme, an
+// explicit port (P5), transport=tcp/tls only where it is needed to reach us (P5), never
+// transport=tls on sips (R6).
+func ContactURI(user, host string, port int, d Decision, style dn.Style) sip.Uri {
+	u := sip.Uri{Scheme: d.Scheme, User: user, Host: host, Port: port, UriParams: sip.NewParams()}
+	switch {
+	case d.Scheme == "sips":
+		// sips alone selects TLS (R3); no transport parameter (R6).
+	case d.Transport == TLS:
+		u.UriParams.Add("transport", "tls") // P5: sip: over TLS must say so to be reached again
+	case d.Transport == TCP:
+		u.UriParams.Add("transport", "tcp")
+	}
+	return u
+}
+
+// Refusal is a response that a policy gives instead of bridging two legs.
+type Refusal struct {
+	Status  int
+	Reason  string
+	Warning string // Warning header value without the agent, e.g. `380 "SIPS Not Allowed"`
+	Rule    string
+}
+
+// CheckPolicy applies the strict policy (RFC 5630 end to end) to a pair of legs. Under
+// per-leg policy (the modelled product) every pair is bridged and nil is returned.
+func CheckPolicy(p dn.Policy, inboundSIPS, outboundSIPS bool) *Refusal {
+	if p != dn.PolicyStrict {
+		return nil
+	}
+	switch {
+	case inboundSIPS && !outboundSIPS:
+		return &Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `380 "SIPS Not Allowed"`, Rule: "R19"}
+	case !inboundSIPS && outboundSIPS:
+		return &Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `381 "SIPS Required"`, Rule: "R20"}
+	}
+	return nil
+}
