@@ -1,6 +1,3 @@
-// Package store persists DNs and registrations. The Store interface lets the embedded default
-// (bbolt, in the data directory) be replaced by a shared store later without touching the
-// registrar or the B2BUA.
 package store
 
 import (

@@ -1,0 +1,387 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// SchemaVersion is the schema version this package writes. OpenBolt refuses a database
+// with a higher version.
+const SchemaVersion = 1
+
+// Bucket and key names of schema version 1:
+//
+//	meta/schema_version          decimal SchemaVersion
+//	dns/<number>                 JSON dn.DN
+//	bindings/<number>\x00<key>   JSON dn.Binding (key is dn.BindingKey of the contact)
+//
+// DN numbers cannot contain NUL (dn.ValidNumber), so the NUL separator keeps the bindings
+// of one DN together and a prefix scan finds exactly them.
+var (
+	bucketMeta     = []byte("meta")
+	bucketDNs      = []byte("dns")
+	bucketBindings = []byte("bindings")
+	keySchema      = []byte("schema_version")
+)
+
+// BoltConfig configures OpenBolt.
+type BoltConfig struct {
+	// Path of the database file; its directory is created if missing.
+	Path string
+	// Now is the clock used to filter expired bindings; nil means time.Now.
+	Now func() time.Time
+	// NoSync skips fsync on commit. Only for benchmarks: writes are then not durable.
+	NoSync bool
+}
+
+// Bolt is the embedded bbolt Store. Every write commits (and fsyncs) before it returns.
+// Binding writes go through bbolt's Batch, so concurrent REGISTERs share one fsync.
+type Bolt struct {
+	db  *bolt.DB
+	now func() time.Time
+}
+
+var (
+	_ Store         = (*Bolt)(nil)
+	_ ExpiredPurger = (*Bolt)(nil)
+)
+
+// OpenBolt opens or creates the database at cfg.Path, creates the buckets and checks the
+// schema version. It waits for the file lock until ctx is done (at most 5 s without a
+// deadline), so a second process on the same file fails instead of hanging.
+func OpenBolt(ctx context.Context, cfg BoltConfig) (*Bolt, error) {
+	if cfg.Path == "" {
+		return nil, errors.New("store: bolt path is required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if err := os.MkdirAll(filepath.Dir(cfg.Path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: create data directory: %w", err)
+	}
+	timeout := 5 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, fmt.Errorf("store: open %s: %w", cfg.Path, context.DeadlineExceeded)
+		}
+	}
+	db, err := bolt.Open(cfg.Path, 0o600, &bolt.Options{Timeout: timeout, NoSync: cfg.NoSync})
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	db.MaxBatchDelay = 2 * time.Millisecond
+	if err := db.Update(initSchema); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
+	}
+	return &Bolt{db: db, now: cfg.Now}, nil
+}
+
+// initSchema creates the buckets of a new database or checks the version of an old one.
+func initSchema(tx *bolt.Tx) error {
+	meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+	if err != nil {
+		return fmt.Errorf("create meta bucket: %w", err)
+	}
+	if v := meta.Get(keySchema); v != nil {
+		n, err := strconv.Atoi(string(v))
+		if err != nil {
+			return fmt.Errorf("schema version %q: %w", v, ErrSchemaVersion)
+		}
+		if n > SchemaVersion {
+			return fmt.Errorf("database has schema version %d, this build understands up to %d (written by a newer sipsvc?): %w",
+				n, SchemaVersion, ErrSchemaVersion)
+		}
+		// n <= SchemaVersion: migrations would go here; version 1 is the first.
+	}
+	for _, b := range [][]byte{bucketDNs, bucketBindings} {
+		if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+			return fmt.Errorf("create bucket %s: %w", b, err)
+		}
+	}
+	return meta.Put(keySchema, []byte(strconv.Itoa(SchemaVersion)))
+}
+
+// Path returns the database file path.
+func (s *Bolt) Path() string { return s.db.Path() }
+
+func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return mapClosed(s.db.Update(fn))
+}
+
+func (s *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return mapClosed(s.db.Batch(fn))
+}
+
+func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return mapClosed(s.db.View(fn))
+}
+
+func mapClosed(err error) error {
+	if errors.Is(err, bolt.ErrDatabaseNotOpen) {
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+func putJSON(b *bolt.Bucket, key []byte, v any) error {
+	buf, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return b.Put(key, buf)
+}
+
+func bindingPrefix(number string) []byte { return append([]byte(number), 0) }
+
+func bindingKey(number, key string) []byte { return append(bindingPrefix(number), key...) }
+
+// CreateDN adds a DN; dn.ErrExists if the number is taken.
+func (s *Bolt) CreateDN(ctx context.Context, d dn.DN) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDNs)
+		if b.Get([]byte(d.Number)) != nil {
+			return existsDN(d.Number)
+		}
+		return putJSON(b, []byte(d.Number), d)
+	})
+}
+
+// UpdateDN replaces a DN; dn.ErrNotFound if it does not exist.
+func (s *Bolt) UpdateDN(ctx context.Context, d dn.DN) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDNs)
+		if b.Get([]byte(d.Number)) == nil {
+			return notFoundDN(d.Number)
+		}
+		return putJSON(b, []byte(d.Number), d)
+	})
+}
+
+// PutDN creates or replaces a DN.
+func (s *Bolt) PutDN(ctx context.Context, d dn.DN) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		return putJSON(tx.Bucket(bucketDNs), []byte(d.Number), d)
+	})
+}
+
+// DeleteDN removes a DN and its bindings; dn.ErrNotFound if it does not exist.
+func (s *Bolt) DeleteDN(ctx context.Context, number string) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketDNs)
+		if b.Get([]byte(number)) == nil {
+			return notFoundDN(number)
+		}
+		if err := b.Delete([]byte(number)); err != nil {
+			return err
+		}
+		return deletePrefix(tx.Bucket(bucketBindings), bindingPrefix(number))
+	})
+}
+
+func deletePrefix(b *bolt.Bucket, prefix []byte) error {
+	var keys [][]byte
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		keys = append(keys, bytes.Clone(k))
+	}
+	for _, k := range keys {
+		if err := b.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Lookup returns one DN; dn.ErrNotFound if it does not exist.
+func (s *Bolt) Lookup(ctx context.Context, number string) (dn.DN, error) {
+	var d dn.DN
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		v := tx.Bucket(bucketDNs).Get([]byte(number))
+		if v == nil {
+			return notFoundDN(number)
+		}
+		if err := json.Unmarshal(v, &d); err != nil {
+			return fmt.Errorf("store: decode DN %q: %w", number, err)
+		}
+		return nil
+	})
+	return d, err
+}
+
+// ListDNs returns every DN sorted by number.
+func (s *Bolt) ListDNs(ctx context.Context) ([]dn.DN, error) {
+	var out []dn.DN
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketDNs).ForEach(func(k, v []byte) error {
+			var d dn.DN
+			if err := json.Unmarshal(v, &d); err != nil {
+				return fmt.Errorf("store: decode DN %q: %w", k, err)
+			}
+			out = append(out, d)
+			return nil
+		})
+	})
+	// bbolt keys are byte-ordered, which is string order.
+	return out, err
+}
+
+// PutBinding creates or replaces the binding with the same Number and Key(); dn.ErrNotFound
+// if the DN does not exist.
+func (s *Bolt) PutBinding(ctx context.Context, b dn.Binding) error {
+	if err := validateBinding(b); err != nil {
+		return err
+	}
+	buf, err := json.Marshal(b)
+	if err != nil {
+		return fmt.Errorf("store: encode binding: %w", err)
+	}
+	key := bindingKey(b.Number, b.Key())
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketDNs).Get([]byte(b.Number)) == nil {
+			return notFoundDN(b.Number)
+		}
+		return tx.Bucket(bucketBindings).Put(key, buf)
+	})
+}
+
+// DeleteBinding removes one binding by its key; dn.ErrNotFound if absent.
+func (s *Bolt) DeleteBinding(ctx context.Context, number, key string) error {
+	k := bindingKey(number, key)
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		b := tx.Bucket(bucketBindings)
+		if b.Get(k) == nil {
+			return notFoundBinding(number, key)
+		}
+		return b.Delete(k)
+	})
+}
+
+// DeleteBindings removes every binding of a DN.
+func (s *Bolt) DeleteBindings(ctx context.Context, number string) error {
+	return s.batch(ctx, func(tx *bolt.Tx) error {
+		return deletePrefix(tx.Bucket(bucketBindings), bindingPrefix(number))
+	})
+}
+
+// Bindings returns the unexpired bindings of a DN, sorted by contact.
+func (s *Bolt) Bindings(ctx context.Context, number string) ([]dn.Binding, error) {
+	now := s.now()
+	var out []dn.Binding
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		prefix := bindingPrefix(number)
+		c := tx.Bucket(bucketBindings).Cursor()
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var b dn.Binding
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("store: decode binding %q: %w", k, err)
+			}
+			if live(b, now) {
+				out = append(out, b)
+			}
+		}
+		return nil
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Contact < out[j].Contact })
+	return out, err
+}
+
+// AllBindings returns every unexpired binding, sorted by number then contact.
+func (s *Bolt) AllBindings(ctx context.Context) ([]dn.Binding, error) {
+	now := s.now()
+	var out []dn.Binding
+	err := s.view(ctx, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketBindings).ForEach(func(k, v []byte) error {
+			var b dn.Binding
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("store: decode binding %q: %w", k, err)
+			}
+			if live(b, now) {
+				out = append(out, b)
+			}
+			return nil
+		})
+	})
+	sortBindings(out)
+	return out, err
+}
+
+// PurgeExpired deletes bindings that expired at or before now and returns how many.
+func (s *Bolt) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
+	bs, err := s.PurgeExpiredBindings(ctx, now)
+	return len(bs), err
+}
+
+// PurgeExpiredBindings deletes bindings that expired at or before now and returns them.
+func (s *Bolt) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error) {
+	var out []dn.Binding
+	err := s.update(ctx, func(tx *bolt.Tx) error {
+		out = out[:0]
+		bk := tx.Bucket(bucketBindings)
+		var dead [][]byte
+		err := bk.ForEach(func(k, v []byte) error {
+			var b dn.Binding
+			if err := json.Unmarshal(v, &b); err != nil {
+				return fmt.Errorf("store: decode binding %q: %w", k, err)
+			}
+			if !live(b, now) {
+				dead = append(dead, bytes.Clone(k))
+				out = append(out, b)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range dead {
+			if err := bk.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	sortBindings(out)
+	return out, nil
+}
+
+// Close closes the database file.
+func (s *Bolt) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("store: close: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,325 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/store"
+)
+
+// clock is a settable test clock.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// impls lists the implementations every conformance test runs against.
+var impls = []struct {
+	name string
+	open func(t *testing.T, now func() time.Time) store.Store
+}{
+	{"memory", func(t *testing.T, now func() time.Time) store.Store { return store.NewMemoryClock(now) }},
+	{"bolt", func(t *testing.T, now func() time.Time) store.Store {
+		s, err := store.OpenBolt(context.Background(), store.BoltConfig{Path: filepath.Join(t.TempDir(), "sipsvc.db"), Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}},
+}
+
+func ext(number string) dn.DN {
+	return dn.DN{Number: number, Type: dn.TypeExtension, Contact: "*"}
+}
+
+func binding(c *clock, number, contact string, ttl time.Duration) dn.Binding {
+	return dn.Binding{Number: number, Contact: contact, Transport: "UDP", Source: "127.0.0.1:5060",
+		CallID: "cid", CSeq: 1, Expires: c.Now().Add(ttl), Updated: c.Now()}
+}
+
+// TestConformance runs the Store contract against every implementation.
+func TestConformance(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, s store.Store, c *clock)
+	}{
+		{"CreateLookup", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			d := ext("1000")
+			d.DisplayName = "Alice"
+			d.TrustedSources = []string{"10.0.0.0/8"}
+			d.HA1MD5, d.HA1SHA256 = dn.HashPassword("1000", "r", "pw")
+			must(t, s.CreateDN(ctx, d))
+			got, err := s.Lookup(ctx, "1000")
+			must(t, err)
+			if got.DisplayName != "Alice" || got.HA1MD5 != d.HA1MD5 || len(got.TrustedSources) != 1 {
+				t.Fatalf("Lookup = %+v", got)
+			}
+		}},
+		{"CreateDuplicate", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			err := s.CreateDN(ctx, ext("1000"))
+			if !errors.Is(err, dn.ErrExists) {
+				t.Fatalf("duplicate CreateDN = %v, want dn.ErrExists", err)
+			}
+		}},
+		{"CreateInvalid", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			d := ext("1000")
+			d.Contact = "sips:1000@h;transport=udp"
+			err := s.CreateDN(ctx, d)
+			var fe *dn.FieldError
+			if !errors.As(err, &fe) || fe.Field != "contact" {
+				t.Fatalf("CreateDN(bad contact) = %v, want FieldError contact", err)
+			}
+			if _, err := s.Lookup(ctx, "1000"); !errors.Is(err, dn.ErrNotFound) {
+				t.Fatalf("invalid DN was stored: %v", err)
+			}
+		}},
+		{"LookupMissing", func(t *testing.T, s store.Store, c *clock) {
+			if _, err := s.Lookup(context.Background(), "404"); !errors.Is(err, dn.ErrNotFound) {
+				t.Fatalf("Lookup = %v, want ErrNotFound", err)
+			}
+		}},
+		{"UpdateAndPut", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			if err := s.UpdateDN(ctx, ext("1000")); !errors.Is(err, dn.ErrNotFound) {
+				t.Fatalf("UpdateDN(missing) = %v", err)
+			}
+			must(t, s.PutDN(ctx, ext("1000")))
+			d := ext("1000")
+			d.Disabled = true
+			must(t, s.UpdateDN(ctx, d))
+			got, _ := s.Lookup(ctx, "1000")
+			if !got.Disabled {
+				t.Fatal("UpdateDN not applied")
+			}
+			d.Disabled = false
+			must(t, s.PutDN(ctx, d))
+			got, _ = s.Lookup(ctx, "1000")
+			if got.Disabled {
+				t.Fatal("PutDN not applied")
+			}
+		}},
+		{"ListSorted", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			for _, n := range []string{"3000", "1000", "2000"} {
+				must(t, s.CreateDN(ctx, ext(n)))
+			}
+			ds, err := s.ListDNs(ctx)
+			must(t, err)
+			if len(ds) != 3 || ds[0].Number != "1000" || ds[2].Number != "3000" {
+				t.Fatalf("ListDNs = %+v", ds)
+			}
+		}},
+		{"DeleteDNDeletesBindings", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			must(t, s.CreateDN(ctx, ext("10000")))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.1:5060", time.Hour)))
+			must(t, s.PutBinding(ctx, binding(c, "10000", "sip:10000@10.0.0.1:5060", time.Hour)))
+			must(t, s.DeleteDN(ctx, "1000"))
+			if err := s.DeleteDN(ctx, "1000"); !errors.Is(err, dn.ErrNotFound) {
+				t.Fatalf("second DeleteDN = %v", err)
+			}
+			// Re-creating the DN must not resurrect its bindings; the other DN keeps its own.
+			must(t, s.CreateDN(ctx, ext("1000")))
+			bs, _ := s.Bindings(ctx, "1000")
+			if len(bs) != 0 {
+				t.Fatalf("bindings survived DeleteDN: %+v", bs)
+			}
+			bs, _ = s.Bindings(ctx, "10000")
+			if len(bs) != 1 {
+				t.Fatalf("prefix DN lost its binding: %+v", bs)
+			}
+		}},
+		{"BindingNeedsDN", func(t *testing.T, s store.Store, c *clock) {
+			err := s.PutBinding(context.Background(), binding(c, "1000", "sip:1000@h", time.Hour))
+			if !errors.Is(err, dn.ErrNotFound) {
+				t.Fatalf("PutBinding(no DN) = %v", err)
+			}
+		}},
+		{"BindingInvalid", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			for _, b := range []dn.Binding{
+				binding(c, "1000", "", time.Hour),
+				binding(c, "1000", "http://x", time.Hour),
+				{Number: "1000", Contact: "sip:1000@h"}, // no expiry
+			} {
+				if err := s.PutBinding(ctx, b); !errors.Is(err, dn.ErrInvalid) {
+					t.Errorf("PutBinding(%+v) = %v, want ErrInvalid", b, err)
+				}
+			}
+		}},
+		{"BindingReplaceSchemeInsensitive", func(t *testing.T, s store.Store, c *clock) {
+			// R29: the same device with the other scheme replaces the binding.
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("7789")))
+			must(t, s.PutBinding(ctx, binding(c, "7789", "sip:7789@10.0.0.1:5061;transport=tls", time.Hour)))
+			b := binding(c, "7789", "sips:7789@10.0.0.1:5061", time.Hour)
+			b.Secure = true
+			must(t, s.PutBinding(ctx, b))
+			bs, err := s.Bindings(ctx, "7789")
+			must(t, err)
+			if len(bs) != 1 || bs[0].Contact != "sips:7789@10.0.0.1:5061" || !bs[0].Secure {
+				t.Fatalf("Bindings = %+v", bs)
+			}
+		}},
+		{"BindingsSortedAndFiltered", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			must(t, s.CreateDN(ctx, ext("2000")))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.2", time.Hour)))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.1", time.Hour)))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.3", time.Minute)))
+			must(t, s.PutBinding(ctx, binding(c, "2000", "sip:2000@10.0.0.9", time.Minute)))
+			c.Add(2 * time.Minute)
+			bs, err := s.Bindings(ctx, "1000")
+			must(t, err)
+			if len(bs) != 2 || bs[0].Contact != "sip:1000@10.0.0.1" || bs[1].Contact != "sip:1000@10.0.0.2" {
+				t.Fatalf("Bindings = %+v", bs)
+			}
+			all, err := s.AllBindings(ctx)
+			must(t, err)
+			if len(all) != 2 {
+				t.Fatalf("AllBindings = %+v", all)
+			}
+			n, err := s.PurgeExpired(ctx, c.Now())
+			must(t, err)
+			if n != 2 {
+				t.Fatalf("PurgeExpired = %d, want 2", n)
+			}
+			if n, _ := s.PurgeExpired(ctx, c.Now()); n != 0 {
+				t.Fatalf("second PurgeExpired = %d", n)
+			}
+		}},
+		{"PurgeExpiredBindings", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.1", time.Second)))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.2", time.Hour)))
+			p, ok := s.(store.ExpiredPurger)
+			if !ok {
+				t.Fatal("store does not implement ExpiredPurger")
+			}
+			gone, err := p.PurgeExpiredBindings(ctx, c.Now().Add(time.Minute))
+			must(t, err)
+			if len(gone) != 1 || gone[0].Contact != "sip:1000@10.0.0.1" {
+				t.Fatalf("purged %+v", gone)
+			}
+		}},
+		{"DeleteBinding", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			b := binding(c, "1000", "sip:1000@10.0.0.1:5060", time.Hour)
+			must(t, s.PutBinding(ctx, b))
+			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.2:5060", time.Hour)))
+			must(t, s.DeleteBinding(ctx, "1000", b.Key()))
+			if err := s.DeleteBinding(ctx, "1000", b.Key()); !errors.Is(err, dn.ErrNotFound) {
+				t.Fatalf("second DeleteBinding = %v", err)
+			}
+			bs, _ := s.Bindings(ctx, "1000")
+			if len(bs) != 1 {
+				t.Fatalf("Bindings = %+v", bs)
+			}
+			must(t, s.DeleteBindings(ctx, "1000"))
+			bs, _ = s.Bindings(ctx, "1000")
+			if len(bs) != 0 {
+				t.Fatalf("Bindings after DeleteBindings = %+v", bs)
+			}
+		}},
+		{"RoundTripFields", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			b := dn.Binding{Number: "1000", Contact: "sips:1000@10.0.0.1:5061", Secure: true, Transport: "TLS",
+				Source: "10.0.0.1:40000", InstanceID: "<urn:uuid:1>", CallID: "c1", CSeq: 7, UserAgent: "ua",
+				Expires: c.Now().Add(time.Hour), Updated: c.Now()}
+			must(t, s.PutBinding(ctx, b))
+			bs, _ := s.Bindings(ctx, "1000")
+			if len(bs) != 1 || !bs[0].Expires.Equal(b.Expires) || !bs[0].Updated.Equal(b.Updated) {
+				t.Fatalf("Bindings = %+v", bs)
+			}
+			got := bs[0]
+			got.Expires, got.Updated = b.Expires, b.Updated
+			if got != b {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, b)
+			}
+		}},
+		{"Concurrent", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			var wg sync.WaitGroup
+			for i := range 50 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					b := binding(c, "1000", "sip:1000@10.0.0.1:"+strconv.Itoa(5000+i), time.Hour)
+					if err := s.PutBinding(ctx, b); err != nil {
+						t.Error(err)
+					}
+					_, _ = s.Bindings(ctx, "1000")
+				}()
+			}
+			wg.Wait()
+			bs, _ := s.Bindings(ctx, "1000")
+			if len(bs) != 50 {
+				t.Fatalf("got %d bindings, want 50", len(bs))
+			}
+		}},
+		{"CanceledContext", func(t *testing.T, s store.Store, c *clock) {
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			if err := s.PutDN(ctx, ext("1000")); !errors.Is(err, context.Canceled) {
+				t.Fatalf("PutDN(canceled) = %v", err)
+			}
+		}},
+		{"Closed", func(t *testing.T, s store.Store, c *clock) {
+			must(t, s.Close())
+			if _, err := s.Lookup(context.Background(), "1000"); !errors.Is(err, store.ErrClosed) {
+				t.Fatalf("Lookup after Close = %v, want ErrClosed", err)
+			}
+		}},
+	}
+	for _, impl := range impls {
+		t.Run(impl.name, func(t *testing.T) {
+			for _, tc := range tests {
+				t.Run(tc.name, func(t *testing.T) {
+					c := newClock()
+					s := impl.open(t, c.Now)
+					t.Cleanup(func() { _ = s.Close() })
+					tc.run(t, s, c)
+				})
+			}
+		})
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// ErrClosed is returned by every method of a closed store.
+var ErrClosed = errors.New("store: closed")
+
+// ExpiredPurger is implemented by stores that can return the bindings they purge, so the
+// registrar can report each removal. Both Bolt and Memory implement it.
+type ExpiredPurger interface {
+	// PurgeExpiredBindings deletes bindings that expired at or before now and returns them.
+	PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error)
+}
+
+// ErrSchemaVersion is returned by OpenBolt when the database was written by a newer,
+// unknown schema version.
+var ErrSchemaVersion = errors.New("store: unsupported schema version")
+
+// validateBinding checks the fields a binding needs to be usable.
+func validateBinding(b dn.Binding) error {
+	if !dn.ValidNumber(b.Number) {
+		return &dn.FieldError{Field: "number", Msg: fmt.Sprintf("%q is not a valid DN number", b.Number)}
+	}
+	if b.Contact == "" {
+		return &dn.FieldError{Field: "contact", Msg: "is required"}
+	}
+	if _, err := dn.ParseContact(b.Contact); err != nil {
+		return &dn.FieldError{Field: "contact", Msg: err.Error()}
+	}
+	if b.Expires.IsZero() {
+		return &dn.FieldError{Field: "expires", Msg: "is required"}
+	}
+	return nil
+}
+
+// live reports whether the binding has not expired at now.
+func live(b dn.Binding, now time.Time) bool { return b.Expires.After(now) }
+
+// sortBindings orders bindings by contact, then by number (for AllBindings).
+func sortBindings(bs []dn.Binding) {
+	sort.Slice(bs, func(i, j int) bool {
+		if bs[i].Number != bs[j].Number {
+			return bs[i].Number < bs[j].Number
+		}
+		return bs[i].Contact < bs[j].Contact
+	})
+}
+
+// cloneDN copies the slices of a DN so callers cannot alias stored state.
+func cloneDN(d dn.DN) dn.DN {
+	if d.TrustedSources != nil {
+		d.TrustedSources = append([]string(nil), d.TrustedSources...)
+	}
+	if d.TrustedCertSubjects != nil {
+		d.TrustedCertSubjects = append([]string(nil), d.TrustedCertSubjects...)
+	}
+	return d
+}
+
+func notFoundDN(number string) error {
+	return fmt.Errorf("DN %q: %w", number, dn.ErrNotFound)
+}
+
+func notFoundBinding(number, key string) error {
+	return fmt.Errorf("binding %q of DN %q: %w", key, number, dn.ErrNotFound)
+}
+
+// existsDN names the field, as the control plane shows the message, and matches dn.ErrExists.
+func existsDN(number string) error {
+	return fmt.Errorf("number: DN %q %w", number, dn.ErrExists)
+}
