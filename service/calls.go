@@ -1,0 +1,192 @@
+package service
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
+	"github.com/sipsvc/sipsvc/signaling"
+)
+
+// maxRingTimeout bounds MakeCallRequest.timeout.
+const maxRingTimeout = 10 * 60 // seconds
+
+// callServer implements CallService on a CallControl.
+type callServer struct {
+	sipsvcv1.UnimplementedCallServiceServer
+	calls CallControl
+	enums *enumTables
+}
+
+var _ sipsvcv1.CallServiceServer = (*callServer)(nil)
+
+func (s *callServer) MakeCall(ctx context.Context, req *sipsvcv1.MakeCallRequest) (*sipsvcv1.MakeCallResponse, error) {
+	if err := checkNumber("from", req.GetFrom()); err != nil {
+		return nil, err
+	}
+	if err := checkDestination("to", req.GetTo()); err != nil {
+		return nil, err
+	}
+	mr := signaling.MakeCallRequest{From: req.GetFrom(), To: req.GetTo()}
+	if t := req.GetTimeout(); t != nil {
+		if err := t.CheckValid(); err != nil {
+			return nil, invalidField("timeout", "%s", err.Error())
+		}
+		if t.GetSeconds() < 0 || t.GetSeconds() > maxRingTimeout || (t.GetSeconds() == 0 && t.GetNanos() < 0) {
+			return nil, invalidField("timeout", "must lie between 0 and %ds", maxRingTimeout)
+		}
+		mr.Timeout = t.AsDuration()
+	}
+	info, err := s.calls.MakeCall(ctx, mr)
+	if err != nil {
+		return nil, grpcError(fmt.Errorf("make call from %s to %s: %w", mr.From, mr.To, err), "")
+	}
+	return &sipsvcv1.MakeCallResponse{Call: callToProto(info)}, nil
+}
+
+// legOp validates call_id and leg_id and runs op on them.
+func legOp(ctx context.Context, what, callID, legID string, op func(context.Context, string, string) error) error {
+	if err := checkID("call_id", callID); err != nil {
+		return err
+	}
+	if err := checkID("leg_id", legID); err != nil {
+		return err
+	}
+	if err := op(ctx, callID, legID); err != nil {
+		return grpcError(fmt.Errorf("%s: call %q leg %q: %w", what, callID, legID, err), "")
+	}
+	return nil
+}
+
+func (s *callServer) AnswerCall(ctx context.Context, req *sipsvcv1.AnswerCallRequest) (*sipsvcv1.AnswerCallResponse, error) {
+	if err := legOp(ctx, "answer", req.GetCallId(), req.GetLegId(), s.calls.AnswerCall); err != nil {
+		return nil, err
+	}
+	return &sipsvcv1.AnswerCallResponse{}, nil
+}
+
+func (s *callServer) HoldCall(ctx context.Context, req *sipsvcv1.HoldCallRequest) (*sipsvcv1.HoldCallResponse, error) {
+	if err := legOp(ctx, "hold", req.GetCallId(), req.GetLegId(), s.calls.HoldCall); err != nil {
+		return nil, err
+	}
+	return &sipsvcv1.HoldCallResponse{}, nil
+}
+
+func (s *callServer) RetrieveCall(ctx context.Context, req *sipsvcv1.RetrieveCallRequest) (*sipsvcv1.RetrieveCallResponse, error) {
+	if err := legOp(ctx, "retrieve", req.GetCallId(), req.GetLegId(), s.calls.RetrieveCall); err != nil {
+		return nil, err
+	}
+	return &sipsvcv1.RetrieveCallResponse{}, nil
+}
+
+func (s *callServer) TransferCall(ctx context.Context, req *sipsvcv1.TransferCallRequest) (*sipsvcv1.TransferCallResponse, error) {
+	tr := signaling.TransferRequest{CallID: req.GetCallId(), LegID: req.GetLegId()}
+	if err := checkID("call_id", tr.CallID); err != nil {
+		return nil, err
+	}
+	if err := checkID("leg_id", tr.LegID); err != nil {
+		return nil, err
+	}
+	switch d := req.GetDestination().(type) {
+	case *sipsvcv1.TransferCallRequest_Target:
+		if err := checkDestination("target", d.Target); err != nil {
+			return nil, err
+		}
+		tr.Target = d.Target
+	case *sipsvcv1.TransferCallRequest_ConsultCallId:
+		if err := checkID("consult_call_id", d.ConsultCallId); err != nil {
+			return nil, err
+		}
+		if d.ConsultCallId == tr.CallID {
+			return nil, invalidField("consult_call_id", "must differ from call_id")
+		}
+		tr.ConsultCallID = d.ConsultCallId
+	default:
+		return nil, invalidField("target", "set target (blind transfer) or consult_call_id (attended transfer)")
+	}
+	if err := s.calls.TransferCall(ctx, tr); err != nil {
+		return nil, grpcError(fmt.Errorf("transfer: call %q leg %q: %w", tr.CallID, tr.LegID, err), "")
+	}
+	return &sipsvcv1.TransferCallResponse{}, nil
+}
+
+func (s *callServer) ReleaseCall(ctx context.Context, req *sipsvcv1.ReleaseCallRequest) (*sipsvcv1.ReleaseCallResponse, error) {
+	if err := checkID("call_id", req.GetCallId()); err != nil {
+		return nil, err
+	}
+	if err := s.calls.ReleaseCall(ctx, req.GetCallId()); err != nil {
+		return nil, grpcError(fmt.Errorf("release: call %q: %w", req.GetCallId(), err), "")
+	}
+	return &sipsvcv1.ReleaseCallResponse{}, nil
+}
+
+func (s *callServer) GetCall(ctx context.Context, req *sipsvcv1.GetCallRequest) (*sipsvcv1.GetCallResponse, error) {
+	if err := checkID("call_id", req.GetCallId()); err != nil {
+		return nil, err
+	}
+	info, err := s.calls.GetCall(ctx, req.GetCallId())
+	if err != nil {
+		return nil, grpcError(fmt.Errorf("call %q: %w", req.GetCallId(), err), "")
+	}
+	return &sipsvcv1.GetCallResponse{Call: callToProto(info)}, nil
+}
+
+// callKey orders calls oldest first; it is also the page token.
+func callKey(c signaling.CallInfo) string {
+	var n int64
+	if c.Created.After(time.Unix(0, 0)) {
+		n = c.Created.UnixNano()
+	}
+	return fmt.Sprintf("%020d/%s", n, c.ID)
+}
+
+func (s *callServer) ListCalls(ctx context.Context, req *sipsvcv1.ListCallsRequest) (*sipsvcv1.ListCallsResponse, error) {
+	var f signaling.CallFilter
+	if req.GetDn() != "" {
+		if err := checkNumber("dn", req.GetDn()); err != nil {
+			return nil, err
+		}
+		f.DN = req.GetDn()
+	}
+	if st := req.GetState(); st != sipsvcv1.CallState_CALL_STATE_UNSPECIFIED {
+		var ok bool
+		if f.State, ok = s.enums.callState[st]; !ok {
+			return nil, invalidField("state", "unknown value %d", st)
+		}
+	}
+	size, err := pageSize(req.GetPageSize())
+	if err != nil {
+		return nil, err
+	}
+	after, err := decodePageToken(req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	calls := s.calls.ListCalls(ctx, f)
+	keys := make(map[string]string, len(calls))
+	for _, c := range calls {
+		keys[c.ID] = callKey(c)
+	}
+	slices.SortFunc(calls, func(a, b signaling.CallInfo) int { return strings.Compare(keys[a.ID], keys[b.ID]) })
+	start := 0
+	if after != "" {
+		start, _ = slices.BinarySearchFunc(calls, after, func(c signaling.CallInfo, k string) int {
+			if keys[c.ID] <= k {
+				return -1
+			}
+			return 1
+		})
+	}
+	resp := &sipsvcv1.ListCallsResponse{}
+	end := min(start+size, len(calls))
+	for _, c := range calls[start:end] {
+		resp.Calls = append(resp.Calls, callToProto(c))
+	}
+	if end < len(calls) {
+		resp.NextPageToken = encodePageToken(keys[calls[end-1].ID])
+	}
+	return resp, nil
+}
