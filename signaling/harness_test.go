@@ -228,13 +228,16 @@ type phone struct {
 
 func newPhone(t testing.TB, name, transport string) *phone {
 	t.Helper()
-	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgenTLSConfig(clientTLS()))
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ua, err := sipgo.NewUA(sipgo.WithUserAgent(name), sipgo.WithUserAgenTLSConfig(clientTLS()),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p := &phone{t: t, name: name, transport: strings.ToUpper(transport), ua: ua, inbox: make(chan *sip.Request, 64)}
-	p.srv, _ = sipgo.NewServer(ua)
-	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"))
+	p.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(quiet))
+	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(quiet))
 	ctx, cancel := context.WithCancel(context.Background())
 	switch p.transport {
 	case "UDP":
@@ -258,15 +261,7 @@ func newPhone(t testing.TB, name, transport string) *phone {
 		}
 		go func() { <-ctx.Done(); l.Close() }()
 	}
-	record := func(req *sip.Request) {
-		p.mu.Lock()
-		p.received = append(p.received, req)
-		p.mu.Unlock()
-		select {
-		case p.inbox <- req:
-		default:
-		}
-	}
+	record := p.record
 	p.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
 		record(req)
 		p.mu.Lock()
@@ -277,6 +272,7 @@ func newPhone(t testing.TB, name, transport string) *phone {
 			return
 		}
 		p.ring(req, tx)
+		time.Sleep(20 * time.Millisecond) // let the 180 arrive first over UDP
 		p.ok(req, tx, []byte(testSDP))
 	})
 	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO, sip.NOTIFY, sip.OPTIONS, sip.PRACK, sip.MESSAGE} {
@@ -291,6 +287,16 @@ func newPhone(t testing.TB, name, transport string) *phone {
 	p.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { record(req) })
 	t.Cleanup(func() { cancel(); ua.Close() })
 	return p
+}
+
+func (p *phone) record(req *sip.Request) {
+	p.mu.Lock()
+	p.received = append(p.received, req)
+	p.mu.Unlock()
+	select {
+	case p.inbox <- req:
+	default:
+	}
 }
 
 func (p *phone) port() int {

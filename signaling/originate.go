@@ -47,7 +47,6 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	l.peer = l.dest
 	l.localCSeq = 1
 	l.ackCh = make(chan []byte, 1)
-	s.verify.setSkip(target.Host, sp.d.InsecureSkipVerify)
 
 	inv := sip.NewRequest(sip.INVITE, target)
 	inv.AppendHeader(s.via(d.Transport))
@@ -90,6 +89,17 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	c.recordLegRewrites(a, l, sp)
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
+	if l.transport == "TLS" && sp.d.InsecureSkipVerify && l.dest == hostPort(target, d.Transport) {
+		dest, err := s.ensureInsecureTLS(ctx, target.Host, l.dest)
+		if err != nil {
+			cancel()
+			f := transportFailure(err)
+			c.forkEnded(l, f.cause, f.status)
+			return nil, &f
+		}
+		l.dest = dest
+		inv.SetDestination(dest)
+	}
 	tx, err := s.client.TransactionRequest(ctx, inv, prebuilt)
 	if err != nil {
 		cancel()

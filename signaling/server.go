@@ -80,8 +80,9 @@ type Server struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
-	// verify holds per-host TLS verification overrides for outbound legs (insecure_skip_verify).
-	verify *verifyPolicy
+	// verify builds TLS configs; insecure dials TLS for DNs with insecure_skip_verify.
+	verify   *verifyPolicy
+	insecure *insecureDialer
 
 	mu sync.Mutex // guards the fields below
 	// calls by sipsvc call id; legs by SIP Call-ID (each leg has its own Call-ID).
@@ -270,6 +271,13 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		c := c
 		go func() { errc <- s.srv.ServeTCP(c) }()
 	}
+	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	if len(l.TLS) > 0 {
+		tlsAddr = l.TLS[0].Addr()
+	}
+	s.insecure = newInsecureDialer(s.verify, tlsAddr)
+	closers = append(closers, s.insecure.Close)
+	go func() { _ = s.srv.ServeTLS(s.insecure) }()
 	for _, c := range l.TLS {
 		if s.cfg.ServerTLS == nil {
 			return errors.New("signaling: TLS listener without Config.ServerTLS")
