@@ -109,6 +109,10 @@ const (
 	AttrSIPStatusCode = attribute.Key("sip.status_code")
 	// AttrSIPReasonPhrase is the final response's reason phrase.
 	AttrSIPReasonPhrase = attribute.Key("sip.reason_phrase")
+	// AttrSIPRequestURI is the Request-URI of the leg's INVITE (or of the transaction's request).
+	AttrSIPRequestURI = attribute.Key("sip.request_uri")
+	// AttrSIPCause is a short reason why a leg or call ended ("bye", "cancel", "timeout"…).
+	AttrSIPCause = attribute.Key("sip.cause")
 	// AttrSIPLeg is the leg id: "A", "B1", "B2"…
 	AttrSIPLeg = attribute.Key("sip.leg")
 	// AttrSIPScheme is the leg's URI scheme, "sips" or "sip".

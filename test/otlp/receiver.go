@@ -11,6 +11,10 @@
 //
 // For OTLP/HTTP, serve Receiver.HTTPHandler with httptest.NewServer and point
 // OTEL_EXPORTER_OTLP_ENDPOINT at the server's URL with OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf.
+//
+// In-process tests that record spans with the SDK (tracetest.SpanRecorder) convert them with
+// FromSDK and use the same helpers; Tree renders a span tree with chosen attributes and all
+// events, for exact comparisons.
 package otlp
 
 import (
