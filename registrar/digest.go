@@ -1,0 +1,249 @@
+package registrar
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+)
+
+// Digest algorithms offered, in order of preference (RFC 8760 §2.4: strongest first).
+const (
+	algSHA256 = "SHA-256"
+	algMD5    = "MD5"
+)
+
+// nonceLen is the raw nonce: 8 bytes issue time (unix ns), 8 random bytes, 16 bytes MAC.
+const nonceLen = 32
+
+// nonces issues and checks HMAC-signed, timestamped nonces. It holds no per-nonce state.
+type nonces struct {
+	secret []byte
+	ttl    time.Duration
+}
+
+// issue returns a new nonce stamped with now.
+func (n *nonces) issue(now time.Time) string {
+	var raw [nonceLen]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixNano()))
+	_, _ = rand.Read(raw[8:16]) // crypto/rand never fails on supported platforms
+	mac := hmac.New(sha256.New, n.secret)
+	mac.Write(raw[:16])
+	copy(raw[16:], mac.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(raw[:])
+}
+
+// nonceState is the outcome of checking a nonce.
+type nonceState int
+
+const (
+	nonceValid   nonceState = iota
+	nonceExpired            // ours, but older than ttl
+	nonceForeign            // not signed by us (forged, or from before a restart)
+)
+
+// check verifies a nonce's MAC and age and returns its issue time.
+func (n *nonces) check(nonce string, now time.Time) (time.Time, nonceState) {
+	var raw [nonceLen]byte
+	if base64.RawURLEncoding.DecodedLen(len(nonce)) != nonceLen {
+		return time.Time{}, nonceForeign
+	}
+	if _, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce)); err != nil {
+		return time.Time{}, nonceForeign
+	}
+	mac := hmac.New(sha256.New, n.secret)
+	mac.Write(raw[:16])
+	if !hmac.Equal(mac.Sum(nil)[:16], raw[16:]) {
+		return time.Time{}, nonceForeign
+	}
+	issued := time.Unix(0, int64(binary.BigEndian.Uint64(raw[:8])))
+	if now.Sub(issued) > n.ttl || issued.After(now.Add(time.Minute)) {
+		return issued, nonceExpired
+	}
+	return issued, nonceValid
+}
+
+// ncTracker remembers the highest nonce-count seen per nonce, in a bounded FIFO. When a
+// live nonce is evicted to make room, floor rises to its issue time, and any nonce issued
+// at or before floor that is no longer tracked is refused: eviction can cost a client a
+// re-challenge but never opens a replay.
+type ncTracker struct {
+	ttl time.Duration
+
+	mu sync.Mutex // guards the fields below
+	// seen maps nonce → entry; ring holds the same nonces in first-use order.
+	seen  map[string]ncEntry
+	ring  []string
+	head  int // index of the oldest nonce in ring
+	count int // number of nonces in ring
+	floor time.Time
+}
+
+type ncEntry struct {
+	nc     uint32
+	issued time.Time
+}
+
+func newNCTracker(size int, ttl time.Duration) *ncTracker {
+	return &ncTracker{ttl: ttl, seen: make(map[string]ncEntry, size), ring: make([]string, size)}
+}
+
+// use records nc for nonce and reports whether it is fresh (strictly above every nc seen
+// for that nonce).
+func (t *ncTracker) use(nonce string, issued time.Time, nc uint32, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.seen[nonce]; ok {
+		if nc <= e.nc {
+			return false
+		}
+		e.nc = nc
+		t.seen[nonce] = e
+		return true
+	}
+	if !issued.After(t.floor) {
+		return false
+	}
+	// Drop expired nonces from the front: they are refused by age anyway.
+	for t.count > 0 {
+		old := t.ring[t.head]
+		if now.Sub(t.seen[old].issued) <= t.ttl {
+			break
+		}
+		t.popLocked()
+	}
+	if t.count == len(t.ring) {
+		if e := t.popLocked(); e.issued.After(t.floor) {
+			t.floor = e.issued
+		}
+	}
+	t.ring[(t.head+t.count)%len(t.ring)] = nonce
+	t.count++
+	t.seen[nonce] = ncEntry{nc: nc, issued: issued}
+	return true
+}
+
+func (t *ncTracker) popLocked() ncEntry {
+	old := t.ring[t.head]
+	e := t.seen[old]
+	delete(t.seen, old)
+	t.ring[t.head] = ""
+	t.head = (t.head + 1) % len(t.ring)
+	t.count--
+	return e
+}
+
+// verdict is the outcome of checking a request's digest credentials.
+type verdict int
+
+const (
+	// noCredentials: no credentials for our realm; challenge.
+	noCredentials verdict = iota
+	// badCredentials: wrong username or response, or unusable parameters; 403 and count.
+	badCredentials
+	// staleCredentials: right response but expired/foreign nonce or replayed nc; challenge
+	// with stale=true.
+	staleCredentials
+	// goodCredentials: authenticated.
+	goodCredentials
+)
+
+func (v verdict) String() string {
+	switch v {
+	case noCredentials:
+		return "no-credentials"
+	case badCredentials:
+		return "bad-credentials"
+	case staleCredentials:
+		return "stale"
+	case goodCredentials:
+		return "ok"
+	}
+	return fmt.Sprintf("verdict(%d)", int(v))
+}
+
+// hashes are the HA1 values to check a response against.
+type hashes struct{ md5, sha256 string }
+
+// verifyDigest checks the Authorization (REGISTER) or Proxy-Authorization (INVITE)
+// credentials of req for username against h. The response is computed before anything
+// else is decided, so every path costs the same.
+func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h hashes, now time.Time) verdict {
+	cred := r.findCredentials(req, header)
+	if cred == nil {
+		return noCredentials
+	}
+	var ha1 string
+	switch strings.ToUpper(cred.Algorithm) {
+	case "", algMD5:
+		ha1 = h.md5
+	case algSHA256:
+		ha1 = h.sha256
+	default:
+		return badCredentials
+	}
+	if ha1 == "" || cred.Userhash || !strings.EqualFold(cred.QOP, "auth") || cred.Nc <= 0 || cred.Cnonce == "" {
+		return badCredentials
+	}
+	want, err := digest.Digest(&digest.Challenge{
+		Realm: cred.Realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, QOP: []string{"auth"},
+	}, digest.Options{Method: req.Method.String(), URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc})
+	if err != nil {
+		return badCredentials
+	}
+	ok := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) == 1
+	if !ok || cred.Username != username {
+		return badCredentials
+	}
+	issued, st := r.nonces.check(cred.Nonce, now)
+	if st != nonceValid {
+		return staleCredentials
+	}
+	if !r.nc.use(cred.Nonce, issued, uint32(cred.Nc), now) {
+		return staleCredentials
+	}
+	return goodCredentials
+}
+
+// findCredentials returns the first parseable Digest credentials for our realm.
+func (r *Registrar) findCredentials(req *sip.Request, header string) *digest.Credentials {
+	for _, h := range req.GetHeaders(header) {
+		c, err := digest.ParseCredentials(h.Value())
+		if err != nil || c.Realm != r.cfg.Realm {
+			continue
+		}
+		return c
+	}
+	return nil
+}
+
+// challenges returns the WWW-Authenticate/Proxy-Authenticate values: SHA-256 first, then
+// MD5, sharing one fresh nonce.
+func (r *Registrar) challenges(now time.Time, stale bool) [2]string {
+	nonce := r.nonces.issue(now)
+	var out [2]string
+	for i, alg := range []string{algSHA256, algMD5} {
+		c := digest.Challenge{Realm: r.cfg.Realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
+		out[i] = c.String()
+	}
+	return out
+}
+
+// dummyHashes are the hashes checked for a DN that may not register or does not exist:
+// derived from the process secret, so no password can match them.
+func dummyHashes(secret []byte, number string) hashes {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("dummy-ha1:" + number))
+	s := hex.EncodeToString(mac.Sum(nil))
+	return hashes{md5: s[:32], sha256: s}
+}

@@ -1,0 +1,57 @@
+// Package registrar serves SIP REGISTER for self-registered DNs (contact "*") and
+// authorizes new calls, on top of a store.Store (SIPS.md section 2.4, issue 3).
+//
+// # Authentication
+//
+// REGISTER is challenged with 401 and INVITE with 407, offering two Digest challenges,
+// SHA-256 first and MD5 second (RFC 8760), both qop=auth and sharing one nonce. The digest
+// username is the DN number. Nonces are HMAC-signed timestamps, so they need no store; they
+// expire after NonceTTL, and a correct response with an expired (or foreign, e.g. from
+// before a restart) nonce gets a fresh challenge with stale=true. Nonce counts are tracked
+// in memory per nonce in a bounded FIFO: nc must grow, and a replayed or out-of-window nc
+// is treated like a stale nonce (401 stale=true, nothing changes).
+//
+// Which DNs exist is not revealed: a REGISTER for an unknown, disabled or fixed-contact DN
+// gets the same challenge as a real one; its credentials are then checked against a
+// per-process dummy hash (same work) and answered 403. A wrong password also gets 403.
+// A self-registered DN with no password registers without a challenge: such a DN is
+// open to anyone who can reach the server, by configuration.
+//
+// Failed authentications (wrong response, wrong username) are counted per source IP.
+// AuthFailLimit failures within Lockout lock the source out: it gets 403 to REGISTER and
+// to challenged INVITEs for Lockout, and the lockout is logged once. Successes do not
+// reset the count, so a guesser cannot interleave a known-good account.
+//
+// # Bindings
+//
+// Expiry comes from the contact's expires parameter, else the Expires header, else
+// DefaultExpires; below MinExpires gives 423 with Min-Expires, above MaxExpires is
+// clamped, and values that are not a delta-seconds (negative, non-numeric, > 2^32-1) give
+// 400. Expires 0 removes one binding; "Contact: *" with "Expires: 0" removes all (400
+// otherwise); no Contact is a query. The 200 OK lists every current binding with
+// ;expires=<remaining seconds>. A binding with the same Call-ID and a CSeq that is not
+// higher than the stored one fails with 500 (RFC 3261 §10.3 step 7). Every check runs
+// before anything is written: a rejected REGISTER changes nothing.
+//
+// # SIPS
+//
+//   - R26: To sips → every Contact must be sips, else 400.
+//   - R27: the DN is the To user, whatever the scheme; sip: and sips: AORs are one user.
+//   - R28: a sips Contact needs a sips Request-URI and only sips Path entries, else 400.
+//   - R29: bindings are keyed by dn.BindingKey (user@host:port, no scheme): re-registering
+//     a device with the other scheme replaces its binding.
+//   - A REGISTER with a sips Request-URI or a sips Contact that did not arrive over TLS is
+//     refused with 480 and "Warning: 380 … SIPS Not Allowed", as the B2BUA does for a sips
+//     INVITE over a non-TLS transport (SIPS.md T6, P11).
+//   - A sips binding is stored with Secure=true and without its transport parameter (the
+//     modelled product's rule). Transport and Source (the connection's remote address)
+//     are recorded, so the B2BUA can reach TCP/TLS bindings over the same flow (R33).
+//
+// # Calls
+//
+// AuthorizeCall trusts a request whose source IP matches a DN's TrustedSources, or whose
+// TLS connection presented a verified client certificate whose CN, DNS, URI or e-mail SAN
+// matches a DN's TrustedCertSubjects; that DN is the caller. Otherwise the caller is the
+// From user: a DN with a password is challenged (407), a disabled DN gets 403, and a DN
+// without a password or an unknown user passes (caller that DN, or nil).
+package registrar

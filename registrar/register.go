@@ -1,0 +1,350 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/signaling"
+)
+
+// status is a final response decided while checking a request.
+type status struct {
+	code   int
+	reason string
+	hdrs   []sip.Header
+}
+
+func badRequest(reason string) *status { return &status{code: 400, reason: reason} }
+
+// contactReq is one binding a REGISTER asks for.
+type contactReq struct {
+	contact  string // as stored: scheme lower-cased, no transport parameter when sips
+	key      string // dn.BindingKey(contact)
+	secure   bool
+	expires  time.Duration // 0 removes the binding
+	instance string        // +sip.instance value without quotes
+}
+
+// registerReq is a checked REGISTER.
+type registerReq struct {
+	number   string
+	star     bool
+	contacts []contactReq // one per key; a later Contact for the same device wins (R29)
+}
+
+// ServeRegister answers a REGISTER: it checks the request, authenticates it and updates
+// the bindings of the To user's DN. It implements signaling.Registrar.
+func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) {
+	p, st := r.parseRegister(req)
+	if st != nil {
+		r.reply(tx, req, st.code, st.reason, st.hdrs...)
+		return
+	}
+	d, err := r.store.Lookup(ctx, p.number)
+	if err != nil && !errors.Is(err, dn.ErrNotFound) {
+		r.log.Error("register: look up DN", "dn", p.number, "error", err)
+		r.reply(tx, req, 500, "Server Internal Error")
+		return
+	}
+	eligible := err == nil && !d.Disabled && d.SelfRegistered()
+	if !eligible || d.HasPassword() {
+		if r.authenticate(req, tx, p.number, d, eligible, 401) == authAnswered {
+			return
+		}
+	}
+	mu := r.dnLock(p.number)
+	mu.Lock()
+	defer mu.Unlock()
+	r.apply(ctx, req, tx, p)
+}
+
+// parseRegister runs every check that needs no store: To, Contacts, expiries and the sips
+// rules R26 and R28, and sips over TLS only.
+func (r *Registrar) parseRegister(req *sip.Request) (registerReq, *status) {
+	var p registerReq
+	to := req.To()
+	if to == nil {
+		return p, badRequest("Missing To header")
+	}
+	aorScheme := strings.ToLower(to.Address.Scheme)
+	if aorScheme != "sip" && aorScheme != "sips" {
+		return p, &status{code: 416, reason: "Unsupported URI Scheme"}
+	}
+	if to.Address.User == "" {
+		return p, badRequest("To has no user part")
+	}
+	p.number = to.Address.User // R27: the scheme does not matter
+	ruriSecure := strings.EqualFold(req.Recipient.Scheme, "sips")
+
+	var hdrExpires *uint32
+	if h := req.GetHeader("Expires"); h != nil {
+		v, ok := parseDelta(h.Value())
+		if !ok {
+			return p, badRequest("Bad Expires header")
+		}
+		hdrExpires = &v
+	}
+
+	hs := req.GetHeaders("Contact")
+	anySecure, allSecure, tooShort := false, true, false
+	index := map[string]int{}
+	for _, h := range hs {
+		ch, ok := h.(*sip.ContactHeader)
+		if !ok {
+			return p, badRequest("Malformed Contact")
+		}
+		if ch.Address.Wildcard {
+			p.star = true
+			continue
+		}
+		c, st := r.parseContact(ch, hdrExpires)
+		if st != nil {
+			return p, st
+		}
+		if c.expires > 0 && c.expires < r.cfg.MinExpires {
+			tooShort = true
+		}
+		anySecure = anySecure || c.secure
+		allSecure = allSecure && c.secure
+		if i, ok := index[c.key]; ok {
+			p.contacts[i] = c
+			continue
+		}
+		index[c.key] = len(p.contacts)
+		p.contacts = append(p.contacts, c)
+	}
+	if p.star && (len(hs) != 1 || hdrExpires == nil || *hdrExpires != 0) {
+		return p, badRequest(`"Contact: *" needs "Expires: 0" and no other Contact`)
+	}
+	// R26: a sips AOR registers only sips Contacts.
+	if aorScheme == "sips" && !allSecure {
+		return p, badRequest("To is sips: every Contact must be sips (RFC 5630 5.1.1.1)")
+	}
+	// R28: a sips Contact is accepted only if the Request-URI and every Path are sips.
+	if anySecure {
+		if !ruriSecure {
+			return p, badRequest("sips Contact needs a sips Request-URI (RFC 5630 5.2)")
+		}
+		for _, scheme := range pathSchemes(req) {
+			if scheme != "sips" {
+				return p, badRequest("sips Contact needs sips Path entries (RFC 5630 5.2)")
+			}
+		}
+	}
+	// sips only over TLS (RFC 5630 §4: rather fail than go without TLS; SIPS.md T6, P11).
+	if (ruriSecure || anySecure) && !strings.EqualFold(req.Transport(), "TLS") {
+		return p, &status{code: 480, reason: "Temporarily Unavailable",
+			hdrs: []sip.Header{sip.NewHeader("Warning", `380 sipsvc "SIPS Not Allowed"`)}}
+	}
+	if tooShort {
+		return p, &status{code: 423, reason: "Interval Too Brief",
+			hdrs: []sip.Header{sip.NewHeader("Min-Expires", strconv.Itoa(int(r.cfg.MinExpires/time.Second)))}}
+	}
+	return p, nil
+}
+
+// parseContact checks one Contact and works out its stored form and expiry.
+func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (contactReq, *status) {
+	var c contactReq
+	u := ch.Address.Clone()
+	u.Scheme = strings.ToLower(u.Scheme)
+	if u.Scheme != "sip" && u.Scheme != "sips" {
+		return c, badRequest("Contact must be a sip: or sips: URI")
+	}
+	if u.Host == "" {
+		return c, badRequest("Contact has no host")
+	}
+	c.secure = u.Scheme == "sips"
+	if c.secure {
+		// The modelled product's rule: a sips binding is stored without transport (T4).
+		removeParamFold(&u.UriParams, "transport")
+	}
+	c.contact = u.String()
+	if _, err := dn.ParseContact(c.contact); err != nil {
+		return c, badRequest("Malformed Contact")
+	}
+	c.key = dn.BindingKey(c.contact)
+
+	exp := uint32(r.cfg.DefaultExpires / time.Second)
+	if hdrExpires != nil {
+		exp = *hdrExpires
+	}
+	if v, ok := ch.Params.Get("expires"); ok {
+		d, ok := parseDelta(v)
+		if !ok {
+			return c, badRequest("Bad Contact expires parameter")
+		}
+		exp = d
+	}
+	c.expires = min(time.Duration(exp)*time.Second, r.cfg.MaxExpires)
+	if v, ok := ch.Params.Get("+sip.instance"); ok {
+		c.instance = strings.Trim(v, `"`)
+	}
+	return c, nil
+}
+
+// removeParamFold removes a URI parameter whatever the case of its name.
+func removeParamFold(ps *sip.HeaderParams, name string) {
+	out := (*ps)[:0]
+	for _, kv := range *ps {
+		if !strings.EqualFold(kv.K, name) {
+			out = append(out, kv)
+		}
+	}
+	*ps = out
+}
+
+// pathSchemes returns the lower-cased scheme of every Path entry (RFC 3327).
+func pathSchemes(req *sip.Request) []string {
+	var out []string
+	for _, h := range req.GetHeaders("Path") {
+		for _, v := range splitAddrList(h.Value()) {
+			s := v
+			if i := strings.IndexByte(s, '<'); i >= 0 {
+				s = s[i+1:]
+			}
+			scheme := s
+			if i := strings.IndexByte(s, ':'); i >= 0 {
+				scheme = s[:i]
+			}
+			out = append(out, strings.ToLower(strings.TrimSpace(scheme)))
+		}
+	}
+	return out
+}
+
+// splitAddrList splits a comma-separated header value outside <> and quotes.
+func splitAddrList(v string) []string {
+	var out []string
+	depth, quoted, start := 0, false, 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c == '"':
+			quoted = !quoted
+		case quoted:
+		case c == '<':
+			depth++
+		case c == '>':
+			depth--
+		case c == ',' && depth == 0:
+			out = append(out, strings.TrimSpace(v[start:i]))
+			start = i + 1
+		}
+	}
+	if s := strings.TrimSpace(v[start:]); s != "" {
+		out = append(out, s)
+	}
+	return out
+}
+
+// apply updates the bindings of an authenticated REGISTER and answers it. The caller holds
+// the DN's lock.
+func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, p registerReq) {
+	now := r.now()
+	cid := callID(req)
+	var cseq uint32
+	if h := req.CSeq(); h != nil {
+		cseq = h.SeqNo
+	}
+	current, err := r.store.Bindings(ctx, p.number)
+	if err != nil {
+		r.storeFailed(tx, req, p.number, err)
+		return
+	}
+	existing := make(map[string]dn.Binding, len(current))
+	for _, b := range current {
+		existing[b.Key()] = b
+	}
+
+	if p.star {
+		if err := r.store.DeleteBindings(ctx, p.number); err != nil {
+			r.storeFailed(tx, req, p.number, err)
+			return
+		}
+		for _, b := range current {
+			r.log.Info("registration removed", "dn", p.number, "contact", b.Contact, "reason", "contact-star")
+			r.emit(ctx, signaling.EventRegistrationRemoved, b, now)
+		}
+		r.replyBindings(ctx, tx, req, p.number, now)
+		return
+	}
+
+	// RFC 3261 §10.3 step 7: the same Call-ID with a CSeq that is not higher is out of
+	// order; check every contact before writing any.
+	for _, c := range p.contacts {
+		if old, ok := existing[c.key]; ok && old.CallID == cid && cseq <= old.CSeq {
+			r.reply(tx, req, 500, "Server Internal Error",
+				sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`))
+			return
+		}
+	}
+	ua := ""
+	if h := req.GetHeader("User-Agent"); h != nil {
+		ua = h.Value()
+	}
+	for _, c := range p.contacts {
+		old, had := existing[c.key]
+		if c.expires == 0 {
+			if !had {
+				continue
+			}
+			if err := r.store.DeleteBinding(ctx, p.number, c.key); err != nil && !errors.Is(err, dn.ErrNotFound) {
+				r.storeFailed(tx, req, p.number, err)
+				return
+			}
+			r.log.Info("registration removed", "dn", p.number, "contact", old.Contact, "reason", "expires-0")
+			r.emit(ctx, signaling.EventRegistrationRemoved, old, now)
+			continue
+		}
+		b := dn.Binding{
+			Number: p.number, Contact: c.contact, Secure: c.secure,
+			Transport: strings.ToUpper(req.Transport()), Source: req.Source(),
+			InstanceID: c.instance, CallID: cid, CSeq: cseq, UserAgent: ua,
+			Expires: now.Add(c.expires), Updated: now,
+		}
+		if err := r.store.PutBinding(ctx, b); err != nil {
+			r.storeFailed(tx, req, p.number, err)
+			return
+		}
+		kind := signaling.EventRegistrationAdded
+		if had {
+			kind = signaling.EventRegistrationRefresh
+		} else {
+			r.log.Info("registration added", "dn", p.number, "contact", b.Contact, "transport", b.Transport,
+				"source", b.Source, "secure", b.Secure, "expires", c.expires)
+		}
+		r.emit(ctx, kind, b, now)
+	}
+	r.replyBindings(ctx, tx, req, p.number, now)
+}
+
+func (r *Registrar) storeFailed(tx sip.ServerTransaction, req *sip.Request, number string, err error) {
+	r.log.Error("register: store", "dn", number, "error", err)
+	r.reply(tx, req, 500, "Server Internal Error")
+}
+
+// replyBindings answers 200 OK with every live binding and its remaining seconds.
+func (r *Registrar) replyBindings(ctx context.Context, tx sip.ServerTransaction, req *sip.Request, number string, now time.Time) {
+	bs, err := r.store.Bindings(ctx, number)
+	if err != nil {
+		r.storeFailed(tx, req, number, err)
+		return
+	}
+	hdrs := make([]sip.Header, 0, len(bs)+1)
+	for _, b := range bs {
+		left := int((b.Expires.Sub(now) + time.Second - 1) / time.Second)
+		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(max(left, 1))
+		if b.InstanceID != "" {
+			v += `;+sip.instance="` + b.InstanceID + `"`
+		}
+		hdrs = append(hdrs, sip.NewHeader("Contact", v))
+	}
+	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+	r.reply(tx, req, 200, "OK", hdrs...)
+}

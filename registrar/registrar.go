@@ -1,0 +1,327 @@
+package registrar
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/store"
+)
+
+// Config configures a Registrar. Store is required; zero values take the defaults named
+// on each field (the same as config.Default).
+type Config struct {
+	// Store holds DNs and bindings (required).
+	Store store.Store
+	// Realm of the digest challenges. Default "sipsvc".
+	Realm string
+	// DefaultExpires applies when a REGISTER names no expiry. Default 3600 s.
+	DefaultExpires time.Duration
+	// MinExpires: shorter non-zero expiries get 423 with Min-Expires. Default 60 s.
+	MinExpires time.Duration
+	// MaxExpires: longer expiries are clamped to it. Default 7200 s.
+	MaxExpires time.Duration
+	// NonceTTL is how long a nonce stays valid. Default 5 min.
+	NonceTTL time.Duration
+	// AuthFailLimit failed authentications from one source IP within Lockout lock it
+	// out for Lockout. Default 10; negative disables the lockout.
+	AuthFailLimit int
+	// Lockout is the counting window and the cooling-off period. Default 5 min.
+	Lockout time.Duration
+	// PurgeInterval is how often Run purges expired bindings. Default 30 s.
+	PurgeInterval time.Duration
+	// NonceCacheSize bounds the nonce-count tracker. Default 100000 nonces.
+	NonceCacheSize int
+	// Secret signs nonces. Empty means 32 random bytes per process (nonces issued before a
+	// restart are then answered with stale=true). Set it to share nonces between nodes.
+	Secret []byte
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Observer receives registration events; nil means none.
+	Observer signaling.Observer
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Registrar serves REGISTER, authorizes calls and purges expired bindings. It implements
+// signaling.Registrar and signaling.Authenticator. Create it with New.
+type Registrar struct {
+	cfg    Config
+	store  store.Store
+	log    *slog.Logger
+	now    func() time.Time
+	nonces *nonces
+	nc     *ncTracker
+	lock   *lockout // nil when disabled
+
+	// locks serialises the read-check-write of one DN's bindings (striped by number).
+	locks [256]sync.Mutex
+}
+
+// Interface guards.
+var (
+	_ signaling.Registrar     = (*Registrar)(nil)
+	_ signaling.Authenticator = (*Registrar)(nil)
+)
+
+// New checks cfg, applies defaults and returns a Registrar.
+func New(cfg Config) (*Registrar, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("registrar: Config.Store is required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if cfg.Realm == "" {
+		cfg.Realm = "sipsvc"
+	}
+	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
+		return nil, fmt.Errorf("registrar: realm %q: quotes, backslashes and line breaks are not allowed", cfg.Realm)
+	}
+	def(&cfg.DefaultExpires, 3600*time.Second)
+	def(&cfg.MinExpires, 60*time.Second)
+	def(&cfg.MaxExpires, 7200*time.Second)
+	def(&cfg.NonceTTL, 5*time.Minute)
+	def(&cfg.Lockout, 5*time.Minute)
+	def(&cfg.PurgeInterval, 30*time.Second)
+	if cfg.AuthFailLimit == 0 {
+		cfg.AuthFailLimit = 10
+	}
+	if cfg.NonceCacheSize <= 0 {
+		cfg.NonceCacheSize = 100_000
+	}
+	if cfg.MinExpires > cfg.MaxExpires {
+		return nil, fmt.Errorf("registrar: min expires %s is above max expires %s", cfg.MinExpires, cfg.MaxExpires)
+	}
+	if cfg.DefaultExpires < cfg.MinExpires || cfg.DefaultExpires > cfg.MaxExpires {
+		return nil, fmt.Errorf("registrar: default expires %s is outside [%s, %s]", cfg.DefaultExpires, cfg.MinExpires, cfg.MaxExpires)
+	}
+	if len(cfg.Secret) == 0 {
+		cfg.Secret = make([]byte, 32)
+		if _, err := rand.Read(cfg.Secret); err != nil {
+			return nil, fmt.Errorf("registrar: nonce secret: %w", err)
+		}
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Registrar{
+		cfg:    cfg,
+		store:  cfg.Store,
+		log:    cfg.Logger.With("component", "registrar"),
+		now:    cfg.Now,
+		nonces: &nonces{secret: cfg.Secret, ttl: cfg.NonceTTL},
+		nc:     newNCTracker(cfg.NonceCacheSize, cfg.NonceTTL),
+	}
+	if cfg.AuthFailLimit > 0 {
+		r.lock = newLockout(cfg.AuthFailLimit, cfg.Lockout)
+	}
+	return r, nil
+}
+
+func (r *Registrar) dnLock(number string) *sync.Mutex {
+	h := fnv.New32a()
+	h.Write([]byte(number))
+	return &r.locks[h.Sum32()%uint32(len(r.locks))]
+}
+
+// reply answers tx; a failed send is logged (the client retransmits or gives up).
+func (r *Registrar) reply(tx sip.ServerTransaction, req *sip.Request, code int, reason string, hdrs ...sip.Header) {
+	res := sip.NewResponseFromRequest(req, code, reason, nil)
+	for _, h := range hdrs {
+		res.AppendHeader(h)
+	}
+	if err := tx.Respond(res); err != nil {
+		r.log.Debug("send response", "status", code, "call_id", callID(req), "error", err)
+	}
+}
+
+func callID(req *sip.Request) string {
+	if h := req.CallID(); h != nil {
+		return h.Value()
+	}
+	return ""
+}
+
+// sourceIP is the IP of the request's transport source, without port.
+func sourceIP(req *sip.Request) string {
+	src := req.Source()
+	if host, _, err := net.SplitHostPort(src); err == nil {
+		return strings.Trim(host, "[]")
+	}
+	return src
+}
+
+func (r *Registrar) emit(ctx context.Context, kind signaling.EventKind, b dn.Binding, now time.Time) {
+	if r.cfg.Observer == nil {
+		return
+	}
+	r.cfg.Observer.Observe(ctx, signaling.Event{Kind: kind, Time: now, DN: b.Number, SIPCallID: b.CallID, Binding: &b})
+}
+
+// authOutcome says what authenticate did.
+type authOutcome int
+
+const (
+	authPassed   authOutcome = iota // go on
+	authAnswered                    // a 401/403/407 was sent
+)
+
+// authenticate runs the digest exchange for number. eligible says whether the request may
+// succeed at all (the DN exists and may do this); when it may not, the same challenge is
+// sent and credentials are checked against dummy hashes, then 403 — the client cannot
+// tell the difference. challengeCode is 401 (REGISTER) or 407 (INVITE).
+func (r *Registrar) authenticate(req *sip.Request, tx sip.ServerTransaction, number string, d dn.DN, eligible bool, challengeCode int) authOutcome {
+	now := r.now()
+	ip := sourceIP(req)
+	if r.lock != nil && r.lock.locked(ip, now) {
+		r.reply(tx, req, 403, "Forbidden")
+		return authAnswered
+	}
+	h := hashes{md5: d.HA1MD5, sha256: d.HA1SHA256}
+	if !eligible {
+		h = dummyHashes(r.cfg.Secret, number)
+	}
+	credHeader, chalHeader, reason := "Authorization", "WWW-Authenticate", "Unauthorized"
+	if challengeCode == 407 {
+		credHeader, chalHeader, reason = "Proxy-Authorization", "Proxy-Authenticate", "Proxy Authentication Required"
+	}
+	v := r.verifyDigest(req, credHeader, number, h, now)
+	switch v {
+	case noCredentials, staleCredentials:
+		ch := r.challenges(now, v == staleCredentials)
+		r.reply(tx, req, challengeCode, reason, sip.NewHeader(chalHeader, ch[0]), sip.NewHeader(chalHeader, ch[1]))
+		return authAnswered
+	case badCredentials:
+		r.failed(req, ip, number, now)
+		r.reply(tx, req, 403, "Forbidden")
+		return authAnswered
+	}
+	if !eligible {
+		// Only reachable with right credentials for a DN that may not do this.
+		r.reply(tx, req, 403, "Forbidden")
+		return authAnswered
+	}
+	return authPassed
+}
+
+func (r *Registrar) failed(req *sip.Request, ip, number string, now time.Time) {
+	r.log.Debug("digest authentication failed", "source", ip, "user", number, "method", req.Method.String())
+	if r.lock != nil && r.lock.fail(ip, now) {
+		r.log.Warn("source locked out after repeated authentication failures",
+			"source", ip, "limit", r.cfg.AuthFailLimit, "lockout", r.cfg.Lockout, "last_user", number)
+	}
+}
+
+// Run purges expired bindings every PurgeInterval, emitting EventRegistrationRemoved for
+// each, and forgets old lockout entries, until ctx is done. It returns nil on a clean stop.
+func (r *Registrar) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		if _, err := r.Purge(ctx); err != nil && ctx.Err() == nil {
+			r.log.Error("purge expired bindings", "error", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Purge deletes the bindings expired now and emits EventRegistrationRemoved for each. It
+// returns how many were purged.
+func (r *Registrar) Purge(ctx context.Context) (int, error) {
+	now := r.now()
+	if r.lock != nil {
+		r.lock.sweep(now)
+	}
+	p, ok := r.store.(store.ExpiredPurger)
+	if !ok {
+		n, err := r.store.PurgeExpired(ctx, now)
+		if err != nil {
+			return 0, fmt.Errorf("registrar: purge: %w", err)
+		}
+		return n, nil
+	}
+	gone, err := p.PurgeExpiredBindings(ctx, now)
+	if err != nil {
+		return 0, fmt.Errorf("registrar: purge: %w", err)
+	}
+	for _, b := range gone {
+		r.log.Info("registration expired", "dn", b.Number, "contact", b.Contact)
+		r.emit(ctx, signaling.EventRegistrationRemoved, b, now)
+	}
+	return len(gone), nil
+}
+
+// List returns the live bindings of a DN; dn.ErrNotFound if the DN does not exist.
+func (r *Registrar) List(ctx context.Context, number string) ([]dn.Binding, error) {
+	if _, err := r.store.Lookup(ctx, number); err != nil {
+		return nil, fmt.Errorf("registrar: list %s: %w", number, err)
+	}
+	bs, err := r.store.Bindings(ctx, number)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: list %s: %w", number, err)
+	}
+	return bs, nil
+}
+
+// Remove deletes one binding of a DN, named by its contact URI or its key
+// (dn.BindingKey), and emits EventRegistrationRemoved; dn.ErrNotFound if there is none.
+func (r *Registrar) Remove(ctx context.Context, number, contactOrKey string) error {
+	key := contactOrKey
+	if strings.Contains(contactOrKey, ":") && (strings.HasPrefix(strings.ToLower(contactOrKey), "sip:") || strings.HasPrefix(strings.ToLower(contactOrKey), "sips:")) {
+		key = dn.BindingKey(contactOrKey)
+	}
+	mu := r.dnLock(number)
+	mu.Lock()
+	defer mu.Unlock()
+	bs, err := r.store.Bindings(ctx, number)
+	if err != nil {
+		return fmt.Errorf("registrar: remove %s: %w", number, err)
+	}
+	for _, b := range bs {
+		if b.Key() != key {
+			continue
+		}
+		if err := r.store.DeleteBinding(ctx, number, key); err != nil {
+			return fmt.Errorf("registrar: remove %s %s: %w", number, key, err)
+		}
+		r.log.Info("registration removed by the control plane", "dn", number, "contact", b.Contact)
+		r.emit(ctx, signaling.EventRegistrationRemoved, b, r.now())
+		return nil
+	}
+	return fmt.Errorf("registrar: remove %s %s: %w", number, key, dn.ErrNotFound)
+}
+
+// parseDelta parses a delta-seconds value (RFC 3261 §25.1: 1*DIGIT, at most 2^32-1).
+func parseDelta(s string) (uint32, bool) {
+	s = strings.TrimSpace(s)
+	if s == "" || s[0] < '0' || s[0] > '9' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, false
+	}
+	return uint32(v), true
+}
