@@ -87,6 +87,7 @@ type leg struct {
 	cause     string
 	timer     *sessionTimer
 	held      bool
+	rang      bool
 
 	// reliable provisional responses (RFC 3262) we sent on an inbound leg
 	rseq        uint32

@@ -67,6 +67,12 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			l.timer.refreshed()
 		}
 	}
+	if other == nil && req.Method == sip.NOTIFY {
+		// e.g. the sipfrag NOTIFYs of a REFER we sent after the other leg left (RFC 3515).
+		_ = s.respond(l, tx, req, 200, "OK", nil, "")
+		markStatus(span, 200)
+		return
+	}
 	if other == nil {
 		s.reply(tx, req, 491, "Request Pending")
 		markStatus(span, 491)
@@ -119,7 +125,7 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 			to.localSDP = req.Body()
 		}
 		c.mu.Unlock()
-		c.holdEvents(from, req.Body())
+		c.holdEvents(to, req.Body())
 	}
 	var hdrs []sip.Header
 	if res.IsSuccess() && (req.Method == sip.INVITE || req.Method == sip.UPDATE) && from.timer != nil {

@@ -314,30 +314,55 @@ type forkResult struct {
 	err error
 }
 
-// tryTarget originates one leg per spec of t in parallel and waits for the first 2xx, the
-// ring timeout, A's CANCEL, or all of them failing.
+// tryTarget dials t and, when a leg answers, completes the call with leg A.
 func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
+	mf := 70
+	if amf := a.invite.MaxForwards(); amf != nil {
+		mf = int(amf.Val()) - 1 // decremented across the B2BUA
+	}
+	tmpl := originateParams{
+		otherSIPS: a.dec.Scheme == "sips", callerUser: c.caller, callerDisplay: a.remoteDisplay,
+		maxForwards: mf, body: a.remoteSDP, ctype: contentType(a.invite), from: a.invite, fromLeg: a,
+	}
+	winner, f := c.dial(t, tmpl, func(l *leg, res *sip.Response) { c.onProvisional(a, l, res) })
+	if winner == nil {
+		return false, f
+	}
+	if err := c.answer(a, winner, lastResponse(winner)); err != nil {
+		c.s.log.Warn("answer failed", "call", c.id, "error", err)
+	}
+	return true, nil
+}
+
+// dial originates one leg per spec of t in parallel (all live bindings of a self-registered
+// DN) and waits for the first 2xx, the ring timeout, the call's cancellation, or all of them
+// failing. The losers are CANCELled. onProv sees every provisional response.
+func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Response)) (*leg, *failure) {
 	s := c.s
 	specs, f := c.resolve(t)
 	if f != nil {
-		return false, f
+		return nil, f
 	}
 	timeout := t.Timeout
 	if timeout <= 0 {
 		timeout = s.cfg.RingTimeout
 	}
-	results := make(chan forkResult, 16)
+	results := make(chan forkResult)
+	dialDone := make(chan struct{})
+	defer close(dialDone)
 	var forks []*leg
 	var best *failure
 	for _, sp := range specs {
-		policy := t.Policy
-		if policy == dn.PolicyDefault {
-			policy = sp.d.Policy
+		p := tmpl
+		p.sp = sp
+		p.policy = t.Policy
+		if p.policy == dn.PolicyDefault {
+			p.policy = sp.d.Policy
 		}
-		if policy == dn.PolicyDefault {
-			policy = s.cfg.Policy
+		if p.policy == dn.PolicyDefault {
+			p.policy = s.cfg.Policy
 		}
-		l, f := c.originate(a, sp, policy, results)
+		l, f := c.originate(p, results, dialDone)
 		if f != nil {
 			if f.better(best) {
 				best = f
@@ -347,7 +372,7 @@ func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
 		forks = append(forks, l)
 	}
 	if len(forks) == 0 {
-		return false, best
+		return nil, best
 	}
 	ring := time.NewTimer(timeout)
 	defer ring.Stop()
@@ -367,7 +392,10 @@ func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
 			}
 			switch {
 			case r.res.IsProvisional():
-				c.onProvisional(a, r.l, r.res)
+				c.earlyDialog(r.l, r.res)
+				if onProv != nil {
+					onProv(r.l, r.res)
+				}
 			case r.res.IsSuccess():
 				winner = r.l
 			default:
@@ -384,21 +412,18 @@ func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
 		case <-ring.C:
 			c.cancelForks(nil, "ring timeout")
 			c.drain(results, &pending)
-			return false, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout"}
+			return nil, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout"}
 		case <-c.cancelled:
-			c.cancelForks(nil, "cancelled by caller")
+			c.cancelForks(nil, "cancelled")
 			c.drain(results, &pending)
-			return false, &failure{status: 487, reason: "Request Terminated", cause: "cancelled"}
+			return nil, &failure{status: 487, reason: "Request Terminated", cause: "cancelled"}
 		}
 	}
 	if winner == nil {
-		return false, best
+		return nil, best
 	}
 	c.cancelForks(winner, "answered elsewhere")
-	if err := c.answer(a, winner, lastResponse(winner)); err != nil {
-		s.log.Warn("answer failed", "call", c.id, "error", err)
-	}
-	return true, nil
+	return winner, nil
 }
 
 // drain waits briefly for cancelled forks to finish so their spans and events close.

@@ -13,10 +13,27 @@ import (
 	"github.com/sipsvc/sipsvc/sips"
 )
 
+// originateParams describe a new outbound leg.
+type originateParams struct {
+	sp     spec
+	policy dn.Policy
+	// otherSIPS: the leg this one is bridged to uses sips (strict policy, R19/R20).
+	otherSIPS bool
+	// callerUser and callerDisplay go in From (caller identity carried over).
+	callerUser, callerDisplay string
+	maxForwards               int
+	body                      []byte
+	ctype                     string
+	// from is the request on the other leg, to record header rewrites; nil for MakeCall.
+	from    *sip.Request
+	fromLeg *leg
+}
+
 // originate builds and sends the INVITE of a new outbound leg and starts a goroutine that
 // posts its responses to results.
-func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkResult) (*leg, *failure) {
+func (c *call) originate(p originateParams, results chan<- forkResult, dialDone <-chan struct{}) (*leg, *failure) {
 	s := c.s
+	sp := p.sp
 	d, err := sips.DecideOutbound(sips.Outbound{
 		Target: sp.uri, Registered: sp.registered, RegisteredSecure: sp.binding.Secure,
 		RegisteredTransport: sp.binding.Transport, Style: sp.d.Style,
@@ -25,7 +42,7 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 		// R4: refuse to send rather than modify the request (RFC 3261 §19.1.5).
 		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
 	}
-	if r := sips.CheckPolicy(policy, a.dec.Scheme == "sips", d.Scheme == "sips"); r != nil {
+	if r := sips.CheckPolicy(p.policy, p.otherSIPS, d.Scheme == "sips"); r != nil {
 		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: strings.Replace(r.Warning, " ", " sipsvc ", 1)}
 	}
 	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, style: sp.d.Style, state: StateInitiating}
@@ -35,9 +52,13 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	l.remoteTarget = target
 	l.remoteURI = sip.Uri{Scheme: d.Scheme, User: target.User, Host: target.Host, Port: target.Port}
 	la := s.local(d.Transport)
-	l.localURI = sip.Uri{Scheme: d.Scheme, User: c.caller, Host: la.host}
-	l.localDisplay = a.remoteDisplay
-	l.localContact = s.contactFor(c.caller, d, sp.d.Style)
+	caller := p.callerUser
+	if caller == "" {
+		caller = "sipsvc"
+	}
+	l.localURI = sip.Uri{Scheme: d.Scheme, User: caller, Host: la.host}
+	l.localDisplay = p.callerDisplay
+	l.localContact = s.contactFor(caller, d, sp.d.Style)
 	l.transport = d.Transport
 	l.dest = hostPort(target, d.Transport)
 	if sp.registered && d.Transport != "UDP" && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "" {
@@ -51,8 +72,8 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	inv := sip.NewRequest(sip.INVITE, target)
 	inv.AppendHeader(s.via(d.Transport))
 	mf := sip.MaxForwardsHeader(70)
-	if amf := a.invite.MaxForwards(); amf != nil {
-		mf = sip.MaxForwardsHeader(amf.Val() - 1) // decremented across the B2BUA
+	if p.maxForwards > 0 {
+		mf = sip.MaxForwardsHeader(p.maxForwards)
 	}
 	inv.AppendHeader(&mf)
 	from := &sip.FromHeader{DisplayName: l.localDisplay, Address: l.localURI, Params: sip.NewParams()}
@@ -69,11 +90,14 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	inv.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(s.cfg.SessionExpires/time.Second))))
 	inv.AppendHeader(sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
 	inv.AppendHeader(sip.NewHeader("User-Agent", s.cfg.UserAgent))
-	body := a.remoteSDP
-	if len(body) > 0 {
-		inv.AppendHeader(sip.NewHeader("Content-Type", contentType(a.invite)))
+	if len(p.body) > 0 {
+		ct := p.ctype
+		if ct == "" {
+			ct = "application/sdp"
+		}
+		inv.AppendHeader(sip.NewHeader("Content-Type", ct))
 	}
-	inv.SetBody(body)
+	inv.SetBody(p.body)
 	s.prepare(inv, l.transport, l.dest)
 	l.invite = inv
 	l.ctx, l.span = s.startLegSpan(c, l, inv)
@@ -86,7 +110,9 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	c.mu.Unlock()
 	s.registerLeg(l)
 	c.decided(l)
-	c.recordLegRewrites(a, l, sp)
+	if p.from != nil && p.fromLeg != nil {
+		c.recordLegRewrites(p.fromLeg, p.from, l, sp)
+	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
 	if l.transport == "TLS" && sp.d.InsecureSkipVerify && l.dest == hostPort(target, d.Transport) {
@@ -111,6 +137,15 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 	c.mu.Lock()
 	l.clientTx = tx
 	c.mu.Unlock()
+	// deliver hands a result to dial, unless dial has finished.
+	deliver := func(r forkResult) bool {
+		select {
+		case results <- r:
+			return true
+		case <-dialDone:
+			return false
+		}
+	}
 	go func() {
 		defer cancel()
 		for {
@@ -126,17 +161,20 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 					if first {
 						l.final = res
 					}
-					other := c.b != nil && c.b != l
 					c.mu.Unlock()
 					if !first {
-						continue // retransmitted 2xx; ACK was sent
+						continue // retransmitted 2xx
 					}
-					if other {
+					if !deliver(forkResult{l: l, res: res}) {
+						// Another leg won, or the attempt ended: accept and hang up (RFC 3261 §9.1).
 						c.ackAndBye(l, res)
-						continue
+						c.forkEnded(l, "answered after another leg", res.StatusCode)
 					}
+					continue
 				}
-				results <- forkResult{l: l, res: res}
+				if !deliver(forkResult{l: l, res: res}) && res.StatusCode >= 300 {
+					c.forkEnded(l, "ended after the attempt", res.StatusCode)
+				}
 				if res.StatusCode >= 300 {
 					return
 				}
@@ -145,8 +183,8 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 				answered := l.final != nil
 				c.mu.Unlock()
 				if !answered {
-					if err := tx.Err(); err != nil {
-						results <- forkResult{l: l, err: err}
+					if err := tx.Err(); err != nil && !deliver(forkResult{l: l, err: err}) {
+						c.forkEnded(l, "ended after the attempt", 0)
 					}
 				}
 				return
@@ -158,7 +196,7 @@ func (c *call) originate(a *leg, sp spec, policy dn.Policy, results chan<- forkR
 
 // recordLegRewrites records, for the headers whose scheme or transport the new leg changes,
 // the value on leg A and the value on the new leg, with the rule behind the change.
-func (c *call) recordLegRewrites(a, l *leg, sp spec) {
+func (c *call) recordLegRewrites(a *leg, from *sip.Request, l *leg, sp spec) {
 	up := l.dec.Scheme == "sips" && a.dec.Scheme != "sips"
 	down := l.dec.Scheme != "sips" && a.dec.Scheme == "sips"
 	rule := ""
@@ -170,9 +208,9 @@ func (c *call) recordLegRewrites(a, l *leg, sp spec) {
 	}
 	inv := l.invite
 	if rule != "" {
-		c.rewrite(l, "From", a.invite.From().Address.String(), inv.From().Address.String(), rule)
-		c.rewrite(l, "To", a.invite.To().Address.String(), inv.To().Address.String(), rule)
-		if ct := a.invite.Contact(); ct != nil {
+		c.rewrite(l, "From", from.From().Address.String(), inv.From().Address.String(), rule)
+		c.rewrite(l, "To", from.To().Address.String(), inv.To().Address.String(), rule)
+		if ct := from.Contact(); ct != nil {
 			c.rewrite(l, "Contact", ct.Address.String(), inv.Contact().Address.String(), rule)
 		}
 	}
@@ -187,7 +225,7 @@ func (c *call) recordLegRewrites(a, l *leg, sp spec) {
 	if ruleURI != "" {
 		c.rewrite(l, "Request-URI", sp.uri.String(), inv.Recipient.String(), ruleURI)
 	}
-	av, lv := a.invite.Via(), inv.Via()
+	av, lv := from.Via(), inv.Via()
 	if av != nil && lv != nil && !strings.EqualFold(av.Transport, lv.Transport) {
 		r := rule
 		if r == "" {
@@ -200,10 +238,9 @@ func (c *call) recordLegRewrites(a, l *leg, sp spec) {
 	}
 }
 
-// onProvisional relays a 18x from an originated leg to leg A and PRACKs it if B asked for
-// reliability (RFC 3262).
-func (c *call) onProvisional(a, l *leg, res *sip.Response) {
-	s := c.s
+// earlyDialog records the early dialog a provisional response creates on an outbound leg
+// and PRACKs it if the peer asked for reliability (RFC 3262).
+func (c *call) earlyDialog(l *leg, res *sip.Response) {
 	c.mu.Lock()
 	firstRing := l.state != StateRinging
 	l.state = StateRinging
@@ -219,7 +256,15 @@ func (c *call) onProvisional(a, l *leg, res *sip.Response) {
 	if len(res.Body()) > 0 {
 		l.remoteSDP = res.Body()
 	}
-	c.state = StateRinging
+	if ev := headerValue(res, "Allow-Events"); ev != "" {
+		l.events = ev
+	}
+	if al := headerValue(res, "Allow"); al != "" {
+		l.allow = al
+	}
+	if c.state == StateInitiating {
+		c.state = StateRinging
+	}
 	c.mu.Unlock()
 	if firstRing {
 		c.event(EventLegRinging, l, func(e *Event) { e.Status = res.StatusCode })
@@ -227,6 +272,15 @@ func (c *call) onProvisional(a, l *leg, res *sip.Response) {
 	if hasOption(res, "Require", "100rel") {
 		go c.prack(l, res)
 	}
+}
+
+// onProvisional relays a 18x from an originated leg to leg A.
+func (c *call) onProvisional(a, l *leg, res *sip.Response) {
+	s := c.s
+	c.mu.Lock()
+	firstRing := a.state != StateRinging || !a.rang
+	a.rang = true
+	c.mu.Unlock()
 	hdrs := []sip.Header{}
 	if a.needs100rel {
 		hdrs = append(hdrs, c.reliableHeaders(a)...)

@@ -1,0 +1,562 @@
+package signaling
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// MakeCall starts a third-party call (RFC 3725 flow I): it rings the From DN first and, when
+// it answers, calls To with From's offer, then gives From the answer in its ACK. It returns
+// as soon as the call exists; progress is reported through events. ctx's span becomes the
+// parent of the call's root span.
+func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, error) {
+	origin, err := s.cfg.Directory.Lookup(ctx, req.From)
+	if err != nil {
+		if errors.Is(err, dn.ErrNotFound) {
+			return CallInfo{}, fmt.Errorf("from %q: %w", req.From, ErrUnknownDN)
+		}
+		return CallInfo{}, fmt.Errorf("from %q: %w", req.From, err)
+	}
+	target, dialed, err := s.parseTarget(ctx, req.To)
+	if err != nil {
+		return CallInfo{}, err
+	}
+	c := &call{
+		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
+		caller: origin.Number, dialed: dialed,
+		cancelled: make(chan struct{}), done: make(chan struct{}),
+	}
+	c.ctx, c.span = s.startCallSpan(context.WithoutCancel(ctx), nil, c)
+	s.addCall(c)
+	c.event(EventCallCreated, nil, nil)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		c.runMakeCall(origin, target, req.Timeout)
+	}()
+	return c.snapshot(), nil
+}
+
+// parseTarget reads a DN number or a sip:/sips: URI.
+func (s *Server) parseTarget(ctx context.Context, to string) (Target, string, error) {
+	if strings.HasPrefix(to, "sip:") || strings.HasPrefix(to, "sips:") {
+		var u sip.Uri
+		if err := sip.ParseUri(to, &u); err != nil || u.Host == "" {
+			return Target{}, "", fmt.Errorf("to %q: %w", to, ErrBadTarget)
+		}
+		return Target{URI: to}, u.User, nil
+	}
+	if _, err := s.cfg.Directory.Lookup(ctx, to); err != nil {
+		if errors.Is(err, dn.ErrNotFound) {
+			return Target{}, "", fmt.Errorf("to %q: %w", to, ErrUnknownDN)
+		}
+		return Target{}, "", fmt.Errorf("to %q: %w", to, err)
+	}
+	return Target{DN: to}, to, nil
+}
+
+func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
+	s := c.s
+	// Ring the origin with no offer: its 2xx carries the offer (RFC 3725 §4.1).
+	a, f := c.dial(Target{DN: origin.Number, Timeout: timeout}, originateParams{callerUser: c.dialed}, nil)
+	if a == nil {
+		c.endUnanswered(f)
+		return
+	}
+	resA := lastResponse(a)
+	c.confirm(a, resA)
+	c.mu.Lock()
+	c.a = a
+	c.removeForkLocked(a)
+	a.state = StateTalking
+	c.mu.Unlock()
+	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
+	target.Timeout = timeout
+	b, f := c.dial(target, originateParams{
+		callerUser: origin.Number, callerDisplay: origin.DisplayName, body: resA.Body(),
+		ctype: contentType(resA), otherSIPS: a.dec.Scheme == "sips",
+	}, nil)
+	if b == nil {
+		_ = s.write(s.inDialogAck(a, nil))
+		c.mu.Lock()
+		c.b = a // so that hangup sends BYE to the origin
+		c.mu.Unlock()
+		cause := "destination failed"
+		if f != nil {
+			cause = fmt.Sprintf("destination failed: %d %s", f.status, f.cause)
+		}
+		c.hangupLegs(context.Background(), []*leg{a}, cause)
+		return
+	}
+	resB := lastResponse(b)
+	c.confirm(b, resB)
+	c.mu.Lock()
+	c.b = b
+	c.removeForkLocked(b)
+	b.state = StateTalking
+	c.state = StateTalking
+	c.answered = time.Now()
+	a.localSDP, b.localSDP = resB.Body(), resA.Body()
+	c.mu.Unlock()
+	_ = s.write(s.inDialogAck(b, nil))
+	_ = s.write(s.inDialogAck(a, resB.Body()))
+	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
+	markAnswered(a.span, 200)
+	markAnswered(b.span, 200)
+}
+
+// confirm records the dialog a 2xx creates on an outbound leg.
+func (c *call) confirm(l *leg, res *sip.Response) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tag, _ := res.To().Params.Get("tag"); tag != "" {
+		l.remoteTag = tag
+	}
+	if ct := res.Contact(); ct != nil {
+		l.remoteTarget = *ct.Address.Clone()
+	}
+	l.routeSet = reverse(recordRoutes(res))
+	if l.transport == "UDP" || len(l.routeSet) > 0 {
+		l.dest = targetDest(l.remoteTarget, l.routeSet, l.transport)
+	}
+	l.remoteSDP = res.Body()
+	if v := headerValue(res, "Allow"); v != "" {
+		l.allow = v
+	}
+	if v := headerValue(res, "Allow-Events"); v != "" {
+		l.events = v
+	}
+}
+
+func (c *call) removeForkLocked(l *leg) {
+	out := c.forks[:0]
+	for _, f := range c.forks {
+		if f != l {
+			out = append(out, f)
+		}
+	}
+	c.forks = out
+}
+
+// endUnanswered ends a call that no party answered.
+func (c *call) endUnanswered(f *failure) {
+	cause, status := "no answer", 480
+	if f != nil {
+		cause, status = f.cause, f.status
+	}
+	c.mu.Lock()
+	forks := append([]*leg(nil), c.forks...)
+	c.state = StateReleased
+	c.cause = cause
+	c.mu.Unlock()
+	for _, l := range forks {
+		c.forkEnded(l, cause, status)
+	}
+	c.end(cause, status)
+}
+
+// hangupLegs sends BYE on the given legs and ends the call.
+func (c *call) hangupLegs(ctx context.Context, legs []*leg, cause string) {
+	c.mu.Lock()
+	c.state = StateReleased
+	c.cause = cause
+	c.mu.Unlock()
+	for _, l := range legs {
+		c.byeLeg(ctx, l, cause)
+	}
+	c.end(cause, 0)
+}
+
+// byeLeg sends BYE on one leg and releases it.
+func (c *call) byeLeg(ctx context.Context, l *leg, cause string) {
+	s := c.s
+	if l.timer != nil {
+		l.timer.stop()
+	}
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	if _, err := s.send(bctx, s.inDialogRequest(l, sip.BYE, nil, ""), nil); err != nil {
+		s.log.Debug("BYE failed", "call", c.id, "leg", l.id, "error", err)
+	}
+	cancel()
+	c.releaseLeg(l, cause)
+}
+
+// releaseLeg marks a leg released without signalling.
+func (c *call) releaseLeg(l *leg, cause string) {
+	c.mu.Lock()
+	if l.state == StateReleased {
+		c.mu.Unlock()
+		return
+	}
+	l.state = StateReleased
+	l.cause = cause
+	c.mu.Unlock()
+	c.s.unregisterLeg(l)
+	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause })
+	endLegSpan(l.span, 0, cause)
+}
+
+// findLeg returns a call and one of its legs.
+func (s *Server) findLeg(callID, legID string) (*call, *leg, error) {
+	c := s.callByID(callID)
+	if c == nil {
+		return nil, nil, fmt.Errorf("call %q: %w", callID, ErrCallNotFound)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, l := range append([]*leg{c.a, c.b}, c.forks...) {
+		if l != nil && l.id == legID {
+			return c, l, nil
+		}
+	}
+	return c, nil, fmt.Errorf("call %q leg %q: %w", callID, legID, ErrLegNotFound)
+}
+
+// AnswerCall answers a ringing phone remotely: an unsolicited NOTIFY with Event: talk, which
+// phones that advertise Allow-Events: talk take as "go off-hook".
+func (s *Server) AnswerCall(ctx context.Context, callID, legID string) error {
+	c, l, err := s.findLeg(callID, legID)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	st, dir, events := l.state, l.dir, l.events
+	c.mu.Unlock()
+	if dir != outbound || st != StateRinging {
+		return fmt.Errorf("leg %s is %s, not a ringing phone: %w", legID, st, ErrWrongState)
+	}
+	if !listHas(events, "talk") {
+		return fmt.Errorf("leg %s did not advertise Allow-Events: talk: %w", legID, ErrNotSupported)
+	}
+	req := s.inDialogRequest(l, sip.NOTIFY, nil, "")
+	req.AppendHeader(sip.NewHeader("Event", "talk"))
+	req.AppendHeader(sip.NewHeader("Subscription-State", "active"))
+	res, err := s.send(ctx, req, nil)
+	if err != nil {
+		return fmt.Errorf("answer leg %s: %w", legID, err)
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("answer leg %s: phone refused NOTIFY talk with %d: %w", legID, res.StatusCode, ErrNotSupported)
+	}
+	return nil
+}
+
+func listHas(list, item string) bool {
+	for _, v := range strings.Split(list, ",") {
+		if strings.EqualFold(strings.TrimSpace(v), item) {
+			return true
+		}
+	}
+	return false
+}
+
+// HoldCall puts the party on legID on hold: a re-INVITE with a=sendonly on that leg.
+func (s *Server) HoldCall(ctx context.Context, callID, legID string) error {
+	return s.setHold(ctx, callID, legID, true)
+}
+
+// RetrieveCall takes the party on legID off hold: a re-INVITE with a=sendrecv.
+func (s *Server) RetrieveCall(ctx context.Context, callID, legID string) error {
+	return s.setHold(ctx, callID, legID, false)
+}
+
+func (s *Server) setHold(ctx context.Context, callID, legID string, hold bool) error {
+	c, l, err := s.findLeg(callID, legID)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	st, held, sdp, answered := c.state, l.held, l.localSDP, c.b != nil
+	c.mu.Unlock()
+	if !answered || (st != StateTalking && st != StateHeld) || l.state != StateTalking {
+		return fmt.Errorf("call %s is %s: %w", callID, st, ErrWrongState)
+	}
+	if held == hold {
+		if hold {
+			return fmt.Errorf("leg %s is already held: %w", legID, ErrWrongState)
+		}
+		return fmt.Errorf("leg %s is not held: %w", legID, ErrWrongState)
+	}
+	dir := "sendrecv"
+	if hold {
+		dir = "sendonly"
+	}
+	body := setDirection(sdp, dir)
+	if err := s.reinvite(ctx, l, body); err != nil {
+		return fmt.Errorf("hold leg %s: %w", legID, err)
+	}
+	c.mu.Lock()
+	l.held = hold
+	l.localSDP = body
+	anyHeld := (c.a != nil && c.a.held) || (c.b != nil && c.b.held)
+	if anyHeld {
+		c.state = StateHeld
+	} else {
+		c.state = StateTalking
+	}
+	c.mu.Unlock()
+	if hold {
+		c.event(EventLegHeld, l, nil)
+	} else {
+		c.event(EventLegRetrieved, l, nil)
+	}
+	return nil
+}
+
+// reinvite sends a re-INVITE with body on l, ACKs its 2xx, and stores the peer's answer.
+func (s *Server) reinvite(ctx context.Context, l *leg, body []byte) error {
+	req := s.inDialogRequest(l, sip.INVITE, body, "application/sdp")
+	l.c.mu.Lock()
+	l.reinviteSeq = req.CSeq().SeqNo
+	l.c.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	defer cancel()
+	res, err := s.send(rctx, req, nil)
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
+	}
+	_ = s.write(s.inDialogAck(l, nil))
+	l.c.mu.Lock()
+	if len(res.Body()) > 0 {
+		l.remoteSDP = res.Body()
+	}
+	l.localSDP = body
+	l.c.mu.Unlock()
+	return nil
+}
+
+var (
+	dirRE     = regexp.MustCompile(`(?m)^a=(sendrecv|sendonly|recvonly|inactive)\r?$`)
+	originRE  = regexp.MustCompile(`(?m)^(o=\S+ \S+ )(\d+)`)
+	mediaLine = regexp.MustCompile(`(?m)^m=`)
+)
+
+// setDirection rewrites the SDP's direction attributes and bumps the origin version.
+func setDirection(sdp []byte, dir string) []byte {
+	out := sdp
+	if dirRE.Match(out) {
+		out = dirRE.ReplaceAll(out, []byte("a="+dir+"\r"))
+		out = bytes.ReplaceAll(out, []byte("\r\r"), []byte("\r"))
+	} else if loc := mediaLine.FindIndex(out); loc != nil {
+		// append after the first media line
+		end := bytes.IndexByte(out[loc[0]:], '\n')
+		if end >= 0 {
+			i := loc[0] + end + 1
+			out = append(append(append([]byte{}, out[:i]...), []byte("a="+dir+"\r\n")...), out[i:]...)
+		}
+	}
+	out = originRE.ReplaceAllFunc(out, func(m []byte) []byte {
+		sub := originRE.FindSubmatch(m)
+		n, _ := strconv.ParseUint(string(sub[2]), 10, 64)
+		return []byte(string(sub[1]) + strconv.FormatUint(n+1, 10))
+	})
+	return out
+}
+
+// ReleaseCall ends a call: BYE on answered legs, CANCEL on ringing ones.
+func (s *Server) ReleaseCall(ctx context.Context, callID string) error {
+	c := s.callByID(callID)
+	if c == nil {
+		return fmt.Errorf("call %q: %w", callID, ErrCallNotFound)
+	}
+	c.mu.Lock()
+	answered := c.b != nil && c.state != StateReleased
+	c.mu.Unlock()
+	if !answered {
+		c.cancel() // the call's own goroutine CANCELs its forks and answers leg A 487
+		select {
+		case <-c.done:
+		case <-time.After(5 * time.Second):
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	c.hangup(ctx, nil, "released by API")
+	return nil
+}
+
+// TransferCall transfers the party on req.LegID. Blind (Target): REFER when the party allows
+// it, otherwise the B2BUA calls the target itself, re-points the party's media to it and
+// releases the other leg. Attended (ConsultCallID): the party is joined with the far party of
+// the consultation call and both transferor legs are released. A failed transfer leaves the
+// call as it was.
+func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
+	c, l, err := s.findLeg(req.CallID, req.LegID)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	other := c.otherLocked(l)
+	st := c.state
+	c.mu.Unlock()
+	if other == nil || (st != StateTalking && st != StateHeld) {
+		return fmt.Errorf("call %s is %s: %w", req.CallID, st, ErrWrongState)
+	}
+	if req.ConsultCallID != "" {
+		return s.attendedTransfer(ctx, c, l, other, req.ConsultCallID)
+	}
+	target, _, err := s.parseTarget(ctx, req.Target)
+	if err != nil {
+		return err
+	}
+	if listHas(l.allow, "REFER") {
+		return s.referTransfer(ctx, c, l, other, target)
+	}
+	return s.rerouteTransfer(ctx, c, l, other, target)
+}
+
+// referTransfer asks the party to call the target itself (RFC 3515).
+func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Target) error {
+	referTo := t.URI
+	if t.DN != "" {
+		// The party calls the DN through sipsvc, in the leg's own scheme (R17).
+		u := l.localContact
+		referTo = (&sip.Uri{Scheme: u.Scheme, User: t.DN, Host: u.Host, Port: u.Port, UriParams: u.UriParams}).String()
+	}
+	req := s.inDialogRequest(l, sip.REFER, nil, "")
+	req.AppendHeader(sip.NewHeader("Refer-To", "<"+referTo+">"))
+	req.AppendHeader(sip.NewHeader("Referred-By", "<"+l.localURI.String()+">"))
+	res, err := s.send(ctx, req, nil)
+	if err != nil {
+		return fmt.Errorf("REFER: %w", err)
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("REFER answered %d %s: %w", res.StatusCode, res.Reason, ErrNotSupported)
+	}
+	c.mu.Lock()
+	if c.a == other {
+		c.a = nil
+	} else {
+		c.b = nil
+	}
+	c.mu.Unlock()
+	c.byeLeg(ctx, other, "transferred")
+	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "REFER to " + referTo })
+	return nil
+}
+
+// rerouteTransfer calls the target from the B2BUA and bridges the party to it.
+func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t Target) error {
+	c.mu.Lock()
+	offer := l.remoteSDP
+	user := l.remoteURI.User
+	display := l.remoteDisplay
+	c.mu.Unlock()
+	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, otherSIPS: l.dec.Scheme == "sips"}, nil)
+	if nl == nil {
+		cause := "no answer"
+		if f != nil {
+			cause = fmt.Sprintf("%d %s", f.status, f.cause)
+		}
+		return fmt.Errorf("transfer target %s: %s: %w", targetName(t), cause, ErrWrongState)
+	}
+	res := lastResponse(nl)
+	c.confirm(nl, res)
+	_ = s.write(s.inDialogAck(nl, nil))
+	// Point the party's media at the new party.
+	if err := s.reinvite(ctx, l, res.Body()); err != nil {
+		c.byeLeg(ctx, nl, "transfer failed")
+		return fmt.Errorf("re-INVITE party: %w", err)
+	}
+	c.mu.Lock()
+	if c.a == other {
+		c.a = nl
+	} else {
+		c.b = nl
+	}
+	c.removeForkLocked(nl)
+	nl.state = StateTalking
+	nl.localSDP = offer
+	c.mu.Unlock()
+	c.byeLeg(ctx, other, "transferred")
+	c.event(EventLegAnswered, nl, func(e *Event) { e.Status = 200 })
+	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "to " + targetName(t) })
+	return nil
+}
+
+func targetName(t Target) string {
+	if t.DN != "" {
+		return t.DN
+	}
+	return t.URI
+}
+
+// attendedTransfer joins the party on l with the far party of the consultation call.
+func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, consultID string) error {
+	c2 := s.callByID(consultID)
+	if c2 == nil {
+		return fmt.Errorf("consult call %q: %w", consultID, ErrCallNotFound)
+	}
+	if c2 == c {
+		return fmt.Errorf("consult call is the same call: %w", ErrWrongState)
+	}
+	c2.mu.Lock()
+	st2 := c2.state
+	var far, near *leg
+	for _, x := range []*leg{c2.a, c2.b} {
+		if x == nil {
+			continue
+		}
+		if far == nil && (x.dn == "" || x.dn != other.dn) && x != c2.a {
+			far = x
+		}
+	}
+	if far == nil {
+		far = c2.b
+	}
+	if far == c2.a {
+		near = c2.b
+	} else {
+		near = c2.a
+	}
+	c2.mu.Unlock()
+	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
+		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
+	}
+	c.mu.Lock()
+	partySDP := l.remoteSDP
+	c.mu.Unlock()
+	c2.mu.Lock()
+	farSDP := far.remoteSDP
+	c2.mu.Unlock()
+	if err := s.reinvite(ctx, l, farSDP); err != nil {
+		return fmt.Errorf("re-INVITE party: %w", err)
+	}
+	if err := s.reinvite(ctx, far, partySDP); err != nil {
+		_ = s.reinvite(ctx, l, partySDP)
+		return fmt.Errorf("re-INVITE consult party: %w", err)
+	}
+	// Move far into call c, in place of the transferor.
+	c2.mu.Lock()
+	if c2.a == far {
+		c2.a = nil
+	} else {
+		c2.b = nil
+	}
+	c2.mu.Unlock()
+	c.mu.Lock()
+	far.c = c
+	if c.a == other {
+		c.a = far
+	} else {
+		c.b = far
+	}
+	c.mu.Unlock()
+	c.byeLeg(ctx, other, "transferred")
+	c2.hangupLegs(ctx, []*leg{near}, "transferred")
+	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "joined with consult call " + consultID })
+	return nil
+}
