@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/fieldmaskpb"
 
-	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/dn"
+	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 )
 
 func TestDirectoryGRPC(t *testing.T) {

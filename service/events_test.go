@@ -11,8 +11,8 @@ import (
 
 	"google.golang.org/grpc/codes"
 
-	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/dn"
+	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/signaling"
 )
 
