@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
 	"github.com/sipsvc/sipsvc/dn"
+	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
 	"github.com/sipsvc/sipsvc/signaling"
 )
 
