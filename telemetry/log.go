@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sipsvc/sipsvc/config"
@@ -82,4 +83,13 @@ func (h *traceHandler) WithAttrs(as []slog.Attr) slog.Handler {
 // WithGroup implements slog.Handler.
 func (h *traceHandler) WithGroup(name string) slog.Handler {
 	return &traceHandler{next: h.next.WithGroup(name)}
+}
+
+// ErrorHandler returns an OpenTelemetry error handler that logs SDK errors (failed span
+// exports, dropped spans) through log at warn level. It is not installed by Setup: main may
+// install it with otel.SetErrorHandler, the only way the SDK reports export failures.
+func ErrorHandler(log *slog.Logger) otel.ErrorHandler {
+	return otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("opentelemetry", sipconv.LogError, err.Error())
+	})
 }

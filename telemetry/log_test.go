@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -139,3 +140,15 @@ func BenchmarkLoggerWithSpan(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestErrorHandler(t *testing.T) {
+	var buf bytes.Buffer
+	log, err := NewLogger(&buf, config.LogConfig{Format: "json"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ErrorHandler(log).Handle(errors.New("export failed: connection refused"))
+	if !strings.Contains(buf.String(), `"error":"export failed: connection refused"`) || !strings.Contains(buf.String(), `"level":"WARN"`) {
+		t.Fatalf("got %s", buf.String())
+	}
+}
