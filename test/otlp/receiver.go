@@ -86,6 +86,18 @@ func (r *Receiver) Addr() string { return r.lis.Addr().String() }
 // Endpoint is the gRPC endpoint as a plain-text URL, for OTEL_EXPORTER_OTLP_ENDPOINT.
 func (r *Receiver) Endpoint() string { return "http://" + r.Addr() }
 
+// Env returns the environment (KEY=value) that makes a sipsvc process export its spans to
+// this receiver over plain-text gRPC, in small batches every 50 ms so a test sees them while
+// the process runs. Append it to os.Environ() for exec.Cmd.Env.
+func (r *Receiver) Env() []string {
+	return []string{
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + r.Endpoint(),
+		"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",
+		"OTEL_TRACES_SAMPLER=always_on",
+		"OTEL_BSP_SCHEDULE_DELAY=50",
+	}
+}
+
 // Stop stops the gRPC server and waits for it. Spans received stay readable.
 func (r *Receiver) Stop() {
 	r.srv.Stop()

@@ -3,6 +3,7 @@ package otlp_test
 import (
 	"context"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -129,4 +130,28 @@ func TestWaitForTimesOut(t *testing.T) {
 	if _, err := rcv.WaitForSpan(ctx, "nothing"); err == nil {
 		t.Fatal("want an error")
 	}
+}
+
+// TestEnv: the variables from Env, read through Getenv, turn export on towards the receiver.
+func TestEnv(t *testing.T) {
+	rcv := otlp.NewReceiver(t)
+	vars := map[string]string{}
+	for _, kv := range rcv.Env() {
+		k, v, _ := strings.Cut(kv, "=")
+		vars[k] = v
+	}
+	tel, err := telemetry.Setup(context.Background(), telemetry.Config{Getenv: env(vars)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tel.Shutdown(context.Background())
+	if !tel.Tracing || tel.Endpoint != rcv.Endpoint() {
+		t.Fatalf("tracing %v endpoint %q", tel.Tracing, tel.Endpoint)
+	}
+	_, s := tel.TracerProvider.Tracer("t").Start(context.Background(), "ping")
+	s.End()
+	if err := tel.ForceFlush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rcv.RequireSpan(t, "ping", 5*time.Second)
 }
