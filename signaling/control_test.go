@@ -240,10 +240,9 @@ func TestBlindTransferRefer(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
 	b := startB2BUA(t, nil, ext("2000", bob), dn.DN{Number: "3000", Type: dn.TypeExtension, Contact: "sip:3000@127.0.0.1:9"})
 	alice := newPhone(t, "alice", "UDP")
-	alice.srv.OnRefer(func(req *sip.Request, tx sip.ServerTransaction) {
-		alice.record(req)
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 202, "Accepted", nil))
-	})
+	alice.mu.Lock()
+	alice.referCode = 202
+	alice.mu.Unlock()
 	call := alice.invite(b, "2000", inviteOpts{headers: []sip.Header{sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, REFER, NOTIFY")}})
 	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)

@@ -224,6 +224,8 @@ type phone struct {
 	// answer decides how to answer an INVITE; default 180 then 200 with testSDP.
 	answer func(req *sip.Request, tx sip.ServerTransaction)
 	inbox  chan *sip.Request
+	// referCode answers REFER (default 405).
+	referCode int
 }
 
 func newPhone(t testing.TB, name, transport string) *phone {
@@ -238,6 +240,40 @@ func newPhone(t testing.TB, name, transport string) *phone {
 	p := &phone{t: t, name: name, transport: strings.ToUpper(transport), ua: ua, inbox: make(chan *sip.Request, 64)}
 	p.srv, _ = sipgo.NewServer(ua, sipgo.WithServerLogger(quiet))
 	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(quiet))
+	record := p.record
+	p.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		p.mu.Lock()
+		ans := p.answer
+		p.mu.Unlock()
+		if ans != nil {
+			ans(req, tx)
+			return
+		}
+		p.ring(req, tx)
+		time.Sleep(20 * time.Millisecond) // let the 180 arrive first over UDP
+		p.ok(req, tx, []byte(testSDP))
+	})
+	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO, sip.NOTIFY, sip.OPTIONS, sip.PRACK, sip.MESSAGE} {
+		m := m
+		p.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
+			record(req)
+			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
+			_ = tx.Respond(res)
+		})
+	}
+	p.srv.OnRefer(func(req *sip.Request, tx sip.ServerTransaction) {
+		record(req)
+		p.mu.Lock()
+		code := p.referCode
+		p.mu.Unlock()
+		if code == 0 {
+			code = 405
+		}
+		_ = tx.Respond(sip.NewResponseFromRequest(req, code, statusText(code), nil))
+	})
+	p.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { record(req) })
+	p.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { record(req) })
 	ctx, cancel := context.WithCancel(context.Background())
 	switch p.transport {
 	case "UDP":
@@ -261,30 +297,6 @@ func newPhone(t testing.TB, name, transport string) *phone {
 		}
 		go func() { <-ctx.Done(); l.Close() }()
 	}
-	record := p.record
-	p.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		record(req)
-		p.mu.Lock()
-		ans := p.answer
-		p.mu.Unlock()
-		if ans != nil {
-			ans(req, tx)
-			return
-		}
-		p.ring(req, tx)
-		time.Sleep(20 * time.Millisecond) // let the 180 arrive first over UDP
-		p.ok(req, tx, []byte(testSDP))
-	})
-	for _, m := range []sip.RequestMethod{sip.BYE, sip.UPDATE, sip.INFO, sip.NOTIFY, sip.OPTIONS, sip.PRACK, sip.MESSAGE} {
-		m := m
-		p.srv.OnRequest(m, func(req *sip.Request, tx sip.ServerTransaction) {
-			record(req)
-			res := sip.NewResponseFromRequest(req, 200, "OK", nil)
-			_ = tx.Respond(res)
-		})
-	}
-	p.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { record(req) })
-	p.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { record(req) })
 	t.Cleanup(func() { cancel(); ua.Close() })
 	return p
 }
