@@ -191,7 +191,7 @@ func (m *Metrics) Observe(ctx context.Context, ev signaling.Event) {
 		m.callsEnded.Add(ctx, 1, m.ended.get(callOutcome(ev)).add...)
 	case signaling.EventLegSchemeDecided:
 		if d := ev.Decision; d != nil {
-			k := legKey{scheme: lowerKnown(d.Scheme), transport: transport(d.Transport), rule: d.Rule, secure: d.Secure}
+			k := legKey{scheme: schemeLabel(d.Scheme), transport: transport(d.Transport), rule: d.Rule, secure: d.Secure}
 			m.legs.Add(ctx, 1, m.legSets.get(k).add...)
 		}
 	case signaling.EventHeaderRewritten:
@@ -230,27 +230,63 @@ func (m *Metrics) RoutingDone(d time.Duration, outcome string) {
 	m.routingDecide.Add(ctx, 1, o.add...)
 }
 
-// callOutcome maps a call_ended event to one of the sipconv.Outcome* values or "other".
+// callOutcome maps a call_ended event to one of the sipconv.Outcome* values. A Cause that
+// already is one wins; otherwise the outcome follows the final status given to the caller
+// (0 means the call was answered and later released).
 func callOutcome(ev signaling.Event) string {
 	switch ev.Cause {
 	case sipconv.OutcomeAnswered, sipconv.OutcomeBusy, sipconv.OutcomeNoAnswer, sipconv.OutcomeCancelled,
 		sipconv.OutcomeRejected, sipconv.OutcomeUnavailable, sipconv.OutcomeFailed:
 		return ev.Cause
-	case "":
-		if ev.Status >= 200 && ev.Status < 300 {
-			return sipconv.OutcomeAnswered
+	}
+	st := ev.Status
+	switch {
+	case st == 0 || (st >= 200 && st < 300):
+		return sipconv.OutcomeAnswered
+	case st == 486 || st == 600:
+		return sipconv.OutcomeBusy
+	case st == 408:
+		return sipconv.OutcomeNoAnswer
+	case st == 480:
+		if strings.Contains(ev.Cause, "answer") || strings.Contains(ev.Cause, "ring timeout") {
+			return sipconv.OutcomeNoAnswer
 		}
+		return sipconv.OutcomeUnavailable
+	case st == 487:
+		return sipconv.OutcomeCancelled
+	case st == 502 || st == 503 || st == 504:
+		return sipconv.OutcomeUnavailable
+	case st >= 500 && st < 600:
 		return sipconv.OutcomeFailed
+	case st >= 300 && st < 700:
+		return sipconv.OutcomeRejected
 	}
 	return otherValue
 }
 
+// fallbackType classifies a routing_fallback event's Cause ("routing timeout: …") as
+// error, timeout or unavailable.
 func fallbackType(cause string) string {
 	switch cause {
 	case "error", "timeout", "unavailable":
 		return cause
 	}
-	return otherValue
+	if rest, ok := strings.CutPrefix(cause, "routing "); ok {
+		word, _, _ := strings.Cut(rest, ":")
+		switch word {
+		case "error", "timeout", "unavailable":
+			return word
+		}
+	}
+	switch {
+	case strings.Contains(cause, "timeout"), strings.Contains(cause, "deadline"):
+		return "timeout"
+	case strings.Contains(cause, "unavailable"):
+		return "unavailable"
+	case cause == "":
+		return otherValue
+	}
+	return "error"
 }
 
 // sipMethods are the methods kept as label values; others become "_OTHER".
@@ -286,7 +322,7 @@ func transport(t string) string {
 	return otherValue
 }
 
-func lowerKnown(scheme string) string {
+func schemeLabel(scheme string) string {
 	switch strings.ToLower(scheme) {
 	case "sips":
 		return "sips"

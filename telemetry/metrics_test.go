@@ -164,11 +164,37 @@ func TestCallOutcome(t *testing.T) {
 		{"answered", 200, "answered"},
 		{"no_answer", 408, "no_answer"},
 		{"", 200, "answered"},
-		{"", 503, "failed"},
-		{"remote hung up on a Tuesday", 0, "other"},
+		{"bye from A", 0, "answered"},
+		{"rejected by routing-service", 486, "busy"},
+		{"ring timeout", 408, "no_answer"},
+		{"no target answered", 480, "no_answer"},
+		{"DN 1001 not registered", 480, "unavailable"},
+		{"cancelled", 487, "cancelled"},
+		{"connection refused", 503, "unavailable"},
+		{"directory: boom", 500, "failed"},
+		{"unknown DN 99", 404, "rejected"},
+		{"policy strict (R31)", 480, "unavailable"},
+		{"decline", 603, "rejected"},
+		{"weird", 42, "other"},
 	} {
 		if got := callOutcome(signaling.Event{Cause: tc.cause, Status: tc.status}); got != tc.want {
 			t.Errorf("callOutcome(%q, %d) = %q, want %q", tc.cause, tc.status, got, tc.want)
+		}
+	}
+}
+
+func TestFallbackType(t *testing.T) {
+	for cause, want := range map[string]string{
+		"timeout": "timeout",
+		"routing timeout: context deadline exceeded; fallback via fallback": "timeout",
+		"routing error: rpc error: code = Internal; no fallback: 503":       "error",
+		"routing unavailable: connection refused; fallback via builtin":     "unavailable",
+		"context deadline exceeded":                                         "timeout",
+		"something broke":                                                   "error",
+		"":                                                                  "other",
+	} {
+		if got := fallbackType(cause); got != want {
+			t.Errorf("fallbackType(%q) = %q, want %q", cause, got, want)
 		}
 	}
 }
