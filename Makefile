@@ -6,9 +6,16 @@ BUF := go tool -modfile=tools/buf/go.mod buf
 # gen/openapi/openapi.go is hand-written (it embeds the document) and is kept.
 GENERATED := gen/sipsvc gen/routing gen/openapi/sipsvc.swagger.json
 
-.PHONY: all generate verify-gen lint breaking test
+.PHONY: all run build generate verify-gen lint breaking test
 
 all: lint test
+
+# run starts sipsvc on the embedded defaults (or CONFIG=file.yaml); data goes to ./data.
+run:
+	go run ./cmd/sipsvc $(if $(CONFIG),--config $(CONFIG))
+
+build:
+	go build -o bin/sipsvc ./cmd/sipsvc
 
 generate:
 	rm -rf $(GENERATED)
@@ -30,3 +37,26 @@ breaking:
 
 test:
 	go test -race ./...
+
+# --- interop and load (owner: interop/bench; see docs/interop.md, docs/performance.md) ---
+.PHONY: interop bench bench-register test-all
+
+# interop runs the interop suite alone, verbosely: sipsvc against SIPp, sipsak and stunnel4
+# (Debian packages sip-tester, sipsak, stunnel4; .ci/run installs them).
+interop:
+	go test -count=1 -v ./test/interop
+
+# bench drives SIPp at rising call rates through sipsvc over UDP and TCP, measures CPU per call
+# at 1,500 calls/s, then the same for a Kamailio stateful proxy. Not part of CI (slow, noisy).
+bench:
+	bash bench/run.sh
+
+# bench-register: authenticated REGISTER/s (SIPp, digest, unique users from an injection file).
+bench-register:
+	bash bench/register.sh
+
+# test-all is what CI checks, without the package installs of .ci/run.
+test-all:
+	@if grep -q '^verify-gen:' Makefile; then $(MAKE) verify-gen; fi
+	go vet ./...
+	go test -race -count=1 ./...

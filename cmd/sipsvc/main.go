@@ -47,18 +47,7 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := newLogger(cfg.Log)
-	return serve(ctx, cfg, log)
-}
-
-func newLogger(c config.LogConfig) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(c.Level))
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.Format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	return serve(ctx, cfg, os.Getenv)
 }
 
 // tlsConfigs builds the SIP server and client TLS configs, generating the dev pair when no
