@@ -347,9 +347,10 @@ func (p *phone) request(method sip.RequestMethod, r reg) *sip.Request {
 	for _, hd := range r.headers {
 		req.AppendHeader(hd)
 	}
-	if r.transport != "" {
-		req.SetTransport(r.transport)
-	}
+	cl := sip.ContentLengthHeader(0)
+	req.AppendHeader(&cl)
+	// sipgo picks UDP for a sips: URI without a transport parameter; say it explicitly.
+	req.SetTransport(def(r.transport, p.transport))
 	return req
 }
 

@@ -106,7 +106,7 @@ type Outbound struct {
 // DecideOutbound makes an originated leg's decision (sipsvc is UAC).
 func DecideOutbound(out Outbound) (Decision, error) {
 	t := out.Target
-	tparam, hasT := t.UriParams.Get("transport")
+	tparam, hasT := transportParam(t)
 	tparam = strings.ToLower(tparam)
 	if out.Registered {
 		if out.RegisteredSecure || IsSIPS(&t) {
@@ -189,10 +189,11 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 	}
 	switch {
 	case d.Scheme == "sips":
-		if v, ok := u.UriParams.Get("transport"); ok && !strings.EqualFold(v, "tcp") {
-			u.UriParams.Remove("transport") // R6: never emit transport=tls on sips
+		if v, ok := transportParam(u); ok && !strings.EqualFold(v, "tcp") {
+			removeTransportParam(&u) // R6: never emit transport=tls on sips
 		}
 	case d.Transport == TLS && style == dn.StyleSIPTransportTLS:
+		removeTransportParam(&u)
 		u.UriParams.Add("transport", "tls")
 	case d.Transport == TLS:
 		// best-effort TLS (R7): leave as configured
@@ -200,6 +201,30 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 		// keep transport=tcp/udp as configured
 	}
 	return u
+}
+
+// transportParam returns the transport URI parameter. Its name is matched case-insensitively
+// (RFC 3261 §19.1.4, §25.1: URI parameter names are case-insensitive tokens); sipgo keeps
+// parameter names as written and its Get is case-sensitive, so "sips:x@h;Transport=udp"
+// would otherwise escape R4 and "Transport=tls" would survive on a sips URI (R6).
+func transportParam(u sip.Uri) (string, bool) {
+	for _, kv := range u.UriParams {
+		if strings.EqualFold(kv.K, "transport") {
+			return kv.V, true
+		}
+	}
+	return "", false
+}
+
+// removeTransportParam removes every transport parameter of u, whatever the case of its name.
+func removeTransportParam(u *sip.Uri) {
+	kept := u.UriParams[:0]
+	for _, kv := range u.UriParams {
+		if !strings.EqualFold(kv.K, "transport") {
+			kept = append(kept, kv)
+		}
+	}
+	u.UriParams = kept
 }
 
 // PartyURI writes From/To URIs of a leg: user@host in the leg's scheme, no parameters (R8).

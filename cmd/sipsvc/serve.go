@@ -191,4 +191,3 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string) e
 	log.Info("stopped")
 	return first
 }
-
