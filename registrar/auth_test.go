@@ -1,0 +1,218 @@
+package registrar_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/registrar"
+)
+
+// TestRegister_StaleNonce: a right answer to an expired nonce gets 401 stale=true, a wrong
+// one gets 403; neither changes anything.
+func TestRegister_StaleNonce(t *testing.T) {
+	h := newHarness(t, nil)
+	h.addDN("1000", "*", "secret")
+	tests := []struct {
+		name     string
+		password string
+		want     int
+		stale    bool
+	}{
+		{"right password", "secret", 401, true},
+		{"wrong password", "nope", 403, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := h.phone("UDP", false)
+			req := p.request(sip.REGISTER, reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}})
+			res := p.do(req)
+			wantStatus(t, res, 401)
+			chal := challenge(t, res, "SHA-256")
+			h.clock.Add(5*time.Minute + time.Second) // default NonceTTL is 5 min
+			authorize(t, req, chal, "1000", tc.password, 1)
+			res = p.resend(req)
+			wantStatus(t, res, tc.want)
+			if tc.stale {
+				fresh := challenge(t, res, "SHA-256")
+				if !fresh.Stale || fresh.Nonce == chal.Nonce {
+					t.Fatalf("want a fresh stale=true challenge, got %+v", fresh)
+				}
+				// The fresh nonce works.
+				authorize(t, req, fresh, "1000", tc.password, 1)
+				wantStatus(t, p.resend(req), 200)
+			}
+		})
+	}
+}
+
+// TestRegister_NonceCountReplay: nc must grow per nonce; a replayed nc is refused as stale
+// and writes nothing.
+func TestRegister_NonceCountReplay(t *testing.T) {
+	h := newHarness(t, nil)
+	h.addDN("1000", "*", "secret")
+	p := h.phone("TCP", false)
+	req := p.request(sip.REGISTER, reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100;transport=tcp>"}})
+	res := p.do(req)
+	chal := challenge(t, res, "SHA-256")
+	authorize(t, req, chal, "1000", "secret", 1)
+	wantStatus(t, p.resend(req), 200)
+
+	// Replay nc=1 with another contact: refused, nothing added.
+	req2 := p.request(sip.REGISTER, reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5101;transport=tcp>"}})
+	authorize(t, req2, chal, "1000", "secret", 1)
+	res = p.resend(req2)
+	wantStatus(t, res, 401)
+	if c := challenge(t, res, "SHA-256"); !c.Stale {
+		t.Fatalf("replay: want stale=true, got %+v", c)
+	}
+	if n := len(h.bindings("1000")); n != 1 {
+		t.Fatalf("replayed REGISTER changed bindings: %d", n)
+	}
+	// nc=2 on the same nonce is fine.
+	authorize(t, req2, chal, "1000", "secret", 2)
+	wantStatus(t, p.resend(req2), 200)
+	if n := len(h.bindings("1000")); n != 2 {
+		t.Fatalf("%d bindings, want 2", n)
+	}
+}
+
+// TestRegister_UnknownDNIndistinguishable: an unknown, a disabled and a fixed-contact DN get
+// the same challenge as a real one, then 403 — also with the right password.
+func TestRegister_UnknownDNIndistinguishable(t *testing.T) {
+	h := newHarness(t, nil)
+	h.addDN("1000", "*", "secret")
+	h.addDN("1002", "*", "secret", func(d *dn.DN) { d.Disabled = true })
+	h.addDN("5000", "sips:5000@127.0.0.1:5071", "secret")
+
+	shape := func(res *sip.Response) string {
+		var parts []string
+		for _, hd := range res.GetHeaders("WWW-Authenticate") {
+			c, err := registrarParse(hd.Value())
+			if err != nil {
+				t.Fatal(err)
+			}
+			parts = append(parts, c)
+		}
+		return res.Reason + "|" + strings.Join(parts, "|")
+	}
+	p := h.phone("UDP", false)
+	known := p.do(p.request(sip.REGISTER, reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}))
+	wantStatus(t, known, 401)
+	for _, number := range []string{"4040", "1002", "5000"} {
+		t.Run(number, func(t *testing.T) {
+			req := p.request(sip.REGISTER, reg{number: number, contacts: []string{"<sip:" + number + "@127.0.0.1:5100>"}})
+			res := p.do(req)
+			wantStatus(t, res, 401)
+			if a, b := shape(known), shape(res); a != b {
+				t.Fatalf("challenge differs from a known DN's:\n known %s\n   got %s", a, b)
+			}
+			authorize(t, req, challenge(t, res, "SHA-256"), number, "secret", 1)
+			wantStatus(t, p.resend(req), 403)
+			if len(h.bindings(number)) != 0 {
+				t.Fatal("binding stored")
+			}
+		})
+	}
+}
+
+// registrarParse reduces a challenge to what a client can compare: parameter names and
+// values except the nonce, plus the nonce length.
+func registrarParse(v string) (string, error) {
+	c, err := parseChallenge(v)
+	if err != nil {
+		return "", err
+	}
+	n := len(c.Nonce)
+	c.Nonce = ""
+	return c.String() + " nonce-len=" + itoa(n), nil
+}
+
+// TestRegister_BruteForceLockout: AuthFailLimit failures lock the source out, even for the
+// right password, for Lockout; the lockout is logged once.
+func TestRegister_BruteForceLockout(t *testing.T) {
+	h := newHarness(t, nil, func(c *registrar.Config) { c.AuthFailLimit = 3; c.Lockout = time.Minute })
+	h.addDN("1000", "*", "secret")
+	p := h.phone("UDP", false)
+	r := reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}
+	for i := range 3 {
+		if res := p.register(r, "guess"+itoa(i)); res.StatusCode != 403 {
+			t.Fatalf("attempt %d: %d", i, res.StatusCode)
+		}
+	}
+	// Locked: the right password and even a plain REGISTER get 403, and so does an unknown DN.
+	wantStatus(t, p.register(r, "secret"), 403)
+	wantStatus(t, p.do(p.request(sip.REGISTER, reg{number: "4040"})), 403)
+	wantStatus(t, p.register(r, "wrong again"), 403)
+	if n := strings.Count(h.logs.String(), "locked out"); n != 1 {
+		t.Fatalf("lockout logged %d times, want once:\n%s", n, h.logs)
+	}
+	if len(h.bindings("1000")) != 0 {
+		t.Fatal("binding stored while locked out")
+	}
+	h.clock.Add(time.Minute + time.Second)
+	wantStatus(t, p.register(r, "secret"), 200)
+}
+
+// TestAuthorizeCall covers the INVITE side: 407 for DNs with a password, trust by source
+// IP and by TLS client certificate, and pass-through for the rest.
+func TestAuthorizeCall(t *testing.T) {
+	h := newHarness(t, nil)
+	h.addDN("1000", "*", "secret")
+	h.addDN("1001", "*", "")
+	h.addDN("1002", "*", "secret", func(d *dn.DN) { d.Disabled = true })
+	tests := []struct {
+		name      string
+		transport string
+		cert      bool
+		from      string
+		password  string // answer a 407 with this
+		trunk     func(*dn.DN)
+		want      int
+		caller    string
+	}{
+		{name: "password DN answers 407 with SHA-256", transport: "UDP", from: "1000", password: "secret", want: 200, caller: "1000"},
+		{name: "password DN wrong password", transport: "TCP", from: "1000", password: "nope", want: 403},
+		{name: "password DN no answer", transport: "TCP", from: "1000", want: 407},
+		{name: "no password DN", transport: "UDP", from: "1001", want: 200, caller: "1001"},
+		{name: "unknown user", transport: "UDP", from: "555", want: 200, caller: "-"},
+		{name: "disabled DN", transport: "UDP", from: "1002", want: 403},
+		{name: "trunk by source IP", transport: "UDP", from: "+4930123",
+			trunk: func(d *dn.DN) { d.TrustedSources = []string{"127.0.0.0/8"} }, want: 200, caller: "trunk"},
+		{name: "trunk by source IP wins over From DN password", transport: "TCP", from: "1000",
+			trunk: func(d *dn.DN) { d.TrustedSources = []string{"127.0.0.1"} }, want: 200, caller: "trunk"},
+		{name: "trunk by TLS client certificate", transport: "TLS", cert: true, from: "+4930123",
+			trunk: func(d *dn.DN) { d.TrustedCertSubjects = []string{"trunk.example.net"} }, want: 200, caller: "trunk"},
+		{name: "trunk certificate required but absent", transport: "TLS", from: "1000",
+			trunk: func(d *dn.DN) { d.TrustedCertSubjects = []string{"trunk.example.net"} }, want: 407},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			_ = h.store.DeleteDN(ctx, "trunk")
+			if tc.trunk != nil {
+				h.addDN("trunk", "sip:gw@192.0.2.1", "", func(d *dn.DN) { d.Type = dn.TypeTrunk; tc.trunk(d) })
+			}
+			p := h.phone(tc.transport, tc.cert)
+			req := p.request(sip.INVITE, reg{number: tc.from})
+			res := p.do(req)
+			if res.StatusCode == 407 && tc.password != "" {
+				authorize(t, req, challenge(t, res, "SHA-256"), tc.from, tc.password, 1)
+				res = p.resend(req)
+			}
+			wantStatus(t, res, tc.want)
+			if tc.want == 200 {
+				if got := res.GetHeader("X-Caller").Value(); got != tc.caller {
+					t.Fatalf("caller %q, want %q", got, tc.caller)
+				}
+			}
+			if tc.want == 407 && len(res.GetHeaders("Proxy-Authenticate")) != 2 {
+				t.Fatalf("407 without two Proxy-Authenticate challenges:\n%s", res)
+			}
+		})
+	}
+}
