@@ -100,12 +100,12 @@ func TestRegister_Expires(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addDN("1001", "*", "")
 	tests := []struct {
-		name     string
-		contact  string
-		expires  string
-		want     int
-		stored   time.Duration
-		minHdr   string
+		name    string
+		contact string
+		expires string
+		want    int
+		stored  time.Duration
+		minHdr  string
 	}{
 		{"default", "<sip:1001@127.0.0.1:5201>", "", 200, time.Hour, ""},
 		{"header", "<sip:1001@127.0.0.1:5202>", "120", 200, 120 * time.Second, ""},
