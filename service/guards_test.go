@@ -1,0 +1,8 @@
+package service
+
+import "github.com/sipsvc/sipsvc/signaling"
+
+// The B2BUA implements what the API needs from it. (Kept in a test file so that service
+// builds while signaling's call control is work in progress; move it to interfaces.go once
+// signaling/control.go is committed.)
+var _ CallControl = (*signaling.Server)(nil)
