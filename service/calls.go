@@ -23,6 +23,7 @@ type callServer struct {
 
 var _ sipsvcv1.CallServiceServer = (*callServer)(nil)
 
+// MakeCall validates from and to and starts the call.
 func (s *callServer) MakeCall(ctx context.Context, req *sipsvcv1.MakeCallRequest) (*sipsvcv1.MakeCallResponse, error) {
 	if err := checkNumber("from", req.GetFrom()); err != nil {
 		return nil, err
@@ -61,6 +62,7 @@ func legOp(ctx context.Context, what, callID, legID string, op func(context.Cont
 	return nil
 }
 
+// AnswerCall answers a ringing leg.
 func (s *callServer) AnswerCall(ctx context.Context, req *sipsvcv1.AnswerCallRequest) (*sipsvcv1.AnswerCallResponse, error) {
 	if err := legOp(ctx, "answer", req.GetCallId(), req.GetLegId(), s.calls.AnswerCall); err != nil {
 		return nil, err
@@ -68,6 +70,7 @@ func (s *callServer) AnswerCall(ctx context.Context, req *sipsvcv1.AnswerCallReq
 	return &sipsvcv1.AnswerCallResponse{}, nil
 }
 
+// HoldCall holds the party on a leg.
 func (s *callServer) HoldCall(ctx context.Context, req *sipsvcv1.HoldCallRequest) (*sipsvcv1.HoldCallResponse, error) {
 	if err := legOp(ctx, "hold", req.GetCallId(), req.GetLegId(), s.calls.HoldCall); err != nil {
 		return nil, err
@@ -75,6 +78,7 @@ func (s *callServer) HoldCall(ctx context.Context, req *sipsvcv1.HoldCallRequest
 	return &sipsvcv1.HoldCallResponse{}, nil
 }
 
+// RetrieveCall retrieves a held leg.
 func (s *callServer) RetrieveCall(ctx context.Context, req *sipsvcv1.RetrieveCallRequest) (*sipsvcv1.RetrieveCallResponse, error) {
 	if err := legOp(ctx, "retrieve", req.GetCallId(), req.GetLegId(), s.calls.RetrieveCall); err != nil {
 		return nil, err
@@ -82,6 +86,7 @@ func (s *callServer) RetrieveCall(ctx context.Context, req *sipsvcv1.RetrieveCal
 	return &sipsvcv1.RetrieveCallResponse{}, nil
 }
 
+// TransferCall validates the destination (exactly one of target and consult_call_id) and transfers.
 func (s *callServer) TransferCall(ctx context.Context, req *sipsvcv1.TransferCallRequest) (*sipsvcv1.TransferCallResponse, error) {
 	tr := signaling.TransferRequest{CallID: req.GetCallId(), LegID: req.GetLegId()}
 	if err := checkID("call_id", tr.CallID); err != nil {
@@ -113,6 +118,7 @@ func (s *callServer) TransferCall(ctx context.Context, req *sipsvcv1.TransferCal
 	return &sipsvcv1.TransferCallResponse{}, nil
 }
 
+// ReleaseCall ends a call.
 func (s *callServer) ReleaseCall(ctx context.Context, req *sipsvcv1.ReleaseCallRequest) (*sipsvcv1.ReleaseCallResponse, error) {
 	if err := checkID("call_id", req.GetCallId()); err != nil {
 		return nil, err
@@ -123,6 +129,7 @@ func (s *callServer) ReleaseCall(ctx context.Context, req *sipsvcv1.ReleaseCallR
 	return &sipsvcv1.ReleaseCallResponse{}, nil
 }
 
+// GetCall returns one call.
 func (s *callServer) GetCall(ctx context.Context, req *sipsvcv1.GetCallRequest) (*sipsvcv1.GetCallResponse, error) {
 	if err := checkID("call_id", req.GetCallId()); err != nil {
 		return nil, err
@@ -143,6 +150,7 @@ func callKey(c signaling.CallInfo) string {
 	return fmt.Sprintf("%020d/%s", n, c.ID)
 }
 
+// ListCalls filters, sorts oldest first and pages the live calls.
 func (s *callServer) ListCalls(ctx context.Context, req *sipsvcv1.ListCallsRequest) (*sipsvcv1.ListCallsResponse, error) {
 	var f signaling.CallFilter
 	if req.GetDn() != "" {

@@ -32,6 +32,7 @@ func (s *directoryServer) setPassword(d *dn.DN, password string) {
 	}
 }
 
+// CreateDN validates the DN, hashes its password and stores it.
 func (s *directoryServer) CreateDN(ctx context.Context, req *sipsvcv1.CreateDNRequest) (*sipsvcv1.CreateDNResponse, error) {
 	if req.GetDn() == nil {
 		return nil, invalidField("dn", "is required")
@@ -50,6 +51,7 @@ func (s *directoryServer) CreateDN(ctx context.Context, req *sipsvcv1.CreateDNRe
 	return &sipsvcv1.CreateDNResponse{Dn: dnToProto(d)}, nil
 }
 
+// GetDN returns one DN without hashes.
 func (s *directoryServer) GetDN(ctx context.Context, req *sipsvcv1.GetDNRequest) (*sipsvcv1.GetDNResponse, error) {
 	if err := checkNumber("number", req.GetNumber()); err != nil {
 		return nil, err
@@ -150,6 +152,7 @@ func applyPath(d *dn.DN, in dn.DN, path string) {
 	}
 }
 
+// DeleteDN removes a DN and its bindings.
 func (s *directoryServer) DeleteDN(ctx context.Context, req *sipsvcv1.DeleteDNRequest) (*sipsvcv1.DeleteDNResponse, error) {
 	if err := checkNumber("number", req.GetNumber()); err != nil {
 		return nil, err
@@ -160,6 +163,7 @@ func (s *directoryServer) DeleteDN(ctx context.Context, req *sipsvcv1.DeleteDNRe
 	return &sipsvcv1.DeleteDNResponse{}, nil
 }
 
+// ListDNs pages the DNs by number.
 func (s *directoryServer) ListDNs(ctx context.Context, req *sipsvcv1.ListDNsRequest) (*sipsvcv1.ListDNsResponse, error) {
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
@@ -194,6 +198,7 @@ func (s *directoryServer) ListDNs(ctx context.Context, req *sipsvcv1.ListDNsRequ
 	return resp, nil
 }
 
+// ListRegistrations lists a DN's bindings sorted by contact.
 func (s *directoryServer) ListRegistrations(ctx context.Context, req *sipsvcv1.ListRegistrationsRequest) (*sipsvcv1.ListRegistrationsResponse, error) {
 	if err := checkNumber("number", req.GetNumber()); err != nil {
 		return nil, err
@@ -210,6 +215,7 @@ func (s *directoryServer) ListRegistrations(ctx context.Context, req *sipsvcv1.L
 	return resp, nil
 }
 
+// RemoveRegistration validates the contact and removes that binding.
 func (s *directoryServer) RemoveRegistration(ctx context.Context, req *sipsvcv1.RemoveRegistrationRequest) (*sipsvcv1.RemoveRegistrationResponse, error) {
 	if err := checkNumber("number", req.GetNumber()); err != nil {
 		return nil, err
@@ -233,6 +239,7 @@ type storeRegistrations struct{ store store.Store }
 
 var _ Registrations = storeRegistrations{}
 
+// List returns the DN's bindings; dn.ErrNotFound for an unknown DN.
 func (r storeRegistrations) List(ctx context.Context, number string) ([]dn.Binding, error) {
 	if _, err := r.store.Lookup(ctx, number); err != nil {
 		return nil, err
@@ -240,6 +247,7 @@ func (r storeRegistrations) List(ctx context.Context, number string) ([]dn.Bindi
 	return r.store.Bindings(ctx, number)
 }
 
+// Remove deletes the binding whose key matches contact.
 func (r storeRegistrations) Remove(ctx context.Context, number, contact string) error {
 	if _, err := r.store.Lookup(ctx, number); err != nil {
 		return err

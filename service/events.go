@@ -18,6 +18,8 @@ type eventServer struct {
 
 var _ sipsvcv1.EventServiceServer = (*eventServer)(nil)
 
+// WatchEvents subscribes to the Hub with the request's filter and streams until the
+// client leaves, the subscriber is dropped or the API shuts down.
 func (s *eventServer) WatchEvents(req *sipsvcv1.WatchEventsRequest, stream sipsvcv1.EventService_WatchEventsServer) error {
 	f := EventFilter{DN: req.GetDn(), CallID: req.GetCallId()}
 	if f.DN != "" {

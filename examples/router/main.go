@@ -71,7 +71,9 @@ func (s *server) NotifyLegDecision(ctx context.Context, req *routingv1.NotifyLeg
 // multiFlag collects a repeatable flag.
 type multiFlag []string
 
+// String returns the values given.
 func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+// Set adds one value.
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 func main() {
