@@ -72,7 +72,8 @@ func (s *server) NotifyLegDecision(ctx context.Context, req *routingv1.NotifyLeg
 type multiFlag []string
 
 // String returns the values given.
-func (m *multiFlag) String() string     { return strings.Join(*m, " ") }
+func (m *multiFlag) String() string { return strings.Join(*m, " ") }
+
 // Set adds one value.
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
