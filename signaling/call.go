@@ -11,6 +11,7 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/sips"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // call is one B2BUA call: an inbound (or MakeCall origin) leg A and the originated legs.
@@ -163,11 +164,27 @@ func (c *call) event(kind EventKind, l *leg, fill func(*Event)) {
 		if l.ctx != nil {
 			ctx = l.ctx
 		}
+	} else {
+		ev.DN = c.caller // call-level events name the calling party (a DN for MakeCall)
 	}
 	if fill != nil {
 		fill(&ev)
 	}
+	if l != nil && l.span != nil {
+		if name, ok := legSpanEvents[kind]; ok {
+			l.span.AddEvent(name)
+		}
+	}
 	c.s.observe(ctx, ev)
+}
+
+// legSpanEvents are the events also marked on the leg's span.
+var legSpanEvents = map[EventKind]string{
+	EventLegRinging:     sc.EventLegRinging,
+	EventLegAnswered:    sc.EventLegAnswered,
+	EventLegHeld:        sc.EventLegHeld,
+	EventLegRetrieved:   sc.EventLegRetrieved,
+	EventLegTransferred: sc.EventLegTransferred,
 }
 
 // decided records a leg's scheme decision: on the leg's span and as an event.

@@ -203,7 +203,7 @@ func (c *call) releaseLeg(l *leg, cause string) {
 	c.mu.Unlock()
 	c.s.unregisterLeg(l)
 	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause })
-	endLegSpan(l.span, 0, cause)
+	endLegSpan(l.span, 0, cause, l.dir == outbound)
 }
 
 // findLeg returns a call and one of its legs.

@@ -27,6 +27,9 @@ func waitState(t *testing.T, b *b2bua, id string, want CallState) CallInfo {
 		time.Sleep(10 * time.Millisecond)
 	}
 	ci, err := b.s.GetCall(context.Background(), id)
+	for _, e := range b.rec.all() {
+		t.Logf("event %s leg=%s status=%d cause=%q", e.Kind, e.Leg, e.Status, e.Cause)
+	}
 	t.Fatalf("call %s not %s: %+v %v", id, want, ci, err)
 	return ci
 }

@@ -31,7 +31,7 @@ func (s *Server) prepare(req *sip.Request, transport, dest string) {
 	req.SetDestination(dest)
 	if strings.EqualFold(transport, "UDP") {
 		la := s.local("UDP")
-		if la.ip != nil {
+		if la.ip != nil && s.udpListenerReady(la) {
 			req.Laddr = sip.Addr{IP: la.ip, Port: la.port}
 		}
 	}
@@ -222,6 +222,20 @@ func hasOption(m interface{ GetHeaders(string) []sip.Header }, name, opt string)
 				return true
 			}
 		}
+	}
+	return false
+}
+
+// udpListenerReady reports whether sipgo serves our UDP listener yet, so that requests can be
+// sent from it (until then, a request sent from that address would try to bind it again).
+func (s *Server) udpListenerReady(la listenAddr) bool {
+	if s.udpReady.Load() {
+		return true
+	}
+	addr := net.JoinHostPort(la.ip.String(), strconv.Itoa(la.port))
+	if c, _ := s.ua.TransportLayer().GetConnection("udp", addr); c != nil {
+		s.udpReady.Store(true)
+		return true
 	}
 	return false
 }

@@ -261,7 +261,7 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 		c.mu.Unlock()
 		s.unregisterLeg(l)
 		c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause })
-		endLegSpan(l.span, 0, cause)
+		endLegSpan(l.span, 0, cause, l.dir == outbound)
 	}
 	c.end(cause, 0)
 }

@@ -102,7 +102,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	l.invite = inv
 	l.ctx, l.span = s.startLegSpan(c, l, inv)
 	if sp.d.Traceparent {
-		injectTraceparent(l.ctx, inv)
+		injectTraceparent(l.ctx, inv, l.span)
 	}
 
 	c.mu.Lock()
@@ -367,6 +367,9 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
 	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
 	markAnswered(b.span, 200)
+	if b.transport == "TLS" {
+		b.span.SetAttributes(s.tlsAttrs(b.dest, false)...)
+	}
 	if lateOffer {
 		go func() {
 			select {
@@ -480,7 +483,7 @@ func (c *call) forkEnded(l *leg, cause string, status int) {
 	c.mu.Unlock()
 	c.s.unregisterLeg(l)
 	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause; e.Status = status })
-	endLegSpan(l.span, status, cause)
+	endLegSpan(l.span, status, cause, l.dir == outbound)
 }
 
 // finish ends a call that never got answered, after leg A got its final response.
@@ -497,7 +500,7 @@ func (c *call) finish(a *leg, cause string, status int) {
 	}
 	c.s.unregisterLeg(a)
 	c.event(EventLegReleased, a, func(e *Event) { e.Cause = cause; e.Status = status })
-	endLegSpan(a.span, status, cause)
+	endLegSpan(a.span, status, cause, a.dir == outbound)
 	c.end(cause, status)
 }
 

@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/sipsvc/sipsvc/dn"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // BuiltinRouter routes the dialed user part to the DN with that number. It is the router of
@@ -33,7 +36,15 @@ func (b BuiltinRouter) Route(ctx context.Context, req RouteRequest) (RouteDecisi
 
 // route asks the router with a deadline and falls back when it fails: the configured
 // fallback DNs, then the built-in router, then 503 with Retry-After. It never hangs.
-func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) RouteDecision {
+func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDecision) {
+	ctx, span := s.startRouteSpan(ctx, c)
+	defer func() {
+		span.SetAttributes(sc.AttrRoutingSource.String(d.Source), sc.AttrRoutingTargets.Int(len(d.Targets)))
+		if d.Reject != nil {
+			span.SetAttributes(sc.AttrSIPStatusCode.Int(d.Reject.Status))
+		}
+		span.End()
+	}()
 	builtin := BuiltinRouter{Directory: s.cfg.Directory}
 	if s.cfg.Router == nil {
 		start := time.Now()
@@ -49,6 +60,9 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) RouteDecis
 	rctx, cancel := context.WithTimeout(ctx, s.cfg.RoutingTimeout)
 	d, err := s.cfg.Router.Route(rctx, rr)
 	cancel()
+	if err != nil {
+		span.RecordError(err)
+	}
 	if err == nil && (d.Reject != nil || len(d.Targets) > 0) {
 		if d.Source == "" {
 			d.Source = "routing-service"
@@ -84,6 +98,8 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) RouteDecis
 		cause += "; fallback via " + fb.Source
 	}
 	s.routingDone(time.Now(), "fallback_"+fb.Source)
+	span.AddEvent(sc.EventRoutingFallback, trace.WithAttributes(sc.AttrRoutingOutcome.String(outcome), sc.AttrErrorType.String(outcome)))
+	c.span.AddEvent(sc.EventRoutingFallback, trace.WithAttributes(sc.AttrRoutingOutcome.String(outcome)))
 	c.event(EventRoutingFallback, nil, func(e *Event) { e.Cause = cause })
 	return fb
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -93,6 +94,8 @@ type Server struct {
 	seq    uint64
 
 	wg sync.WaitGroup // call goroutines
+
+	udpReady atomic.Bool // sipgo has our UDP listener in its pool
 }
 
 type listenAddr struct {

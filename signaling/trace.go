@@ -5,22 +5,18 @@ import (
 	"crypto/tls"
 	"net"
 	"strconv"
-	"strings"
 
 	"github.com/emiago/sipgo/sip"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
-// Span and attribute names: see docs/observability.md.
-const (
-	spanCall        = "sipsvc.call"
-	spanLegInbound  = "sip.leg.inbound"
-	spanLegOutbound = "sip.leg.outbound"
-	eventRewrite    = "sip.header.rewrite"
-)
+// Span names, attribute keys and event names come from telemetry/sipconv; the span model is
+// written down in docs/observability.md.
 
 var tc = propagation.TraceContext{}
 
@@ -40,57 +36,70 @@ func (c sipCarrier) Set(k, v string) {
 }
 func (c sipCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
 
-// startCallSpan starts the call's root span, continuing an incoming traceparent.
+// startCallSpan starts the call's root span: a child of parent (the API request for
+// MakeCall), or of an incoming INVITE's traceparent.
 func (s *Server) startCallSpan(parent context.Context, req *sip.Request, c *call) (context.Context, trace.Span) {
 	ctx := parent
-	if req != nil && req.GetHeader("traceparent") != nil {
-		ctx = tc.Extract(ctx, sipCarrier{req})
+	origin := "api"
+	received := false
+	if req != nil {
+		origin = "sip"
+		if req.GetHeader("traceparent") != nil {
+			ctx = tc.Extract(ctx, sipCarrier{req})
+			received = trace.SpanContextFromContext(ctx).IsValid()
+		}
 	}
-	ctx, span := s.tracer.Start(ctx, spanCall, trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(
-			attribute.String("sipsvc.call.id", c.id),
-			attribute.String("sip.caller", c.caller),
-			attribute.String("sip.dialed", c.dialed),
-		))
-	return ctx, span
+	attrs := []attribute.KeyValue{
+		sc.AttrCallID.String(c.id),
+		sc.AttrCallOrigin.String(origin),
+		sc.AttrSIPCaller.String(c.caller),
+		sc.AttrSIPDialed.String(c.dialed),
+	}
+	if received {
+		attrs = append(attrs, sc.AttrSIPTraceparentIn.Bool(true))
+	}
+	return s.tracer.Start(ctx, sc.SpanCall, trace.WithSpanKind(trace.SpanKindInternal), trace.WithAttributes(attrs...))
 }
 
 // startLegSpan starts a leg's span: server kind for an inbound leg, client kind for an
 // originated one, with the leg's scheme decision and peer attributes.
 func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Context, trace.Span) {
-	name, kind := spanLegOutbound, trace.SpanKindClient
+	name, kind := sc.SpanLegOutbound, trace.SpanKindClient
 	if l.dir == inbound {
-		name, kind = spanLegInbound, trace.SpanKindServer
+		name, kind = sc.SpanLegInbound, trace.SpanKindServer
 	}
-	attrs := []attribute.KeyValue{
-		attribute.String("sipsvc.call.id", c.id),
-		attribute.String("sip.leg", l.id),
-		attribute.String("sip.method", string(req.Method)),
-		attribute.String("sip.call_id", l.callID),
-		attribute.String("sip.scheme", l.dec.Scheme),
-		attribute.String("sip.scheme.reason", l.dec.Reason),
-		attribute.String("sip.scheme.rule", l.dec.Rule),
-		attribute.Bool("sip.secure", l.dec.Secure),
-		attribute.String("sip.transport", l.dec.Transport),
-		attribute.String("network.transport", networkTransport(l.transport)),
+	attrs := append(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule),
+		sc.AttrCallID.String(c.id),
+		sc.AttrSIPMethod.String(string(req.Method)),
+		sc.AttrSIPCallID.String(l.callID),
 		attribute.String("sip.request_uri", req.Recipient.String()),
-	}
+	)
 	if l.dn != "" {
-		attrs = append(attrs, attribute.String("sip.dn", l.dn))
+		attrs = append(attrs, sc.AttrSIPDN.String(l.dn))
 	}
 	if host, port, err := net.SplitHostPort(l.peer); err == nil {
 		p, _ := strconv.Atoi(port)
+		attrs = append(attrs, sc.AttrNetworkPeerAddress.String(host), sc.AttrNetworkPeerPort.Int(p))
 		if l.dir == inbound {
-			attrs = append(attrs, attribute.String("client.address", host), attribute.Int("client.port", p))
-		} else {
-			attrs = append(attrs, attribute.String("server.address", host), attribute.Int("server.port", p))
+			attrs = append(attrs, sc.AttrClientAddress.String(host), sc.AttrClientPort.Int(p))
 		}
-		attrs = append(attrs, attribute.String("network.peer.address", host), attribute.Int("network.peer.port", p))
+	}
+	if l.dir == outbound {
+		port := req.Recipient.Port
+		if port == 0 {
+			port = 5060
+			if l.transport == "TLS" {
+				port = 5061
+			}
+		}
+		attrs = append(attrs, sc.AttrServerAddress.String(req.Recipient.Host), sc.AttrServerPort.Int(port))
 	}
 	if l.dir == inbound && l.transport == "TLS" {
 		attrs = append(attrs, s.tlsAttrs(l.peer, true)...)
 	}
-	return s.tracer.Start(c.ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	ctx, span := s.tracer.Start(c.ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	span.AddEvent(sc.EventSchemeDecided, trace.WithAttributes(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule)...))
+	return ctx, span
 }
 
 // tlsAttrs reads the TLS version and peer certificate subject of the connection to addr.
@@ -99,46 +108,50 @@ func (s *Server) tlsAttrs(addr string, inbound bool) []attribute.KeyValue {
 	if err != nil || conn == nil {
 		return nil
 	}
-	tc, ok := conn.(*sip.TCPConnection)
+	tcpc, ok := conn.(*sip.TCPConnection)
 	if !ok {
 		return nil
 	}
-	tl, ok := tc.Conn.(*tls.Conn)
+	tl, ok := tcpc.Conn.(*tls.Conn)
 	if !ok {
 		return nil
 	}
 	cs := tl.ConnectionState()
-	attrs := []attribute.KeyValue{attribute.String("tls.protocol.version", tlsVersionName(cs.Version))}
+	attrs := []attribute.KeyValue{
+		sc.AttrTLSProtocolName.String("tls"),
+		sc.AttrTLSProtocolVersion.String(sc.TLSVersion(cs.Version)),
+		sc.AttrTLSCipher.String(tls.CipherSuiteName(cs.CipherSuite)),
+		sc.AttrTLSEstablished.Bool(cs.HandshakeComplete),
+	}
 	if len(cs.PeerCertificates) > 0 {
-		key := "tls.server.subject"
+		key := sc.AttrTLSServerSubject
 		if inbound {
-			key = "tls.client.subject"
+			key = sc.AttrTLSClientSubject
 		}
-		attrs = append(attrs, attribute.String(key, cs.PeerCertificates[0].Subject.String()))
+		attrs = append(attrs, key.String(cs.PeerCertificates[0].Subject.String()))
 	}
 	return attrs
 }
 
-func networkTransport(t string) string {
-	if strings.EqualFold(t, "UDP") {
-		return "udp"
-	}
-	return "tcp"
-}
-
-// startTxSpan starts the span of an in-dialog transaction on a leg.
+// startTxSpan starts the span of an in-dialog transaction received on a leg.
 func (s *Server) startTxSpan(l *leg, req *sip.Request) (context.Context, trace.Span) {
 	parent := l.ctx
 	if parent == nil {
 		parent = l.c.ctx
 	}
-	return s.tracer.Start(parent, "sip.transaction "+string(req.Method), trace.WithSpanKind(trace.SpanKindServer),
+	return s.tracer.Start(parent, sc.TransactionSpanName(string(req.Method)), trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(
-			attribute.String("sipsvc.call.id", l.c.id),
-			attribute.String("sip.leg", l.id),
-			attribute.String("sip.method", string(req.Method)),
-			attribute.String("sip.call_id", l.callID),
+			sc.AttrCallID.String(l.c.id),
+			sc.AttrSIPLeg.String(l.id),
+			sc.AttrSIPMethod.String(string(req.Method)),
+			sc.AttrSIPCallID.String(l.callID),
 		))
+}
+
+// startRouteSpan starts the routing decision's span, child of the call span.
+func (s *Server) startRouteSpan(ctx context.Context, c *call) (context.Context, trace.Span) {
+	return s.tracer.Start(ctx, sc.SpanRoute, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(sc.AttrCallID.String(c.id)))
 }
 
 // addRewriteEvent records a header rewrite as a span event.
@@ -146,47 +159,78 @@ func addRewriteEvent(span trace.Span, rw Rewrite) {
 	if span == nil {
 		return
 	}
-	span.AddEvent(eventRewrite, trace.WithAttributes(
-		attribute.String("sip.leg", rw.Leg),
-		attribute.String("sip.header", rw.Header),
-		attribute.String("sip.header.before", rw.Before),
-		attribute.String("sip.header.after", rw.After),
-		attribute.String("sip.rule", rw.Rule),
-	))
+	span.AddEvent(sc.EventHeaderRewrite, trace.WithAttributes(sc.RewriteAttrs(rw.Leg, rw.Header, rw.Before, rw.After, rw.Rule)...))
 }
 
 func markStatus(span trace.Span, code int) {
 	if span == nil || code == 0 {
 		return
 	}
-	span.SetAttributes(attribute.Int("sip.status_code", code))
-	if code >= 400 {
+	span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
+	if code >= 500 {
 		span.SetStatus(codes.Error, statusText(code))
 	}
 }
 
 func markAnswered(span trace.Span, code int) {
 	if span != nil {
-		span.SetAttributes(attribute.Int("sip.status_code", code))
+		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
 	}
 }
 
-func endLegSpan(span trace.Span, code int, cause string) {
+// endLegSpan ends a leg span with its final status; failures get an error status.
+func endLegSpan(span trace.Span, code int, cause string, client bool) {
 	if span == nil {
 		return
 	}
 	if cause != "" {
 		span.SetAttributes(attribute.String("sip.cause", cause))
 	}
-	markStatus(span, code)
+	if code != 0 {
+		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
+		if sc.StatusIsError(code, client, cause == "cancelled" || cause == "answered elsewhere" || cause == "ring timeout" && code == 487) {
+			span.SetStatus(codes.Error, cause)
+			span.SetAttributes(sc.AttrErrorType.String(strconv.Itoa(code)))
+		}
+	}
 	span.End()
 }
 
+// endCallSpan ends the call's root span with its outcome.
 func endCallSpan(span trace.Span, code int, cause string) {
-	endLegSpan(span, code, cause)
+	if span == nil {
+		return
+	}
+	outcome := sc.OutcomeAnswered
+	switch {
+	case code == 487 || cause == "cancelled":
+		outcome = sc.OutcomeCancelled
+	case code == 486 || code == 600:
+		outcome = sc.OutcomeBusy
+	case code == 408:
+		outcome = sc.OutcomeNoAnswer
+	case code == 480 || code == 503:
+		outcome = sc.OutcomeUnavailable
+	case code >= 400 && code < 500, code >= 600:
+		outcome = sc.OutcomeRejected
+	case code >= 500:
+		outcome = sc.OutcomeFailed
+	}
+	span.SetAttributes(sc.AttrCallOutcome.String(outcome))
+	if cause != "" {
+		span.SetAttributes(attribute.String("sip.cause", cause))
+	}
+	if code != 0 {
+		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
+		if code >= 500 && code != 503 || outcome == sc.OutcomeFailed {
+			span.SetStatus(codes.Error, cause)
+		}
+	}
+	span.End()
 }
 
 // injectTraceparent adds W3C trace context to an outgoing INVITE (per-DN option).
-func injectTraceparent(ctx context.Context, req *sip.Request) {
+func injectTraceparent(ctx context.Context, req *sip.Request, span trace.Span) {
 	tc.Inject(ctx, sipCarrier{req})
+	span.SetAttributes(sc.AttrSIPTraceparentOut.Bool(true))
 }
