@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# make bench: call throughput and CPU per call of sipsvc, and of a Kamailio stateful proxy on
+# the same machine for comparison. See docs/performance.md.
+#
+# For each target (sipsvc, kamailio) and transport (udp, tcp):
+#   1. SIPp places calls (INVITE/200/ACK/BYE/200, uac.xml) at rising rates ($RATES calls/s,
+#      $DURATION s each) through the target to a SIPp answering side (uas.xml); each step
+#      prints calls completed/failed, the achieved rate and the response-time distribution
+#      (INVITE→200, from SIPp's -trace_rtt); the highest rate with zero failed calls is kept.
+#   2. At a fixed $CPU_RATE calls/s for $CPU_SECONDS s, the CPU time (utime+stime from
+#      /proc/PID/stat, before and after) the target's processes spent per completed call.
+#
+# Knobs (environment): RATES, DURATION, CPU_RATE, CPU_SECONDS, TRANSPORTS ("udp tcp"),
+# TARGETS ("sipsvc kamailio"), OUT (results directory; default bench/out/<UTC time>).
+# Ports used on 127.0.0.1: 15060/15061 sipsvc, 15070 kamailio, 15090 (udp) and 15092 (tcp)
+# SIPp answering side. Loopback only.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+RATES=${RATES:-"250 500 1000 1500 2000 3000"}
+DURATION=${DURATION:-10}
+CPU_RATE=${CPU_RATE:-1500}
+CPU_SECONDS=${CPU_SECONDS:-10}
+TRANSPORTS=${TRANSPORTS:-"udp tcp"}
+TARGETS=${TARGETS:-"sipsvc kamailio"}
+OUT=${OUT:-$HERE/out/$(date -u +%Y%m%dT%H%M%SZ)}
+SVC_PORT=15060 SVC_TLS=15061 KAM_PORT=15070 UAS_UDP=15090 UAS_TCP=15092 UAC_PORT=15080
+SETTLE=${SETTLE:-5}
+
+mkdir -p "$OUT"
+SUMMARY=$OUT/summary.txt
+say() { echo "$*" | tee -a "$SUMMARY"; }
+
+for tool in sipp bc timeout; do
+  command -v $tool >/dev/null || { echo "bench: $tool missing (apt-get install sip-tester bc coreutils)" >&2; exit 1; }
+done
+if [[ " $TARGETS " == *" kamailio "* ]] && ! command -v kamailio >/dev/null; then
+  echo "bench: kamailio missing (apt-get install -y kamailio), or run with TARGETS=sipsvc" >&2
+  exit 1
+fi
+for p in $SVC_PORT $KAM_PORT $UAS_UDP $UAS_TCP; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "bench: 127.0.0.1:$p is in use" >&2; exit 1; fi
+done
+
+BGPIDS=()
+cleanup() {
+  for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${BGPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# ticks PIDS...: utime+stime (clock ticks) of the processes, children not included.
+ticks() {
+  local t=0 p f
+  for p in "$@"; do
+    read -r -a f < "/proc/$p/stat" || continue
+    # fields after the "(comm)" are shifted if comm has spaces; kamailio/sipsvc have none
+    t=$((t + f[13] + f[14]))
+  done
+  echo $t
+}
+HZ=$(getconf CLK_TCK)
+
+# descendants PID: the pid and all its descendants.
+descendants() {
+  local all=("$1") kids k
+  kids=$(pgrep -P "$1" || true)
+  for k in $kids; do all+=($(descendants "$k")); done
+  echo "${all[@]}"
+}
+
+wait_tcp() { # port
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$1) 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench: nothing listening on 127.0.0.1:$1" >&2; return 1
+}
+
+# run_sipp LABEL TARGET_HOSTPORT TRANSPORT DIAL RATE CALLS: one fixed-rate SIPp run.
+# Sets OK FAILED WALL ACHIEVED P50 P90 P99 PMAX DIR.
+run_sipp() {
+  local label=$1 target=$2 tr=$3 dial=$4 rate=$5 calls=$6 t s e screen rtt
+  DIR=$OUT/runs/$label-$tr-$rate-$(date +%s%N)
+  mkdir -p "$DIR"
+  t=u1; [[ $tr == tcp ]] && t=t1
+  s=$(date +%s.%N)
+  (cd "$DIR" && timeout $((calls / rate + 60)) sipp -sf "$HERE/uac.xml" "$target" -t $t -i 127.0.0.1 -p $UAC_PORT \
+     -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_rtt -rtt_freq 100 \
+     -timeout $((calls / rate + 50)) > sipp.out 2>&1) || true
+  e=$(date +%s.%N)
+  screen=$(ls "$DIR"/*_screen.log 2>/dev/null | head -1 || true)
+  OK=$(grep "Successful call" "$screen" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}' || true)
+  FAILED=$(grep "Failed call" "$screen" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}' || true)
+  OK=${OK:-0} FAILED=${FAILED:-?}
+  WALL=$(echo "scale=2; ($e - $s)/1" | bc)
+  ACHIEVED=$(echo "scale=0; $OK / $WALL" | bc)
+  rtt=$(ls "$DIR"/*_rtt.csv 2>/dev/null | head -1 || true)
+  read -r P50 P90 P99 PMAX < <(
+    { [[ -n $rtt ]] && awk -F';' 'NR>1 && $2 ~ /^[0-9.]+$/ {print $2}' "$rtt"; } | sort -n |
+      awk '{v[NR]=$1} END {if (NR==0) {print "- - - -"; exit}
+           i50=int(NR*0.50); i90=int(NR*0.90); i99=int(NR*0.99); if(i50<1)i50=1; if(i90<1)i90=1; if(i99<1)i99=1;
+           printf "%.2f %.2f %.2f %.2f\n", v[i50], v[i90], v[i99], v[NR]}')
+}
+
+# repartition DIR: SIPp's INVITE→200 response-time repartition of a run.
+repartition() {
+  local screen
+  screen=$(ls "$1"/*_screen.log 2>/dev/null | head -1 || true)
+  [[ -n $screen ]] || return 0
+  awk '/Average Response Time Repartition/ {on=1; next} /Average Call Length Repartition/ {on=0} on && /ms/ {print "      " $0}' "$screen" |
+    tail -n 11
+}
+
+# bench_target NAME HOSTPORT DIAL_UDP DIAL_TCP PIDS_FN
+bench_target() {
+  local name=$1 hp=$2 dial_udp=$3 dial_tcp=$4 pidsfn=$5 tr dial rate best bestdir calls t0 t1 pids cpu us
+  for tr in $TRANSPORTS; do
+    dial=$dial_udp; [[ $tr == tcp ]] && dial=$dial_tcp
+    say ""
+    say "== $name over $tr: rising rates, ${DURATION}s each (response time INVITE->200 in ms)"
+    say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s' rate calls ok failed achieved p50 p90 p99 max)"
+    best=0 bestdir=""
+    for rate in $RATES; do
+      calls=$((rate * DURATION))
+      run_sipp "$name" "$hp" "$tr" "$dial" "$rate" "$calls"
+      say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s' "$rate" "$calls" "$OK" "$FAILED" "$ACHIEVED" "$P50" "$P90" "$P99" "$PMAX")"
+      if [[ $FAILED == 0 && $OK == "$calls" ]]; then best=$rate bestdir=$DIR; fi
+      sleep "$SETTLE"
+    done
+    say "   highest rate with zero failed calls: $best calls/s"
+    if [[ -n $bestdir ]]; then
+      say "   response-time repartition at $best calls/s (SIPp, INVITE->200):"
+      repartition "$bestdir" | tee -a "$SUMMARY"
+    fi
+    calls=$((CPU_RATE * CPU_SECONDS))
+    pids=$($pidsfn)
+    t0=$(ticks $pids)
+    run_sipp "$name-cpu" "$hp" "$tr" "$dial" "$CPU_RATE" "$calls"
+    t1=$(ticks $pids)
+    cpu=$(echo "scale=2; ($t1 - $t0) / $HZ" | bc)
+    us=$(echo "scale=0; ($t1 - $t0) * 1000000 / $HZ / $(( OK > 0 ? OK : 1 ))" | bc)
+    say "   CPU per call at $CPU_RATE calls/s: ${us} us ($name pids [$pids] used ${cpu}s for $OK completed calls, $FAILED failed, p50 ${P50} ms p99 ${P99} ms)"
+    RESULT["$name/$tr"]="best=$best cpu_us_per_call=$us ok=$OK failed=$FAILED"
+    sleep "$SETTLE"
+  done
+}
+
+declare -A RESULT
+
+commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+dirty=""
+if [[ -n $(git -C "$ROOT" status --porcelain -- cmd config signaling sips dn registrar store service telemetry go.mod go.sum 2>/dev/null) ]]; then
+  dirty=" (+ uncommitted changes in the work tree)"
+fi
+say "sipsvc bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit$dirty"
+say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
+say "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*')"
+say "results: $OUT"
+
+# The answering side, shared by both targets.
+(cd "$OUT" && exec sipp -sf "$HERE/uas.xml" -i 127.0.0.1 -p $UAS_UDP -nostdin > uas-udp.out 2>&1) &
+BGPIDS+=($!)
+(cd "$OUT" && exec sipp -sf "$HERE/uas.xml" -t t1 -i 127.0.0.1 -p $UAS_TCP -nostdin -max_socket 5000 > uas-tcp.out 2>&1) &
+BGPIDS+=($!)
+wait_tcp $UAS_TCP
+
+if [[ " $TARGETS " == *" sipsvc "* ]]; then
+  echo "building sipsvc..."
+  (cd "$ROOT" && go build -o "$OUT/sipsvc" ./cmd/sipsvc)
+  cat > "$OUT/sipsvc.yaml" <<EOF
+data_dir: $OUT/data
+sip:
+  udp: ["127.0.0.1:$SVC_PORT"]
+  tcp: ["127.0.0.1:$SVC_PORT"]
+  tls: ["127.0.0.1:$SVC_TLS"]
+api:
+  grpc_addr: "127.0.0.1:0"
+  http_addr: "127.0.0.1:0"
+log:
+  level: warn
+dns:
+  - {number: bench, type: extension, contact: "sip:bench@127.0.0.1:$UAS_UDP"}
+  - {number: bench-tcp, type: extension, contact: "sip:bench-tcp@127.0.0.1:$UAS_TCP;transport=tcp"}
+EOF
+  "$OUT/sipsvc" --config "$OUT/sipsvc.yaml" > "$OUT/sipsvc.log" 2>&1 &
+  SVC_PID=$!
+  BGPIDS+=($SVC_PID)
+  wait_tcp $SVC_PORT
+  svc_pids() { echo $SVC_PID; }
+  bench_target sipsvc 127.0.0.1:$SVC_PORT bench bench-tcp svc_pids
+  kill $SVC_PID; wait $SVC_PID 2>/dev/null || true
+fi
+
+if [[ " $TARGETS " == *" kamailio "* ]]; then
+  say ""
+  say "kamailio: $(kamailio -v 2>&1 | head -1)"
+  kamailio -DD -E -f "$HERE/kamailio.cfg" -m 1024 -M 64 > "$OUT/kamailio.log" 2>&1 &
+  KAM_PID=$!
+  BGPIDS+=($KAM_PID)
+  wait_tcp $KAM_PORT
+  sleep 1
+  kam_pids() { descendants $KAM_PID; }
+  bench_target kamailio 127.0.0.1:$KAM_PORT bench bench kam_pids
+  kill $KAM_PID; wait $KAM_PID 2>/dev/null || true
+fi
+
+say ""
+say "== summary (commit $commit$dirty): highest zero-failure rate, CPU per call at $CPU_RATE calls/s"
+for k in $(printf '%s\n' "${!RESULT[@]}" | sort); do say "   $k: ${RESULT[$k]}"; done
