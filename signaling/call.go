@@ -3,6 +3,8 @@ package signaling
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -153,6 +155,24 @@ func (s *Server) callByID(id string) *call {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.calls[id]
+}
+
+// log writes a line about the call with its trace context (the handler adds trace_id and
+// span_id), its id and the SIP Call-IDs of its legs.
+func (c *call) log(level slog.Level, msg string, args ...any) {
+	if !c.s.log.Enabled(c.ctx, level) {
+		return
+	}
+	c.mu.Lock()
+	ids := make([]string, 0, 2+len(c.forks))
+	for _, l := range append([]*leg{c.a, c.b}, c.forks...) {
+		if l != nil {
+			ids = append(ids, l.id+"="+l.callID)
+		}
+	}
+	c.mu.Unlock()
+	args = append([]any{sc.LogCallID, c.id, "sip_call_ids", strings.Join(ids, ",")}, args...)
+	c.s.log.Log(c.ctx, level, msg, args...)
 }
 
 // event sends an event about the call (and optionally a leg) to the observers.

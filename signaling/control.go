@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
@@ -185,7 +186,7 @@ func (c *call) byeLeg(ctx context.Context, l *leg, cause string) {
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	if _, err := s.send(bctx, s.inDialogRequest(l, sip.BYE, nil, ""), nil); err != nil {
-		s.log.Debug("BYE failed", "call", c.id, "leg", l.id, "error", err)
+		c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
 	}
 	cancel()
 	c.releaseLeg(l, cause)

@@ -3,6 +3,7 @@ package signaling
 import (
 	"bytes"
 	"context"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -249,9 +250,9 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			bye := s.inDialogRequest(l, sip.BYE, nil, "")
 			if res, err := s.send(bctx, bye, nil); err != nil {
-				s.log.Debug("BYE failed", "call", c.id, "leg", l.id, "error", err)
+				c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
 			} else if !res.IsSuccess() {
-				s.log.Debug("BYE refused", "call", c.id, "leg", l.id, "status", res.StatusCode)
+				c.log(slog.LevelDebug, "BYE refused", "leg", l.id, "status", res.StatusCode)
 			}
 			cancel()
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -120,8 +121,9 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	s.addCall(c)
 	s.registerLeg(a)
 	tx.OnCancel(func(*sip.Request) { c.cancel() })
-	c.event(EventCallCreated, a, nil)
+	c.event(EventCallCreated, nil, nil)
 	c.decided(a)
+	c.log(slog.LevelDebug, "call started", "caller", c.caller, "dialed", c.dialed, "scheme", dec.Scheme, "transport", dec.Transport, "source", a.peer)
 	return c, a
 }
 
@@ -238,7 +240,7 @@ func (c *call) fail(a *leg, f failure, extra ...sip.Header) {
 	}
 	hdrs := append(f.headers(), extra...)
 	if err := c.s.respond(a, a.serverTx, a.invite, f.status, f.reason, nil, "", hdrs...); err != nil {
-		c.s.log.Debug("final response to A failed", "call", c.id, "error", err)
+		c.log(slog.LevelDebug, "final response to A failed", "error", err)
 	}
 	c.finish(a, f.cause, f.status)
 }
@@ -329,7 +331,7 @@ func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
 		return false, f
 	}
 	if err := c.answer(a, winner, lastResponse(winner)); err != nil {
-		c.s.log.Warn("answer failed", "call", c.id, "error", err)
+		c.log(slog.LevelWarn, "answer failed", "error", err)
 	}
 	return true, nil
 }

@@ -3,6 +3,7 @@ package signaling
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -286,7 +287,7 @@ func (c *call) onProvisional(a, l *leg, res *sip.Response) {
 		hdrs = append(hdrs, c.reliableHeaders(a)...)
 	}
 	if err := s.respond(a, a.serverTx, a.invite, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...); err != nil {
-		s.log.Debug("relay provisional failed", "call", c.id, "error", err)
+		c.log(slog.LevelDebug, "relay provisional failed", "error", err)
 	}
 	if firstRing {
 		c.event(EventLegRinging, a, func(e *Event) { e.Status = res.StatusCode })
@@ -305,7 +306,7 @@ func (c *call) prack(l *leg, res *sip.Response) {
 	ctx, cancel := context.WithTimeout(l.ctx, 32*time.Second)
 	defer cancel()
 	if _, err := c.s.send(ctx, req, nil); err != nil {
-		c.s.log.Debug("PRACK failed", "call", c.id, "leg", l.id, "error", err)
+		c.log(slog.LevelDebug, "PRACK failed", "leg", l.id, "error", err)
 	}
 }
 
@@ -345,7 +346,7 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 
 	if !lateOffer {
 		if err := s.write(s.inDialogAck(b, nil)); err != nil {
-			s.log.Warn("ACK to B failed", "call", c.id, "error", err)
+			c.log(slog.LevelWarn, "ACK to B failed", "error", err)
 		}
 	}
 	// Session timers (RFC 4028) on both legs.
@@ -464,7 +465,7 @@ func (c *call) sendCancel(l *leg) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := s.send(ctx, cancelReq, nil); err != nil {
-		s.log.Debug("CANCEL failed", "call", c.id, "leg", l.id, "error", err)
+		c.log(slog.LevelDebug, "CANCEL failed", "leg", l.id, "error", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -78,7 +79,7 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDe
 		outcome = "timeout"
 	}
 	s.routingDone(start, outcome)
-	s.log.WarnContext(ctx, "routing service failed, falling back", "call", c.id, "error", err)
+	c.log(slog.LevelWarn, "routing service failed, falling back", "error", err)
 	var fb RouteDecision
 	fb.Source = "fallback"
 	for _, n := range s.cfg.FallbackDNs {

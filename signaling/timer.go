@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
@@ -131,7 +132,7 @@ func (t *sessionTimer) stop() {
 }
 
 func (t *sessionTimer) expire() {
-	t.c.s.log.Info("session timer expired", "call", t.c.id, "leg", t.l.id)
+	t.c.log(slog.LevelInfo, "session timer expired", "leg", t.l.id)
 	t.c.hangup(context.Background(), nil, "session timer expired on leg "+t.l.id)
 }
 
