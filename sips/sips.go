@@ -189,9 +189,20 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 	}
 	switch {
 	case d.Scheme == "sips":
-		if v, ok := transportParam(u); ok && !strings.EqualFold(v, "tcp") {
-			removeTransportParam(&u) // R6: never emit transport=tls on sips
+		// R6: never emit transport=tls on sips. Only transport=tcp (R5) is kept, in place, once.
+		v, _ := transportParam(u)
+		keepTCP := strings.EqualFold(v, "tcp")
+		kept := u.UriParams[:0]
+		for _, kv := range u.UriParams {
+			if strings.EqualFold(kv.K, "transport") {
+				if !keepTCP {
+					continue
+				}
+				keepTCP = false
+			}
+			kept = append(kept, kv)
 		}
+		u.UriParams = kept
 	case d.Transport == TLS && style == dn.StyleSIPTransportTLS:
 		removeTransportParam(&u)
 		u.UriParams.Add("transport", "tls")
