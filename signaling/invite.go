@@ -187,7 +187,6 @@ func (f failure) better(cur *failure) bool {
 // runInbound routes the call and tries the targets until one answers, A cancels, or all fail.
 func (c *call) runInbound(a *leg) {
 	s := c.s
-	defer c.endSpanIfUnanswered()
 	rr := RouteRequest{
 		CallID: c.id, SIPCallID: a.callID, Caller: c.caller, CallerDisplay: a.remoteDisplay,
 		Dialed: c.dialed, RequestURI: a.invite.Recipient.String(), Inbound: a.decision(), Source: a.peer,

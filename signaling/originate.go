@@ -508,11 +508,10 @@ func (c *call) finish(a *leg, cause string, status int) {
 // end closes the call once: removes it, ends the root span, emits call_ended.
 func (c *call) end(cause string, status int) {
 	c.endOnce.Do(func() {
+		c.log(slog.LevelInfo, "call ended", "cause", cause, "status", status, "caller", c.caller, "dialed", c.dialed)
 		close(c.done)
 		c.s.removeCall(c)
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
 		endCallSpan(c.span, status, cause)
 	})
 }
-
-func (c *call) endSpanIfUnanswered() {}
