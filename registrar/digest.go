@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -184,13 +185,18 @@ func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h ha
 		return noCredentials
 	}
 	var ha1 string
-	switch strings.ToUpper(cred.Algorithm) {
-	case "", algMD5:
+	alg := strings.ToUpper(cred.Algorithm)
+	if alg == "" {
+		alg = algMD5 // RFC 2617: absent means MD5
+	}
+	if !slices.Contains(r.cfg.Algorithms, alg) {
+		return badCredentials
+	}
+	switch alg {
+	case algMD5:
 		ha1 = h.md5
 	case algSHA256:
 		ha1 = h.sha256
-	default:
-		return badCredentials
 	}
 	if ha1 == "" || cred.Userhash || !strings.EqualFold(cred.QOP, "auth") || cred.Nc <= 0 || cred.Cnonce == "" {
 		return badCredentials
@@ -227,12 +233,12 @@ func (r *Registrar) findCredentials(req *sip.Request, header string) *digest.Cre
 	return nil
 }
 
-// challenges returns the WWW-Authenticate/Proxy-Authenticate values: SHA-256 first, then
-// MD5, sharing one fresh nonce.
-func (r *Registrar) challenges(now time.Time, stale bool) [2]string {
+// challenges returns the WWW-Authenticate/Proxy-Authenticate values, one per configured
+// algorithm in order (default SHA-256, then MD5), sharing one fresh nonce.
+func (r *Registrar) challenges(now time.Time, stale bool) []string {
 	nonce := r.nonces.issue(now)
-	var out [2]string
-	for i, alg := range []string{algSHA256, algMD5} {
+	out := make([]string, len(r.cfg.Algorithms))
+	for i, alg := range r.cfg.Algorithms {
 		c := digest.Challenge{Realm: r.cfg.Realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}
 		out[i] = c.String()
 	}

@@ -33,6 +33,11 @@ type Config struct {
 	MinExpires time.Duration
 	// MaxExpires: longer expiries are clamped to it. Default 7200 s.
 	MaxExpires time.Duration
+	// Algorithms are the digest algorithms offered, one challenge each, in this order; only
+	// these are accepted. Default SHA-256 then MD5 (RFC 8760 §2.4: strongest first). Clients
+	// that only read the first challenge and know only MD5 (SIPp 3.6, old phones) need
+	// MD5 first.
+	Algorithms []string
 	// NonceTTL is how long a nonce stays valid. Default 5 min.
 	NonceTTL time.Duration
 	// AuthFailLimit failed authentications from one source IP within Lockout lock it
@@ -100,6 +105,21 @@ func New(cfg Config) (*Registrar, error) {
 	def(&cfg.PurgeInterval, 30*time.Second)
 	if cfg.AuthFailLimit == 0 {
 		cfg.AuthFailLimit = 10
+	}
+	if len(cfg.Algorithms) == 0 {
+		cfg.Algorithms = []string{algSHA256, algMD5}
+	}
+	seen := map[string]bool{}
+	for i, a := range cfg.Algorithms {
+		a = strings.ToUpper(a)
+		if (a != algSHA256 && a != algMD5) || seen[a] {
+			return nil, fmt.Errorf("registrar: digest algorithm %q: want SHA-256 or MD5, each once", cfg.Algorithms[i])
+		}
+		seen[a] = true
+	}
+	cfg.Algorithms = append([]string(nil), cfg.Algorithms...)
+	for i := range cfg.Algorithms {
+		cfg.Algorithms[i] = strings.ToUpper(cfg.Algorithms[i])
 	}
 	if cfg.NonceCacheSize <= 0 {
 		cfg.NonceCacheSize = 100_000
@@ -207,7 +227,11 @@ func (r *Registrar) authenticate(req *sip.Request, tx sip.ServerTransaction, num
 	switch v {
 	case noCredentials, staleCredentials:
 		ch := r.challenges(now, v == staleCredentials)
-		r.reply(tx, req, challengeCode, reason, sip.NewHeader(chalHeader, ch[0]), sip.NewHeader(chalHeader, ch[1]))
+		hdrs := make([]sip.Header, len(ch))
+		for i, c := range ch {
+			hdrs[i] = sip.NewHeader(chalHeader, c)
+		}
+		r.reply(tx, req, challengeCode, reason, hdrs...)
 		return authAnswered
 	case badCredentials:
 		r.failed(req, ip, number, now)
