@@ -11,6 +11,7 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // status is a final response decided while checking a request.
@@ -41,13 +42,17 @@ type registerReq struct {
 // ServeRegister answers a REGISTER: it checks the request, authenticates it and updates
 // the bindings of the To user's DN. It implements signaling.Registrar.
 func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) {
+	ctx, span, tx := r.startRegisterSpan(ctx, req, tx)
+	defer span.End()
 	p, st := r.parseRegister(req)
 	if st != nil {
 		r.reply(tx, req, st.code, st.reason, st.hdrs...)
 		return
 	}
+	span.SetAttributes(sipconv.AttrSIPDN.String(p.number))
 	d, err := r.store.Lookup(ctx, p.number)
 	if err != nil && !errors.Is(err, dn.ErrNotFound) {
+		span.RecordError(err)
 		r.log.Error("register: look up DN", "dn", p.number, "error", err)
 		r.reply(tx, req, 500, "Server Internal Error")
 		return
@@ -325,6 +330,9 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTr
 }
 
 func (r *Registrar) storeFailed(tx sip.ServerTransaction, req *sip.Request, number string, err error) {
+	if t, ok := tx.(*tracedTx); ok {
+		t.span.RecordError(err)
+	}
 	r.log.Error("register: store", "dn", number, "error", err)
 	r.reply(tx, req, 500, "Server Internal Error")
 }

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
@@ -58,6 +60,8 @@ type Config struct {
 	Observer signaling.Observer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// TracerProvider makes the "sip.transaction REGISTER" spans; nil means no tracing.
+	TracerProvider trace.TracerProvider
 }
 
 // Registrar serves REGISTER, authorizes calls and purges expired bindings. It implements
@@ -67,6 +71,7 @@ type Registrar struct {
 	store  store.Store
 	log    *slog.Logger
 	now    func() time.Time
+	tracer trace.Tracer
 	nonces *nonces
 	nc     *ncTracker
 	lock   *lockout // nil when disabled
@@ -142,8 +147,12 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.TracerProvider == nil {
+		cfg.TracerProvider = noop.NewTracerProvider()
+	}
 	r := &Registrar{
 		cfg:    cfg,
+		tracer: cfg.TracerProvider.Tracer(instrumentationName),
 		store:  cfg.Store,
 		log:    cfg.Logger.With("component", "registrar"),
 		now:    cfg.Now,
