@@ -24,9 +24,10 @@ const sippDir = "../test/interop/sipp"
 
 // TestSIPp_RegisterAuth runs test/interop/sipp/register_auth.xml (digest with SIPp's
 // [authentication]) against a registrar on UDP backed by the bolt store. It is skipped
-// when sipp is not installed. SIPP_CALLS and SIPP_RATE scale it up by hand, e.g.
+// when sipp is not installed. By hand: SIPP_CALLS and SIPP_RATE scale it up,
+// SIPP_TRANSPORT=tcp runs it over one TCP connection, SIPP_STORE=memory swaps the store:
 //
-//	SIPP_CALLS=20000 SIPP_RATE=5000 go test -run TestSIPp -v ./registrar/
+//	SIPP_CALLS=20000 SIPP_RATE=3000 go test -run TestSIPp -v ./registrar/
 func TestSIPp_RegisterAuth(t *testing.T) {
 	sipp, err := exec.LookPath("sipp")
 	if err != nil || testing.Short() {
@@ -53,18 +54,32 @@ func TestSIPp_RegisterAuth(t *testing.T) {
 	defer ua.Close()
 	srv, _ := sipgo.NewServer(ua)
 	srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) { reg.ServeRegister(ctx, req, tx) })
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	var target string
+	sippTransport := "u1"
+	if os.Getenv("SIPP_TRANSPORT") == "tcp" {
+		sippTransport = "t1"
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.ServeTCP(l) }()
+		defer l.Close()
+		target = l.Addr().String()
+	} else {
+		udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { _ = srv.ServeUDP(udp) }()
+		defer udp.Close()
+		target = udp.LocalAddr().String()
 	}
-	go func() { _ = srv.ServeUDP(udp) }()
-	defer udp.Close()
 
 	out := filepath.Join(t.TempDir(), "sipp")
 	args := []string{"-sf", filepath.Join(sippDir, "register_auth.xml"), "-inf", filepath.Join(sippDir, "users.csv"),
 		"-m", strconv.Itoa(calls), "-r", strconv.Itoa(rate), "-l", strconv.Itoa(min(calls, 2*rate)),
 		"-i", "127.0.0.1", "-bg", "-nostdin", "-trace_err", "-trace_stat", "-stf", out + ".csv", "-error_file", out + ".err",
-		"-timeout", "60s", "-max_socket", "1000", udp.LocalAddr().String()}
+		"-timeout", "60s", "-max_socket", "1000", "-t", sippTransport, target}
 	cmd := exec.CommandContext(ctx, sipp, args[:len(args)]...)
 	// -bg forks; run in the foreground instead so we get the exit code.
 	cmd.Args = slicesDelete(cmd.Args, "-bg")
