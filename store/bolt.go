@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -48,14 +49,24 @@ type BoltConfig struct {
 
 // Bolt is the embedded bbolt Store. Every write commits (and fsyncs) before it returns.
 // Binding writes go through bbolt's Batch, so concurrent REGISTERs share one fsync.
+//
+// This process holds the database file lock, so it sees every DN write and can cache the
+// small list of trusted DNs (TrustedDNs) between writes.
 type Bolt struct {
 	db  *bolt.DB
 	now func() time.Time
+
+	mu sync.Mutex // guards the fields below
+	// gen counts DN writes; trusted is the cached TrustedDNs answer, valid when trustedOK.
+	gen       uint64
+	trusted   []dn.DN
+	trustedOK bool
 }
 
 var (
 	_ Store         = (*Bolt)(nil)
 	_ ExpiredPurger = (*Bolt)(nil)
+	_ TrustIndex    = (*Bolt)(nil)
 )
 
 // OpenBolt opens or creates the database at cfg.Path, creates the buckets and checks the
@@ -125,6 +136,56 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return mapClosed(s.db.Update(fn))
 }
 
+// updateDN runs a DN write and invalidates the trusted-DN cache, whatever the outcome.
+func (s *Bolt) updateDN(ctx context.Context, fn func(*bolt.Tx) error) error {
+	defer func() {
+		s.mu.Lock()
+		s.gen++
+		s.trustedOK = false
+		s.trusted = nil
+		s.mu.Unlock()
+	}()
+	return s.update(ctx, fn)
+}
+
+// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number. The
+// answer is cached until the next DN write.
+func (s *Bolt) TrustedDNs(ctx context.Context) ([]dn.DN, error) {
+	s.mu.Lock()
+	if s.trustedOK {
+		out := make([]dn.DN, len(s.trusted))
+		for i, d := range s.trusted {
+			out[i] = cloneDN(d)
+		}
+		s.mu.Unlock()
+		return out, nil
+	}
+	gen := s.gen
+	s.mu.Unlock()
+
+	ds, err := s.ListDNs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []dn.DN
+	for _, d := range ds {
+		if trusts(d) {
+			out = append(out, d)
+		}
+	}
+	s.mu.Lock()
+	if s.gen == gen { // no DN write raced with the read
+		s.trusted, s.trustedOK = out, true
+		cp := make([]dn.DN, len(out))
+		for i, d := range out {
+			cp[i] = cloneDN(d)
+		}
+		out = cp
+	}
+	s.mu.Unlock()
+	return out, nil
+}
+
 func (s *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -163,7 +224,7 @@ func (s *Bolt) CreateDN(ctx context.Context, d dn.DN) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDN(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDNs)
 		if b.Get([]byte(d.Number)) != nil {
 			return existsDN(d.Number)
@@ -177,7 +238,7 @@ func (s *Bolt) UpdateDN(ctx context.Context, d dn.DN) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDN(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDNs)
 		if b.Get([]byte(d.Number)) == nil {
 			return notFoundDN(d.Number)
@@ -191,14 +252,14 @@ func (s *Bolt) PutDN(ctx context.Context, d dn.DN) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDN(ctx, func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketDNs), []byte(d.Number), d)
 	})
 }
 
 // DeleteDN removes a DN and its bindings; dn.ErrNotFound if it does not exist.
 func (s *Bolt) DeleteDN(ctx context.Context, number string) error {
-	return s.update(ctx, func(tx *bolt.Tx) error {
+	return s.updateDN(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDNs)
 		if b.Get([]byte(number)) == nil {
 			return notFoundDN(number)

@@ -21,7 +21,11 @@ type Memory struct {
 	closed   bool
 }
 
-var _ Store = (*Memory)(nil)
+var (
+	_ Store         = (*Memory)(nil)
+	_ ExpiredPurger = (*Memory)(nil)
+	_ TrustIndex    = (*Memory)(nil)
+)
 
 // NewMemory returns an empty in-memory store that uses the wall clock.
 func NewMemory() *Memory { return NewMemoryClock(nil) }
@@ -134,6 +138,21 @@ func (m *Memory) ListDNs(ctx context.Context) ([]dn.DN, error) {
 		out = append(out, cloneDN(d))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	return out, nil
+}
+
+// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number.
+func (m *Memory) TrustedDNs(ctx context.Context) ([]dn.DN, error) {
+	ds, err := m.ListDNs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := ds[:0]
+	for _, d := range ds {
+		if trusts(d) {
+			out = append(out, d)
+		}
+	}
 	return out, nil
 }
 

@@ -288,6 +288,40 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("got %d bindings, want 50", len(bs))
 			}
 		}},
+		{"TrustedDNs", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			ti, ok := s.(store.TrustIndex)
+			if !ok {
+				t.Fatal("store does not implement TrustIndex")
+			}
+			must(t, s.CreateDN(ctx, ext("1000")))
+			trunk := dn.DN{Number: "9000", Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.1", TrustedSources: []string{"192.0.2.0/24"}}
+			must(t, s.CreateDN(ctx, trunk))
+			for range 2 { // second read may come from a cache
+				ds, err := ti.TrustedDNs(ctx)
+				must(t, err)
+				if len(ds) != 1 || ds[0].Number != "9000" {
+					t.Fatalf("TrustedDNs = %+v", ds)
+				}
+				ds[0].TrustedSources[0] = "mutated" // must not reach the store or its cache
+			}
+			// A change is seen by the next call.
+			trunk.TrustedSources = nil
+			trunk.TrustedCertSubjects = []string{"gw.example.net"}
+			must(t, s.UpdateDN(ctx, trunk))
+			c2 := dn.DN{Number: "9001", Type: dn.TypeTrunk, Contact: "sip:gw2@192.0.2.2", TrustedSources: []string{"192.0.2.2"}}
+			must(t, s.PutDN(ctx, c2))
+			ds, err := ti.TrustedDNs(ctx)
+			must(t, err)
+			if len(ds) != 2 || ds[0].TrustedCertSubjects[0] != "gw.example.net" || ds[1].Number != "9001" {
+				t.Fatalf("TrustedDNs after update = %+v", ds)
+			}
+			must(t, s.DeleteDN(ctx, "9000"))
+			ds, _ = ti.TrustedDNs(ctx)
+			if len(ds) != 1 || ds[0].Number != "9001" {
+				t.Fatalf("TrustedDNs after delete = %+v", ds)
+			}
+		}},
 		{"CanceledContext", func(t *testing.T, s store.Store, c *clock) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()

@@ -20,6 +20,17 @@ type ExpiredPurger interface {
 	PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error)
 }
 
+// TrustIndex is implemented by stores that list the DNs trusted by source address or
+// client certificate (non-empty TrustedSources or TrustedCertSubjects) without reading
+// every DN. The registrar uses it on every INVITE. Both Bolt and Memory implement it.
+type TrustIndex interface {
+	// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number.
+	TrustedDNs(ctx context.Context) ([]dn.DN, error)
+}
+
+// trusts reports whether the DN carries trust configuration.
+func trusts(d dn.DN) bool { return len(d.TrustedSources) > 0 || len(d.TrustedCertSubjects) > 0 }
+
 // ErrSchemaVersion is returned by OpenBolt when the database was written by a newer,
 // unknown schema version.
 var ErrSchemaVersion = errors.New("store: unsupported schema version")
