@@ -9,7 +9,7 @@
 # zero failures with its response-time distribution. The issue's bar: 5,000/s.
 #
 # Knobs: USERS (50000), RATES ("500 1000 2000 3000 5000 7000"), DURATION (5), TRANSPORT
-# (udp|tcp), OUT. Ports on 127.0.0.1: 15160/15161 (sipsvc), 15180 (SIPp).
+# (udp|tcp), OUT, PORT_BASE (15100). Ports on 127.0.0.1: BASE+60/61 (sipsvc), BASE+80 (SIPp).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +19,8 @@ RATES=${RATES:-"500 1000 2000 3000 5000 7000"}
 DURATION=${DURATION:-5}
 TRANSPORT=${TRANSPORT:-udp}
 OUT=${OUT:-$HERE/out/register-$(date -u +%Y%m%dT%H%M%SZ)}
-SVC_PORT=15160 SVC_TLS=15161 UAC_PORT=15180 FIRST=100000
+BASE=${PORT_BASE:-15100}
+SVC_PORT=$((BASE + 60)) SVC_TLS=$((BASE + 61)) UAC_PORT=$((BASE + 80)) FIRST=100000
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
 say() { echo "$*" | tee -a "$SUMMARY"; }
@@ -28,8 +29,15 @@ t=u1
 [[ $TRANSPORT == tcp ]] && t=t1
 
 BGPIDS=()
-cleanup() { for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done; }
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+cleanup() { for p in "${BGPIDS[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
 say "sipsvc bench-register $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $USERS users, $TRANSPORT"

@@ -11,9 +11,9 @@
 #      /proc/PID/stat, before and after) the target's processes spent per completed call.
 #
 # Knobs (environment): RATES, DURATION, CPU_RATE, CPU_SECONDS, TRANSPORTS ("udp tcp"),
-# TARGETS ("sipsvc kamailio"), OUT (results directory; default bench/out/<UTC time>).
-# Ports used on 127.0.0.1: 15060/15061 sipsvc, 15070 kamailio, 15090 (udp) and 15092 (tcp)
-# SIPp answering side. Loopback only.
+# TARGETS ("sipsvc kamailio"), OUT (results directory; default bench/out/<UTC time>),
+# PORT_BASE (15000). Ports on 127.0.0.1: BASE+60/61 sipsvc, BASE+70 kamailio, BASE+90 (udp)
+# and BASE+92 (tcp) the SIPp answering side, BASE+80 the SIPp caller. Loopback only.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +25,8 @@ CPU_SECONDS=${CPU_SECONDS:-10}
 TRANSPORTS=${TRANSPORTS:-"udp tcp"}
 TARGETS=${TARGETS:-"sipsvc kamailio"}
 OUT=${OUT:-$HERE/out/$(date -u +%Y%m%dT%H%M%SZ)}
-SVC_PORT=15060 SVC_TLS=15061 KAM_PORT=15070 UAS_UDP=15090 UAS_TCP=15092 UAC_PORT=15080
+BASE=${PORT_BASE:-15000}
+SVC_PORT=$((BASE + 60)) SVC_TLS=$((BASE + 61)) KAM_PORT=$((BASE + 70)) UAS_UDP=$((BASE + 90)) UAS_TCP=$((BASE + 92)) UAC_PORT=$((BASE + 80))
 SETTLE=${SETTLE:-5}
 
 mkdir -p "$OUT"
@@ -43,12 +44,18 @@ for p in $SVC_PORT $KAM_PORT $UAS_UDP $UAS_TCP; do
   if (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "bench: 127.0.0.1:$p is in use" >&2; exit 1; fi
 done
 
-BGPIDS=()
-cleanup() {
-  for p in "${BGPIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${BGPIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+# stop_pid PID: SIGTERM, then SIGKILL if still alive after 5 s (sipsvc drains calls on
+# SIGTERM, and an interrupted run can leave calls up).
+stop_pid() {
+  kill "$1" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
 }
+BGPIDS=()
+cleanup() { for p in "${BGPIDS[@]}"; do stop_pid "$p"; done; }
 trap cleanup EXIT
+trap "exit 130" INT TERM
 
 # ticks PIDS...: utime+stime (clock ticks) of the processes, children not included.
 ticks() {
@@ -187,20 +194,21 @@ EOF
   wait_tcp $SVC_PORT
   svc_pids() { echo $SVC_PID; }
   bench_target sipsvc 127.0.0.1:$SVC_PORT bench bench-tcp svc_pids
-  kill $SVC_PID; wait $SVC_PID 2>/dev/null || true
+  stop_pid $SVC_PID
 fi
 
 if [[ " $TARGETS " == *" kamailio "* ]]; then
   say ""
   say "kamailio: $(kamailio -v 2>&1 | head -1)"
-  kamailio -DD -E -f "$HERE/kamailio.cfg" -m 1024 -M 64 > "$OUT/kamailio.log" 2>&1 &
+  sed -e "s/15070/$KAM_PORT/g; s/15090/$UAS_UDP/g; s/15092/$UAS_TCP/g" "$HERE/kamailio.cfg" > "$OUT/kamailio.cfg"
+  kamailio -DD -E -f "$OUT/kamailio.cfg" -m 1024 -M 64 > "$OUT/kamailio.log" 2>&1 &
   KAM_PID=$!
   BGPIDS+=($KAM_PID)
   wait_tcp $KAM_PORT
   sleep 1
   kam_pids() { descendants $KAM_PID; }
   bench_target kamailio 127.0.0.1:$KAM_PORT bench bench kam_pids
-  kill $KAM_PID; wait $KAM_PID 2>/dev/null || true
+  stop_pid $KAM_PID
 fi
 
 say ""
