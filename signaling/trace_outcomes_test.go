@@ -57,7 +57,6 @@ func TestTrace_CancelIsAnEvent(t *testing.T) {
 		case <-time.After(3 * time.Second):
 		}
 	})
-	bob.srv.OnCancel(func(req *sip.Request, tx sip.ServerTransaction) { bob.record(req) })
 	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{})
