@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
@@ -65,8 +66,13 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.
 	}
 	mu := r.dnLock(p.number)
 	mu.Lock()
-	defer mu.Unlock()
-	r.apply(ctx, req, tx, p)
+	st, evs := r.apply(ctx, req, p, span)
+	mu.Unlock()
+	now := r.now()
+	for _, e := range evs {
+		r.emit(ctx, e.kind, e.b, now)
+	}
+	r.reply(tx, req, st.code, st.reason, st.hdrs...)
 }
 
 // parseRegister runs every check that needs no store: To, Contacts, expiries and the sips
@@ -248,19 +254,31 @@ func splitAddrList(v string) []string {
 	return out
 }
 
-// apply updates the bindings of an authenticated REGISTER and answers it. The caller holds
-// the DN's lock.
-func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, p registerReq) {
+// pending is an event to emit once the DN's lock is released.
+type pending struct {
+	kind signaling.EventKind
+	b    dn.Binding
+}
+
+// apply updates the bindings of an authenticated REGISTER and decides the answer: 200 with
+// every current binding, or an error. The caller holds the DN's lock, and emits the events
+// and sends the answer after releasing it. Store failures are recorded on span.
+func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, span trace.Span) (*status, []pending) {
 	now := r.now()
 	cid := callID(req)
 	var cseq uint32
 	if h := req.CSeq(); h != nil {
 		cseq = h.SeqNo
 	}
+	var evs []pending
+	failed := func(err error) (*status, []pending) {
+		span.RecordError(err)
+		r.log.Error("register: store", "dn", p.number, "error", err)
+		return &status{code: 500, reason: "Server Internal Error"}, evs
+	}
 	current, err := r.store.Bindings(ctx, p.number)
 	if err != nil {
-		r.storeFailed(tx, req, p.number, err)
-		return
+		return failed(err)
 	}
 	existing := make(map[string]dn.Binding, len(current))
 	for _, b := range current {
@@ -269,24 +287,21 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTr
 
 	if p.star {
 		if err := r.store.DeleteBindings(ctx, p.number); err != nil {
-			r.storeFailed(tx, req, p.number, err)
-			return
+			return failed(err)
 		}
 		for _, b := range current {
 			r.log.Info("registration removed", "dn", p.number, "contact", b.Contact, "reason", "contact-star")
-			r.emit(ctx, signaling.EventRegistrationRemoved, b, now)
+			evs = append(evs, pending{signaling.EventRegistrationRemoved, b})
 		}
-		r.replyBindings(ctx, tx, req, p.number, now)
-		return
+		return r.bindingsStatus(ctx, p.number, now, failed), evs
 	}
 
 	// RFC 3261 §10.3 step 7: the same Call-ID with a CSeq that is not higher is out of
 	// order; check every contact before writing any.
 	for _, c := range p.contacts {
 		if old, ok := existing[c.key]; ok && old.CallID == cid && cseq <= old.CSeq {
-			r.reply(tx, req, 500, "Server Internal Error",
-				sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`))
-			return
+			return &status{code: 500, reason: "Server Internal Error",
+				hdrs: []sip.Header{sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`)}}, nil
 		}
 	}
 	ua := ""
@@ -300,11 +315,10 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTr
 				continue
 			}
 			if err := r.store.DeleteBinding(ctx, p.number, c.key); err != nil && !errors.Is(err, dn.ErrNotFound) {
-				r.storeFailed(tx, req, p.number, err)
-				return
+				return failed(err)
 			}
 			r.log.Info("registration removed", "dn", p.number, "contact", old.Contact, "reason", "expires-0")
-			r.emit(ctx, signaling.EventRegistrationRemoved, old, now)
+			evs = append(evs, pending{signaling.EventRegistrationRemoved, old})
 			continue
 		}
 		b := dn.Binding{
@@ -314,8 +328,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTr
 			Expires: now.Add(c.expires), Updated: now,
 		}
 		if err := r.store.PutBinding(ctx, b); err != nil {
-			r.storeFailed(tx, req, p.number, err)
-			return
+			return failed(err)
 		}
 		kind := signaling.EventRegistrationAdded
 		if had {
@@ -324,25 +337,17 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, tx sip.ServerTr
 			r.log.Info("registration added", "dn", p.number, "contact", b.Contact, "transport", b.Transport,
 				"source", b.Source, "secure", b.Secure, "expires", c.expires)
 		}
-		r.emit(ctx, kind, b, now)
+		evs = append(evs, pending{kind, b})
 	}
-	r.replyBindings(ctx, tx, req, p.number, now)
+	return r.bindingsStatus(ctx, p.number, now, failed), evs
 }
 
-func (r *Registrar) storeFailed(tx sip.ServerTransaction, req *sip.Request, number string, err error) {
-	if t, ok := tx.(*tracedTx); ok {
-		t.span.RecordError(err)
-	}
-	r.log.Error("register: store", "dn", number, "error", err)
-	r.reply(tx, req, 500, "Server Internal Error")
-}
-
-// replyBindings answers 200 OK with every live binding and its remaining seconds.
-func (r *Registrar) replyBindings(ctx context.Context, tx sip.ServerTransaction, req *sip.Request, number string, now time.Time) {
+// bindingsStatus is the 200 OK with every live binding and its remaining seconds.
+func (r *Registrar) bindingsStatus(ctx context.Context, number string, now time.Time, failed func(error) (*status, []pending)) *status {
 	bs, err := r.store.Bindings(ctx, number)
 	if err != nil {
-		r.storeFailed(tx, req, number, err)
-		return
+		st, _ := failed(err)
+		return st
 	}
 	hdrs := make([]sip.Header, 0, len(bs)+1)
 	for _, b := range bs {
@@ -354,5 +359,5 @@ func (r *Registrar) replyBindings(ctx context.Context, tx sip.ServerTransaction,
 		hdrs = append(hdrs, sip.NewHeader("Contact", v))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
-	r.reply(tx, req, 200, "OK", hdrs...)
+	return &status{code: 200, reason: "OK", hdrs: hdrs}
 }

@@ -327,23 +327,32 @@ func (r *Registrar) Remove(ctx context.Context, number, contactOrKey string) err
 	}
 	mu := r.dnLock(number)
 	mu.Lock()
-	defer mu.Unlock()
+	b, err := r.removeLocked(ctx, number, key)
+	mu.Unlock()
+	if err != nil {
+		return err
+	}
+	r.log.Info("registration removed by the control plane", "dn", number, "contact", b.Contact)
+	r.emit(ctx, signaling.EventRegistrationRemoved, b, r.now())
+	return nil
+}
+
+// removeLocked deletes the live binding of number with key; the caller holds the DN's lock.
+func (r *Registrar) removeLocked(ctx context.Context, number, key string) (dn.Binding, error) {
 	bs, err := r.store.Bindings(ctx, number)
 	if err != nil {
-		return fmt.Errorf("registrar: remove %s: %w", number, err)
+		return dn.Binding{}, fmt.Errorf("registrar: remove %s: %w", number, err)
 	}
 	for _, b := range bs {
 		if b.Key() != key {
 			continue
 		}
 		if err := r.store.DeleteBinding(ctx, number, key); err != nil {
-			return fmt.Errorf("registrar: remove %s %s: %w", number, key, err)
+			return dn.Binding{}, fmt.Errorf("registrar: remove %s %s: %w", number, key, err)
 		}
-		r.log.Info("registration removed by the control plane", "dn", number, "contact", b.Contact)
-		r.emit(ctx, signaling.EventRegistrationRemoved, b, r.now())
-		return nil
+		return b, nil
 	}
-	return fmt.Errorf("registrar: remove %s %s: %w", number, key, dn.ErrNotFound)
+	return dn.Binding{}, fmt.Errorf("registrar: remove %s %s: %w", number, key, dn.ErrNotFound)
 }
 
 // parseDelta parses a delta-seconds value (RFC 3261 §25.1: 1*DIGIT, at most 2^32-1).
