@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -177,7 +179,7 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
-			return c, fmt.Errorf("config %s: %w", path, err)
+			return c, fmt.Errorf("config %s: %w", path, nameFields(b, err))
 		}
 	}
 	if getenv == nil {
@@ -376,15 +378,77 @@ func (c *Config) Validate() error {
 }
 
 func checkHostPort(a string) error {
-	host, port, err := net.SplitHostPort(a)
+	_, port, err := net.SplitHostPort(a)
 	if err != nil {
 		return fmt.Errorf("%q is not host:port: %v", a, err)
 	}
 	if port == "" {
 		return fmt.Errorf("%q has no port", a)
 	}
-	_ = host
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q: port %q is not a number in 0-65535", a, port)
+	}
 	return nil
+}
+
+var lineRE = regexp.MustCompile(`line (\d+): `)
+
+// nameFields rewrites YAML type errors ("line 7: cannot unmarshal …") so that each names the
+// field at that line ("sip.ring_timeout (line 7): cannot unmarshal …").
+func nameFields(src []byte, err error) error {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return err
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(src, &root) != nil {
+		return err
+	}
+	paths := map[int]string{}
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		switch n.Kind {
+		case yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, path)
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k, v := n.Content[i], n.Content[i+1]
+				p := k.Value
+				if path != "" {
+					p = path + "." + k.Value
+				}
+				paths[k.Line] = p
+				if v.Line != k.Line || v.Kind != yaml.ScalarNode {
+					walk(v, p)
+				} else {
+					paths[v.Line] = p
+				}
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				p := fmt.Sprintf("%s[%d]", path, i)
+				if _, ok := paths[c.Line]; !ok || c.Kind == yaml.ScalarNode {
+					paths[c.Line] = p
+				}
+				walk(c, p)
+			}
+		}
+	}
+	walk(&root, "")
+	msgs := make([]string, 0, len(te.Errors))
+	for _, m := range te.Errors {
+		if sm := lineRE.FindStringSubmatch(m); sm != nil {
+			n, _ := strconv.Atoi(sm[1])
+			if p, ok := paths[n]; ok {
+				m = p + " (line " + sm[1] + "): " + strings.TrimPrefix(m, sm[0])
+			}
+		}
+		msgs = append(msgs, m)
+	}
+	return fmt.Errorf("%s", strings.Join(msgs, "; "))
 }
 
 // IsLoopback reports whether a listen address binds only to loopback.

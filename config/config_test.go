@@ -211,10 +211,9 @@ func TestLoadBadFiles(t *testing.T) {
 		{"unknown_top_level.yaml", "", "listen", ""},
 		{"dn_ha1_not_settable.yaml", "", "ha1_md5", ""},
 		{"syntax_error.yaml", "", "syntax_error.yaml", ""},
-		// yaml.v3 type errors give the line ("line 2: cannot unmarshal !!str ..."), not the key.
-		{"bad_duration_type.yaml", "", "ring_timeout", "YAML type errors name the line, not the field"},
-		// Validate checks host:port syntax only; the port is neither numeric- nor range-checked.
-		{"bad_sip_udp_port_out_of_range.yaml", "sip.udp[0]", "99999", "listener ports are not range-checked"},
+		// YAML type errors name the field at that line, e.g. "sip.ring_timeout (line 2): ...".
+		{"bad_duration_type.yaml", "", "sip.ring_timeout", ""},
+		{"bad_sip_udp_port_out_of_range.yaml", "sip.udp[0]", "99999", ""},
 	}
 	for _, tc := range tests {
 		t.Run(strings.TrimSuffix(tc.file, ".yaml"), func(t *testing.T) {

@@ -162,7 +162,7 @@ func ParseContact(s string) (sip.Uri, error) {
 	if u.Host == "" {
 		return u, fmt.Errorf("%q has no host", s)
 	}
-	if t, ok := u.UriParams.Get("transport"); ok {
+	if t, ok := transportParam(u.UriParams); ok {
 		switch strings.ToLower(t) {
 		case "udp":
 			if scheme == "sips" {
@@ -225,4 +225,15 @@ func HashPassword(number, realm, password string) (md5hex, sha256hex string) {
 	m := md5.Sum([]byte(s))
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(m[:]), hex.EncodeToString(h[:])
+}
+
+// transportParam returns the transport URI parameter; parameter names are case-insensitive
+// (RFC 3261 §19.1.4).
+func transportParam(p sip.HeaderParams) (string, bool) {
+	for _, kv := range p {
+		if strings.EqualFold(kv.K, "transport") {
+			return kv.V, true
+		}
+	}
+	return "", false
 }

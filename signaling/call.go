@@ -192,7 +192,11 @@ func (c *call) event(kind EventKind, l *leg, fill func(*Event)) {
 	}
 	if l != nil && l.span != nil {
 		if name, ok := legSpanEvents[kind]; ok {
-			l.span.AddEvent(name)
+			if ev.Status != 0 {
+				l.span.AddEvent(name, trace.WithAttributes(sc.AttrSIPStatusCode.Int(ev.Status)))
+			} else {
+				l.span.AddEvent(name)
+			}
 		}
 	}
 	c.s.observe(ctx, ev)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sipsvc/sipsvc/dn"
 )
@@ -88,7 +89,7 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		ctype: contentType(resA), otherSIPS: a.dec.Scheme == "sips",
 	}, nil)
 	if b == nil {
-		_ = s.write(s.inDialogAck(a, nil))
+		_ = s.ack(a, nil)
 		c.mu.Lock()
 		c.b = a // so that hangup sends BYE to the origin
 		c.mu.Unlock()
@@ -109,14 +110,16 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	c.answered = time.Now()
 	a.localSDP, b.localSDP = resB.Body(), resA.Body()
 	c.mu.Unlock()
-	_ = s.write(s.inDialogAck(b, nil))
-	_ = s.write(s.inDialogAck(a, resB.Body()))
+	_ = s.ack(b, nil)
+	_ = s.ack(a, resB.Body())
 	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
 	markAnswered(a.span, 200)
 	markAnswered(b.span, 200)
+	s.connAttrs(a)
+	s.connAttrs(b)
 }
 
-// confirm records the dialog a 2xx creates on an outbound leg.
+// confirm records the dialog a 2xx creates on an outbound leg (RFC 3261 §12.1.2).
 func (c *call) confirm(l *leg, res *sip.Response) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -130,6 +133,7 @@ func (c *call) confirm(l *leg, res *sip.Response) {
 	if l.transport == "UDP" || len(l.routeSet) > 0 {
 		l.dest = targetDest(l.remoteTarget, l.routeSet, l.transport)
 	}
+	l.routeTransportLocked()
 	l.remoteSDP = res.Body()
 	if v := headerValue(res, "Allow"); v != "" {
 		l.allow = v
@@ -185,7 +189,7 @@ func (c *call) byeLeg(ctx context.Context, l *leg, cause string) {
 		l.timer.stop()
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	if _, err := s.send(bctx, s.inDialogRequest(l, sip.BYE, nil, ""), nil); err != nil {
+	if _, err := s.sendOn(bctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), trace.SpanContext{}); err != nil {
 		c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
 	}
 	cancel()
@@ -242,7 +246,7 @@ func (s *Server) AnswerCall(ctx context.Context, callID, legID string) error {
 	req := s.inDialogRequest(l, sip.NOTIFY, nil, "")
 	req.AppendHeader(sip.NewHeader("Event", "talk"))
 	req.AppendHeader(sip.NewHeader("Subscription-State", "active"))
-	res, err := s.send(ctx, req, nil)
+	res, err := s.sendOn(ctx, l, req, trace.SpanContext{})
 	if err != nil {
 		return fmt.Errorf("answer leg %s: %w", legID, err)
 	}
@@ -322,14 +326,14 @@ func (s *Server) reinvite(ctx context.Context, l *leg, body []byte) error {
 	l.c.mu.Unlock()
 	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
 	defer cancel()
-	res, err := s.send(rctx, req, nil)
+	res, err := s.sendOn(rctx, l, req, trace.SpanContext{})
 	if err != nil {
 		return err
 	}
 	if !res.IsSuccess() {
 		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
 	}
-	_ = s.write(s.inDialogAck(l, nil))
+	_ = s.ack(l, nil)
 	l.c.mu.Lock()
 	if len(res.Body()) > 0 {
 		l.remoteSDP = res.Body()
@@ -430,7 +434,7 @@ func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Ta
 	req := s.inDialogRequest(l, sip.REFER, nil, "")
 	req.AppendHeader(sip.NewHeader("Refer-To", "<"+referTo+">"))
 	req.AppendHeader(sip.NewHeader("Referred-By", "<"+l.localURI.String()+">"))
-	res, err := s.send(ctx, req, nil)
+	res, err := s.sendOn(ctx, l, req, trace.SpanContext{})
 	if err != nil {
 		return fmt.Errorf("REFER: %w", err)
 	}
@@ -466,7 +470,7 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	}
 	res := lastResponse(nl)
 	c.confirm(nl, res)
-	_ = s.write(s.inDialogAck(nl, nil))
+	_ = s.ack(nl, nil)
 	// Point the party's media at the new party.
 	if err := s.reinvite(ctx, l, res.Body()); err != nil {
 		c.byeLeg(ctx, nl, "transfer failed")

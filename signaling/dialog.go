@@ -239,3 +239,24 @@ func (s *Server) udpListenerReady(la listenAddr) bool {
 	}
 	return false
 }
+
+// routeTransportLocked applies the route set's transport to a leg (R35, P6): a sips top route
+// means every in-dialog request on the leg goes over TLS; a transport parameter on the top
+// route selects that transport. The caller holds c.mu (or owns the leg alone).
+func (l *leg) routeTransportLocked() {
+	if len(l.routeSet) == 0 {
+		return
+	}
+	top := l.routeSet[0]
+	tp := l.transport
+	for _, kv := range top.UriParams {
+		if strings.EqualFold(kv.K, "transport") {
+			tp = strings.ToUpper(kv.V)
+		}
+	}
+	if strings.EqualFold(top.Scheme, "sips") {
+		tp = "TLS"
+	}
+	l.transport = tp
+	l.dest = hostPort(top, tp)
+}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // other returns the leg bridged to l, or nil.
@@ -108,14 +110,14 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 	}
 	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
 	defer cancel()
-	res, err := s.send(rctx, out, nil)
+	res, err := s.sendOn(rctx, to, out, trace.SpanContextFromContext(ctx))
 	if err != nil {
 		f := transportFailure(err)
 		_ = s.respond(from, tx, req, f.status, f.reason, nil, "", f.headers()...)
 		return f.status
 	}
 	if req.Method == sip.INVITE && res.IsSuccess() {
-		_ = s.write(s.inDialogAck(to, nil))
+		_ = s.ack(to, nil)
 	}
 	if res.IsSuccess() && len(res.Body()) > 0 && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
 		c.mu.Lock()
@@ -166,6 +168,9 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.legByCallID(string(*req.CallID()))
 	if l == nil {
 		return
+	}
+	if l.span != nil {
+		l.span.AddEvent(sc.EventACK)
 	}
 	if len(req.Body()) > 0 && l.ackCh != nil {
 		select {
@@ -239,6 +244,10 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 	c.cause = cause
 	legs := []*leg{c.a, c.b}
 	c.mu.Unlock()
+	var link trace.SpanContext
+	if from != nil {
+		link = trace.SpanContextFromContext(ctx) // the BYE we received causes the BYEs we send
+	}
 	for _, l := range legs {
 		if l == nil {
 			continue
@@ -249,7 +258,7 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 		if l != from {
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			bye := s.inDialogRequest(l, sip.BYE, nil, "")
-			if res, err := s.send(bctx, bye, nil); err != nil {
+			if res, err := s.sendOn(bctx, l, bye, link); err != nil {
 				c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
 			} else if !res.IsSuccess() {
 				c.log(slog.LevelDebug, "BYE refused", "leg", l.id, "status", res.StatusCode)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/sips"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // onInvite handles every INVITE: a new call, or a re-INVITE within a dialog.
@@ -109,6 +110,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
 	a.dest = s.dialogDest(a.transport, req.Source(), a.remoteTarget, a.routeSet)
+	a.routeTransportLocked()
 	a.localContact = s.contactFor(c.dialed, dec, "")
 	a.invite = req
 	a.serverTx = tx
@@ -120,7 +122,10 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	c.a = a
 	s.addCall(c)
 	s.registerLeg(a)
-	tx.OnCancel(func(*sip.Request) { c.cancel() })
+	tx.OnCancel(func(*sip.Request) {
+		a.span.AddEvent(sc.EventCANCEL)
+		c.cancel()
+	})
 	c.event(EventCallCreated, nil, nil)
 	c.decided(a)
 	c.log(slog.LevelDebug, "call started", "caller", c.caller, "dialed", c.dialed, "scheme", dec.Scheme, "transport", dec.Transport, "source", a.peer)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/sips"
@@ -253,6 +255,7 @@ func (c *call) earlyDialog(l *leg, res *sip.Response) {
 	}
 	if rr := recordRoutes(res); len(rr) > 0 {
 		l.routeSet = reverse(rr)
+		l.routeTransportLocked()
 	}
 	if len(res.Body()) > 0 {
 		l.remoteSDP = res.Body()
@@ -305,7 +308,7 @@ func (c *call) prack(l *leg, res *sip.Response) {
 	req.AppendHeader(sip.NewHeader("RAck", fmt.Sprintf("%s %d %s", strings.TrimSpace(rseq), cseq.SeqNo, cseq.MethodName)))
 	ctx, cancel := context.WithTimeout(l.ctx, 32*time.Second)
 	defer cancel()
-	if _, err := c.s.send(ctx, req, nil); err != nil {
+	if _, err := c.s.sendOn(ctx, l, req, trace.SpanContext{}); err != nil {
 		c.log(slog.LevelDebug, "PRACK failed", "leg", l.id, "error", err)
 	}
 }
@@ -313,20 +316,8 @@ func (c *call) prack(l *leg, res *sip.Response) {
 // answer completes the call: ACK the winning leg, answer leg A with its SDP.
 func (c *call) answer(a, b *leg, res *sip.Response) error {
 	s := c.s
+	c.confirm(b, res)
 	c.mu.Lock()
-	if tag, _ := res.To().Params.Get("tag"); tag != "" {
-		b.remoteTag = tag
-	}
-	if ct := res.Contact(); ct != nil {
-		b.remoteTarget = *ct.Address.Clone()
-	}
-	b.routeSet = reverse(recordRoutes(res))
-	if b.transport == "UDP" || len(b.routeSet) > 0 {
-		b.dest = targetDest(b.remoteTarget, b.routeSet, b.transport)
-	}
-	b.remoteSDP = res.Body()
-	b.allow = headerValue(res, "Allow")
-	b.events = headerValue(res, "Allow-Events")
 	b.state = StateTalking
 	b.localSDP = b.invite.Body()
 	c.b = b
@@ -345,7 +336,7 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	c.mu.Unlock()
 
 	if !lateOffer {
-		if err := s.write(s.inDialogAck(b, nil)); err != nil {
+		if err := s.ack(b, nil); err != nil {
 			c.log(slog.LevelWarn, "ACK to B failed", "error", err)
 		}
 	}
@@ -368,14 +359,13 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
 	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
 	markAnswered(b.span, 200)
-	if b.transport == "TLS" {
-		b.span.SetAttributes(s.tlsAttrs(b.dest, false)...)
-	}
+	markAnswered(a.span, 200)
+	s.connAttrs(b)
 	if lateOffer {
 		go func() {
 			select {
 			case sdp := <-a.ackCh:
-				_ = s.write(s.inDialogAck(b, sdp))
+				_ = s.ack(b, sdp)
 			case <-time.After(32 * time.Second):
 				c.hangup(context.Background(), nil, "no ACK from caller")
 			case <-c.done:
@@ -410,22 +400,11 @@ func (s *Server) inDialogAck(l *leg, body []byte) *sip.Request {
 // ackAndBye accepts a 2xx we no longer want and ends that leg.
 func (c *call) ackAndBye(l *leg, res *sip.Response) {
 	s := c.s
-	c.mu.Lock()
-	if tag, _ := res.To().Params.Get("tag"); tag != "" {
-		l.remoteTag = tag
-	}
-	if ct := res.Contact(); ct != nil {
-		l.remoteTarget = *ct.Address.Clone()
-	}
-	l.routeSet = reverse(recordRoutes(res))
-	if l.transport == "UDP" || len(l.routeSet) > 0 {
-		l.dest = targetDest(l.remoteTarget, l.routeSet, l.transport)
-	}
-	c.mu.Unlock()
-	_ = s.write(s.inDialogAck(l, nil))
+	c.confirm(l, res)
+	_ = s.ack(l, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, _ = s.send(ctx, s.inDialogRequest(l, sip.BYE, nil, ""), nil)
+	_, _ = s.sendOn(ctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), trace.SpanContext{})
 }
 
 // cancelForks CANCELs every unanswered outbound leg except keep.
@@ -464,6 +443,9 @@ func (c *call) sendCancel(l *leg) {
 	s.prepare(cancelReq, l.transport, inv.Destination())
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	if l.span != nil {
+		l.span.AddEvent(sc.EventCANCEL)
+	}
 	if _, err := s.send(ctx, cancelReq, nil); err != nil {
 		c.log(slog.LevelDebug, "CANCEL failed", "leg", l.id, "error", err)
 	}

@@ -39,8 +39,9 @@ func (b BuiltinRouter) Route(ctx context.Context, req RouteRequest) (RouteDecisi
 // fallback DNs, then the built-in router, then 503 with Retry-After. It never hangs.
 func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDecision) {
 	ctx, span := s.startRouteSpan(ctx, c)
+	var outcome string // the first routing outcome (routed, rejected, error, timeout, builtin…)
 	defer func() {
-		span.SetAttributes(sc.AttrRoutingSource.String(d.Source), sc.AttrRoutingTargets.Int(len(d.Targets)))
+		span.SetAttributes(sc.AttrRoutingSource.String(d.Source), sc.AttrRoutingTargets.Int(len(d.Targets)), sc.AttrRoutingOutcome.String(outcome))
 		if d.Reject != nil {
 			span.SetAttributes(sc.AttrSIPStatusCode.Int(d.Reject.Status))
 		}
@@ -51,10 +52,12 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDe
 		start := time.Now()
 		d, err := builtin.Route(ctx, rr)
 		if err != nil {
-			s.routingDone(start, "unavailable")
+			outcome = "unavailable"
+			s.routingDone(start, outcome)
 			return RouteDecision{Reject: &Rejection{Status: 503, Reason: "Service Unavailable"}, Source: "builtin"}
 		}
-		s.routingDone(start, outcomeOf(d, "builtin"))
+		outcome = outcomeOf(d, "builtin")
+		s.routingDone(start, outcome)
 		return d
 	}
 	start := time.Now()
@@ -68,13 +71,14 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDe
 		if d.Source == "" {
 			d.Source = "routing-service"
 		}
-		s.routingDone(start, outcomeOf(d, "routed"))
+		outcome = outcomeOf(d, "routed")
+		s.routingDone(start, outcome)
 		return d
 	}
 	if err == nil {
 		err = errors.New("routing service returned no target and no rejection")
 	}
-	outcome := "error"
+	outcome = "error"
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(rctx.Err(), context.DeadlineExceeded) {
 		outcome = "timeout"
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // sessionTimer runs RFC 4028 on one leg: either we refresh the session every interval/2, or
@@ -159,13 +160,13 @@ func (t *sessionTimer) refresh() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
 	defer cancel()
-	res, err := s.send(ctx, req, nil)
+	res, err := s.sendOn(ctx, l, req, trace.SpanContext{})
 	if err != nil || res.StatusCode == 408 || res.StatusCode == 481 {
 		t.c.hangup(context.Background(), nil, "session refresh failed on leg "+l.id)
 		return
 	}
 	if method == sip.INVITE && res.IsSuccess() {
-		_ = s.write(s.inDialogAck(l, nil))
+		_ = s.ack(l, nil)
 	}
 	t.arm()
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/emiago/sipgo/sip"
 	"go.opentelemetry.io/otel/attribute"
@@ -72,7 +73,7 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 		sc.AttrCallID.String(c.id),
 		sc.AttrSIPMethod.String(string(req.Method)),
 		sc.AttrSIPCallID.String(l.callID),
-		attribute.String("sip.request_uri", req.Recipient.String()),
+		sc.AttrSIPRequestURI.String(req.Recipient.String()),
 	)
 	if l.dn != "" {
 		attrs = append(attrs, sc.AttrSIPDN.String(l.dn))
@@ -84,15 +85,19 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 			attrs = append(attrs, sc.AttrClientAddress.String(host), sc.AttrClientPort.Int(p))
 		}
 	}
-	if l.dir == outbound {
-		port := req.Recipient.Port
-		if port == 0 {
-			port = 5060
-			if l.transport == "TLS" {
-				port = 5061
-			}
+	// server.*: the host and port the Request-URI addresses (sipsvc on leg A, the target on B).
+	port := req.Recipient.Port
+	if port == 0 {
+		port = sipsDefaultPort(l.transport)
+	}
+	attrs = append(attrs, sc.AttrServerAddress.String(req.Recipient.Host), sc.AttrServerPort.Int(port))
+	if l.dir == inbound || l.transport == "UDP" {
+		la := s.local(l.transport)
+		host := la.host
+		if la.ip != nil && !la.ip.IsUnspecified() {
+			host = la.ip.String()
 		}
-		attrs = append(attrs, sc.AttrServerAddress.String(req.Recipient.Host), sc.AttrServerPort.Int(port))
+		attrs = append(attrs, sc.AttrNetworkLocalAddress.String(host), sc.AttrNetworkLocalPort.Int(la.port))
 	}
 	if l.dir == inbound && l.transport == "TLS" {
 		attrs = append(attrs, s.tlsAttrs(l.peer, true)...)
@@ -140,12 +145,86 @@ func (s *Server) startTxSpan(l *leg, req *sip.Request) (context.Context, trace.S
 		parent = l.c.ctx
 	}
 	return s.tracer.Start(parent, sc.TransactionSpanName(string(req.Method)), trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			sc.AttrCallID.String(l.c.id),
-			sc.AttrSIPLeg.String(l.id),
-			sc.AttrSIPMethod.String(string(req.Method)),
-			sc.AttrSIPCallID.String(l.callID),
-		))
+		trace.WithAttributes(txSpanAttrs(l, req, req.Source())...))
+}
+
+// txSpanAttrs are the attributes of an in-dialog transaction span.
+func txSpanAttrs(l *leg, req *sip.Request, peer string) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		sc.AttrCallID.String(l.c.id),
+		sc.AttrSIPLeg.String(l.id),
+		sc.AttrSIPMethod.String(string(req.Method)),
+		sc.AttrSIPCallID.String(l.callID),
+		sc.AttrSIPTransport.String(strings.ToUpper(req.Transport())),
+		sc.AttrNetworkTransport.String(sc.NetworkTransport(req.Transport())),
+		sc.AttrSIPRequestURI.String(req.Recipient.String()),
+	}
+	if host, port, err := net.SplitHostPort(peer); err == nil {
+		p, _ := strconv.Atoi(port)
+		attrs = append(attrs, sc.AttrNetworkPeerAddress.String(host), sc.AttrNetworkPeerPort.Int(p))
+	}
+	return attrs
+}
+
+// sendOn sends an in-dialog request on leg l inside a CLIENT transaction span, child of the
+// leg's span; link is the server transaction that caused it (a relayed request), if any.
+func (s *Server) sendOn(ctx context.Context, l *leg, req *sip.Request, link trace.SpanContext) (*sip.Response, error) {
+	parent := l.ctx
+	if parent == nil {
+		parent = l.c.ctx
+	}
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(txSpanAttrs(l, req, req.Destination())...)}
+	if link.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: link}))
+	}
+	_, span := s.tracer.Start(parent, sc.TransactionSpanName(string(req.Method)), opts...)
+	defer span.End()
+	res, err := s.send(ctx, req, nil)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+		return nil, err
+	}
+	span.SetAttributes(sc.AttrSIPStatusCode.Int(res.StatusCode))
+	if sc.StatusIsError(res.StatusCode, true, false) {
+		span.SetStatus(codes.Error, res.Reason)
+		span.SetAttributes(sc.AttrErrorType.String(strconv.Itoa(res.StatusCode)))
+	}
+	return res, nil
+}
+
+// ack sends the ACK for a 2xx on leg l (no span of its own: an event on the leg span).
+func (s *Server) ack(l *leg, body []byte) error {
+	if l.span != nil {
+		l.span.AddEvent(sc.EventACK)
+	}
+	return s.write(s.inDialogAck(l, body))
+}
+
+// connAttrs adds the local address (and TLS details) of an outbound TCP/TLS leg's connection
+// once it exists.
+func (s *Server) connAttrs(l *leg) {
+	if l.span == nil || l.transport == "UDP" {
+		return
+	}
+	conn, err := s.ua.TransportLayer().GetConnection(strings.ToLower(l.transport), l.dest)
+	if err != nil || conn == nil {
+		return
+	}
+	if host, port, err := net.SplitHostPort(conn.LocalAddr().String()); err == nil {
+		p, _ := strconv.Atoi(port)
+		l.span.SetAttributes(sc.AttrNetworkLocalAddress.String(host), sc.AttrNetworkLocalPort.Int(p))
+	}
+	if l.transport == "TLS" && l.dir == outbound {
+		l.span.SetAttributes(s.tlsAttrs(l.dest, false)...)
+	}
+}
+
+func sipsDefaultPort(transport string) int {
+	if strings.EqualFold(transport, "TLS") {
+		return 5061
+	}
+	return 5060
 }
 
 // startRouteSpan starts the routing decision's span, child of the call span.

@@ -31,6 +31,9 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 		t.Fatalf("final %d", res.StatusCode)
 	}
 	call.ack()
+	// sipgo hands each message to its own goroutine, so an ACK and a BYE sent back to back
+	// can be processed in either order; give the ACK its turn, as a phone would.
+	time.Sleep(50 * time.Millisecond)
 	binv := bob.waitRequest(sip.INVITE, time.Second)
 	bob.waitRequest(sip.ACK, 2*time.Second)
 	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
@@ -98,6 +101,9 @@ func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 		t.Fatalf("final %d", res.StatusCode)
 	}
 	call.ack()
+	// sipgo hands each message to its own goroutine, so an ACK and a BYE sent back to back
+	// can be processed in either order; give the ACK its turn, as a phone would.
+	time.Sleep(50 * time.Millisecond)
 	binv := bob.waitRequest(sip.INVITE, time.Second)
 	bob.waitRequest(sip.ACK, 2*time.Second)
 	if code := byeFromPhone(t, bob, binv); code != 200 {
@@ -169,6 +175,9 @@ func tpCall(t *testing.T, b *b2bua, alice, bob *phone, flags string) *sip.Reques
 		t.Fatalf("final %d", res.StatusCode)
 	}
 	call.ack()
+	// sipgo hands each message to its own goroutine, so an ACK and a BYE sent back to back
+	// can be processed in either order; give the ACK its turn, as a phone would.
+	time.Sleep(50 * time.Millisecond)
 	binv := bob.waitRequest(sip.INVITE, time.Second)
 	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
 		t.Fatalf("BYE → %d", res.StatusCode)
