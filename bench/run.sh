@@ -82,22 +82,30 @@ wait_tcp() { # port
   echo "bench: nothing listening on 127.0.0.1:$1" >&2; return 1
 }
 
+# statcol FILE COLUMN: the last value of a column of a SIPp statistics file.
+statcol() {
+  [[ -n $1 && -f $1 ]] || return 0
+  awk -F';' -v c="$2" 'NR==1 {for (i=1;i<=NF;i++) if ($i==c) k=i; next} k {v=$k} END {print v}' "$1"
+}
+
 # run_sipp LABEL TARGET_HOSTPORT TRANSPORT DIAL RATE CALLS: one fixed-rate SIPp run.
 # Sets OK FAILED WALL ACHIEVED P50 P90 P99 PMAX DIR.
 run_sipp() {
-  local label=$1 target=$2 tr=$3 dial=$4 rate=$5 calls=$6 t s e screen rtt
+  local label=$1 target=$2 tr=$3 dial=$4 rate=$5 calls=$6 t s e stat rtt
   DIR=$OUT/runs/$label-$tr-$rate-$(date +%s%N)
   mkdir -p "$DIR"
   t=u1; [[ $tr == tcp ]] && t=t1
   s=$(date +%s.%N)
-  (cd "$DIR" && timeout $((calls / rate + 60)) sipp -sf "$HERE/uac.xml" "$target" -t $t -i 127.0.0.1 -p $UAC_PORT \
-     -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_rtt -rtt_freq 100 \
-     -timeout $((calls / rate + 50)) > sipp.out 2>&1) || true
+  (cd "$DIR" && timeout -s INT $((calls / rate + 25)) sipp -sf "$HERE/uac.xml" "$target" -t $t -i 127.0.0.1 -p $UAC_PORT \
+     -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_stat -fd 1 -trace_rtt -rtt_freq 100 \
+     -timeout $((calls / rate + 20)) > sipp.out 2>&1) || true
   e=$(date +%s.%N)
-  screen=$(ls "$DIR"/*_screen.log 2>/dev/null | head -1 || true)
-  OK=$(grep "Successful call" "$screen" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}' || true)
-  FAILED=$(grep "Failed call" "$screen" 2>/dev/null | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}' || true)
-  OK=${OK:-0} FAILED=${FAILED:-?}
+  # Counters from the statistics file SIPp writes every second (-trace_stat -fd 1): it is
+  # there even when SIPp had to be killed. A call that did not complete counts as failed.
+  stat=$(ls "$DIR"/*_.csv 2>/dev/null | head -1 || true)
+  OK=$(statcol "$stat" 'SuccessfulCall(C)')
+  OK=${OK:-0}
+  FAILED=$((calls - OK))
   WALL=$(echo "scale=2; ($e - $s)/1" | bc)
   ACHIEVED=$(echo "scale=0; $OK / $WALL" | bc)
   rtt=$(ls "$DIR"/*_rtt.csv 2>/dev/null | head -1 || true)
@@ -125,12 +133,17 @@ bench_target() {
     say ""
     say "== $name over $tr: rising rates, ${DURATION}s each (response time INVITE->200 in ms)"
     say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s' rate calls ok failed achieved p50 p90 p99 max)"
-    best=0 bestdir=""
+    say "   (failed = placed but not completed; achieved = completed calls per wall-clock second of the run)"
+    best=0 bestdir="" misses=0
     for rate in $RATES; do
+      if ((misses >= 2)); then
+        say "$(printf '   %-6s (skipped: two rates in a row had failures)' "$rate")"
+        continue
+      fi
       calls=$((rate * DURATION))
       run_sipp "$name" "$hp" "$tr" "$dial" "$rate" "$calls"
       say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s' "$rate" "$calls" "$OK" "$FAILED" "$ACHIEVED" "$P50" "$P90" "$P99" "$PMAX")"
-      if [[ $FAILED == 0 && $OK == "$calls" ]]; then best=$rate bestdir=$DIR; fi
+      if [[ $FAILED == 0 && $OK == "$calls" ]]; then best=$rate bestdir=$DIR misses=0; else misses=$((misses + 1)); fi
       sleep "$SETTLE"
     done
     say "   highest rate with zero failed calls: $best calls/s"
