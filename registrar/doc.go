@@ -3,9 +3,13 @@
 //
 // # Authentication
 //
-// REGISTER is challenged with 401 and INVITE with 407, offering two Digest challenges,
-// SHA-256 first and MD5 second (RFC 8760), both qop=auth and sharing one nonce. The digest
-// username is the DN number. Nonces are HMAC-signed timestamps, so they need no store; they
+// REGISTER is challenged with 401 and INVITE with 407, offering one Digest challenge per
+// algorithm of Config.Algorithms — by default SHA-256 first and MD5 second (RFC 8760) —
+// all qop=auth and sharing one nonce; only those algorithms are accepted. The digest
+// username is the DN number, the HA1 hashes come from the DN (dn.HashPassword with the
+// same realm). Clients that read only the first challenge and know only MD5 (SIPp 3.6,
+// sipsak 0.9.8, some old phones) need Algorithms = [MD5, SHA-256]. The digest-uri is not
+// compared with the Request-URI; replay is stopped by the nonce and its count. Nonces are HMAC-signed timestamps, so they need no store; they
 // expire after NonceTTL, and a correct response with an expired (or foreign, e.g. from
 // before a restart) nonce gets a fresh challenge with stale=true. Nonce counts are tracked
 // in memory per nonce in a bounded FIFO: nc must grow, and a replayed or out-of-window nc
@@ -47,11 +51,24 @@
 //     modelled product's rule). Transport and Source (the connection's remote address)
 //     are recorded, so the B2BUA can reach TCP/TLS bindings over the same flow (R33).
 //
+// # Observability
+//
+// Each REGISTER gets a "sip.transaction REGISTER" SERVER span (docs/observability.md) with
+// sip.method, sip.call_id, sip.dn, sip.transport, network.* and sip.status_code; 5xx
+// answers mark it as an error. Registration changes are reported to Config.Observer as
+// signaling.EventRegistrationAdded/Refresh/Removed with the Binding, after the DN's lock is
+// released.
+//
 // # Calls
 //
 // AuthorizeCall trusts a request whose source IP matches a DN's TrustedSources, or whose
 // TLS connection presented a verified client certificate whose CN, DNS, URI or e-mail SAN
-// matches a DN's TrustedCertSubjects; that DN is the caller. Otherwise the caller is the
+// matches a DN's TrustedCertSubjects; that DN is the caller. The certificate is read from
+// the sipgo server transaction's connection (a *sip.TCPConnection around a *tls.Conn), so
+// the transaction must be the one sipgo handed to the handler, and it must have been
+// verified (tls.VerifyClientCertIfGiven or RequireAndVerifyClientCert with ClientCAs): an
+// unverified certificate (tls.RequestClientCert) is ignored. The trusted DNs come from
+// store.TrustIndex when the store has it. Otherwise the caller is the
 // From user: a DN with a password is challenged (407), a disabled DN gets 403, and a DN
 // without a password or an unknown user passes (caller that DN, or nil).
 package registrar
