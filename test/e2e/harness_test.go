@@ -1,0 +1,570 @@
+package e2e
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/sipsvc/sipsvc/devcert"
+	"github.com/sipsvc/sipsvc/dn"
+	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
+	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
+	"github.com/sipsvc/sipsvc/registrar"
+	"github.com/sipsvc/sipsvc/service"
+	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/store"
+)
+
+// testRealm is the registrar's digest realm.
+const testRealm = "e2e.sipsvc"
+
+// testPKI is the certificate of the B2BUA's and the phones' TLS listeners; every TLS client
+// in the test trusts it.
+var testPKI = func() devcert.Pair {
+	p, err := devcert.Generate("sipsvc e2e", []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		panic(err)
+	}
+	return p
+}()
+
+func serverTLS(t testing.TB) *tls.Config {
+	t.Helper()
+	cert, err := testPKI.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+func clientTLS() *tls.Config {
+	return &tls.Config{RootCAs: testPKI.Pool(), MinVersion: tls.VersionTLS12}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("SIPSVC_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// fanout sends every event to several observers (as cmd/sipsvc does).
+type fanout []signaling.Observer
+
+func (f fanout) Observe(ctx context.Context, ev signaling.Event) {
+	for _, o := range f {
+		o.Observe(ctx, ev)
+	}
+}
+
+// stackOptions shape a stack.
+type stackOptions struct {
+	// tokens enables bearer-token auth on the API.
+	tokens []string
+	// router, when set, is served as the routing service and sipsvc is pointed at it.
+	router *testRouter
+	// routingTimeout is the routing deadline (default 300 ms when router is set).
+	routingTimeout time.Duration
+	// fallbackDNs is routing.fallback_dns.
+	fallbackDNs []string
+}
+
+// stack is sipsvc running in the test process.
+type stack struct {
+	t     *testing.T
+	store *store.Memory
+	hub   *service.Hub
+	sig   *signaling.Server
+	api   *service.API
+
+	sipUDP, sipTCP, sipTLS string
+	grpcAddr, baseURL      string
+	token                  string // sent by the gRPC clients and rest() when set
+
+	base   context.Context
+	conn   *grpc.ClientConn
+	calls  sipsvcv1.CallServiceClient
+	events sipsvcv1.EventServiceClient
+	http   *http.Client
+
+	mu     sync.Mutex
+	phones []*phone
+}
+
+// startStack starts sipsvc with its own listeners, wired as cmd/sipsvc/serve.go wires it, and
+// stops it (then closes the stack's phones) when the test ends.
+func startStack(t *testing.T, o stackOptions) *stack {
+	t.Helper()
+	log := testLogger()
+	s := &stack{t: t, store: store.NewMemory(), hub: service.NewHub(1024, log), http: &http.Client{Timeout: 15 * time.Second}}
+	if len(o.tokens) > 0 {
+		s.token = o.tokens[0]
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var stops []func() // run in reverse order by the cleanup below
+	t.Cleanup(func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+		cancel()
+		wg.Wait()
+		s.mu.Lock()
+		phones := s.phones
+		s.mu.Unlock()
+		for _, p := range phones {
+			p.close()
+		}
+	})
+
+	observers := fanout{s.hub}
+	var router signaling.Router
+	if o.router != nil {
+		if o.routingTimeout <= 0 {
+			o.routingTimeout = 300 * time.Millisecond
+		}
+		addr := o.router.start(t)
+		rc, err := service.NewRoutingClient(ctx, service.RoutingClientConfig{
+			Address: addr, Timeout: o.routingTimeout, Logger: log,
+		})
+		if err != nil {
+			t.Fatalf("NewRoutingClient: %v", err)
+		}
+		stops = append(stops, func() { _ = rc.Close() })
+		router = rc
+		observers = append(observers, rc)
+	}
+
+	reg, err := registrar.New(registrar.Config{Store: s.store, Realm: testRealm, Logger: log, Observer: observers})
+	if err != nil {
+		t.Fatalf("registrar: %v", err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = reg.Run(ctx)
+	}()
+
+	sig, err := signaling.New(signaling.Config{
+		Hostname:       "127.0.0.1",
+		ServerTLS:      serverTLS(t),
+		ClientTLS:      clientTLS(),
+		RingTimeout:    10 * time.Second,
+		Directory:      s.store,
+		Router:         router,
+		RoutingTimeout: o.routingTimeout,
+		FallbackDNs:    o.fallbackDNs,
+		Registrar:      reg,
+		Authenticator:  reg,
+		Observers:      []signaling.Observer{observers},
+		Logger:         log,
+	})
+	if err != nil {
+		t.Fatalf("signaling.New: %v", err)
+	}
+	s.sig = sig
+	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcp, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sipUDP, s.sipTCP, s.sipTLS = udp.LocalAddr().String(), tcp.Addr().String(), tl.Addr().String()
+	sigCtx, sigCancel := context.WithCancel(ctx)
+	sigDone := make(chan error, 1)
+	go func() {
+		sigDone <- sig.Serve(sigCtx, signaling.Listeners{UDP: []net.PacketConn{udp}, TCP: []net.Listener{tcp}, TLS: []net.Listener{tl}})
+	}()
+	stops = append(stops, func() {
+		sigCancel()
+		select {
+		case err := <-sigDone:
+			if err != nil {
+				t.Errorf("signaling serve: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("signaling server did not stop")
+		}
+	})
+
+	api, err := service.NewAPI(service.APIConfig{
+		Tokens: o.tokens, Calls: sig, Store: s.store, Registrations: reg, Hub: s.hub,
+		Realm: testRealm, Logger: log, ShutdownTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("NewAPI: %v", err)
+	}
+	s.api = api
+	gl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.grpcAddr, s.baseURL = gl.Addr().String(), "http://"+hl.Addr().String()
+	apiErr := make(chan error, 2)
+	go func() { apiErr <- api.ServeGRPC(gl) }()
+	go func() { apiErr <- api.ServeREST(hl) }()
+	stops = append(stops, func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		if err := api.Shutdown(sctx); err != nil {
+			t.Errorf("API shutdown: %v", err)
+		}
+		for range 2 {
+			if err := <-apiErr; err != nil {
+				t.Errorf("API serve: %v", err)
+			}
+		}
+	})
+
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stops = append(stops, func() { _ = conn.Close() })
+	base, baseCancel := context.WithCancel(context.Background())
+	stops = append(stops, baseCancel)
+	s.base, s.conn = base, conn
+	s.calls = sipsvcv1.NewCallServiceClient(conn)
+	s.events = sipsvcv1.NewEventServiceClient(conn)
+	return s
+}
+
+// ctx returns a context for API calls, carrying the stack's token when it has one; it is
+// cancelled when the test ends.
+func (s *stack) ctx() context.Context {
+	if s.token != "" {
+		return metadata.AppendToOutgoingContext(s.base, "authorization", "Bearer "+s.token)
+	}
+	return s.base
+}
+
+// addPhone starts a phone and seeds a DN whose contact is the phone.
+func (s *stack) addPhone(number, name, transport string) *phone {
+	s.t.Helper()
+	p := newPhone(s.t, name, transport)
+	s.mu.Lock()
+	s.phones = append(s.phones, p)
+	s.mu.Unlock()
+	s.addDN(dn.DN{Number: number, Type: dn.TypeExtension, Contact: p.contactURI(number, "sip"), DisplayName: name})
+	return p
+}
+
+// callerPhone starts a phone that is not in the directory (it places calls into sipsvc).
+func (s *stack) callerPhone(name, transport string) *phone {
+	s.t.Helper()
+	p := newPhone(s.t, name, transport)
+	s.mu.Lock()
+	s.phones = append(s.phones, p)
+	s.mu.Unlock()
+	return p
+}
+
+func (s *stack) addDN(d dn.DN) {
+	s.t.Helper()
+	if err := s.store.PutDN(context.Background(), d); err != nil {
+		s.t.Fatalf("seed DN %s: %v", d.Number, err)
+	}
+}
+
+// sipAddr is the B2BUA's listen address for a transport.
+func (s *stack) sipAddr(transport string) string {
+	switch transport {
+	case "UDP":
+		return s.sipUDP
+	case "TCP":
+		return s.sipTCP
+	}
+	return s.sipTLS
+}
+
+// makeCall calls MakeCall and fails the test on error.
+func (s *stack) makeCall(from, to string) *sipsvcv1.Call {
+	s.t.Helper()
+	res, err := s.calls.MakeCall(s.ctx(), &sipsvcv1.MakeCallRequest{From: from, To: to})
+	if err != nil {
+		s.t.Fatalf("MakeCall %s → %s: %v", from, to, err)
+	}
+	if res.GetCall().GetCallId() == "" {
+		s.t.Fatalf("MakeCall returned no call id: %v", res)
+	}
+	return res.GetCall()
+}
+
+// waitState polls GetCall until the call is in state want.
+func (s *stack) waitState(id string, want sipsvcv1.CallState) *sipsvcv1.Call {
+	s.t.Helper()
+	deadline := time.Now().Add(8 * time.Second)
+	var last *sipsvcv1.Call
+	var err error
+	for time.Now().Before(deadline) {
+		var res *sipsvcv1.GetCallResponse
+		res, err = s.calls.GetCall(s.ctx(), &sipsvcv1.GetCallRequest{CallId: id})
+		if err == nil {
+			last = res.GetCall()
+			if last.GetState() == want {
+				return last
+			}
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	s.t.Fatalf("call %s not %s: last %v, err %v", id, want, last, err)
+	return nil
+}
+
+// waitGone polls GetCall until it answers NOT_FOUND.
+func (s *stack) waitGone(id string) {
+	s.t.Helper()
+	deadline := time.Now().Add(8 * time.Second)
+	var err error
+	for time.Now().Before(deadline) {
+		_, err = s.calls.GetCall(s.ctx(), &sipsvcv1.GetCallRequest{CallId: id})
+		if status.Code(err) == codes.NotFound {
+			return
+		}
+		time.Sleep(15 * time.Millisecond)
+	}
+	s.t.Fatalf("call %s still there: GetCall → %v", id, err)
+}
+
+// legOf returns the leg of a call that goes to the DN.
+func legOf(t *testing.T, c *sipsvcv1.Call, number string) *sipsvcv1.Leg {
+	t.Helper()
+	for _, l := range c.GetLegs() {
+		if l.GetDn() == number {
+			return l
+		}
+	}
+	t.Fatalf("call %s has no leg to DN %s: %v", c.GetCallId(), number, c.GetLegs())
+	return nil
+}
+
+// wantCode checks a gRPC error's code and that its message mentions each of words.
+func wantCode(t *testing.T, err error, code codes.Code, words ...string) *status.Status {
+	t.Helper()
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != code {
+		t.Fatalf("got %v, want %s", err, code)
+	}
+	for _, w := range words {
+		if !containsFold(st.Message(), w) {
+			t.Errorf("%s message %q does not mention %q", code, st.Message(), w)
+		}
+	}
+	return st
+}
+
+// watcher collects the events of one WatchEvents stream.
+type watcher struct {
+	t      *testing.T
+	mu     sync.Mutex
+	events []*sipsvcv1.Event
+	err    error
+	more   chan struct{} // signalled (non-blocking) on each event and at the end
+}
+
+// watch opens WatchEvents, waits until the server has subscribed, and collects events until
+// the test ends.
+func (s *stack) watch(req *sipsvcv1.WatchEventsRequest) *watcher {
+	s.t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	if s.token != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+s.token)
+	}
+	st, err := s.events.WatchEvents(ctx, req)
+	if err != nil {
+		cancel()
+		s.t.Fatalf("WatchEvents: %v", err)
+	}
+	if _, err := st.Header(); err != nil {
+		cancel()
+		s.t.Fatalf("WatchEvents header: %v", err)
+	}
+	w := &watcher{t: s.t, more: make(chan struct{}, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			res, err := st.Recv()
+			w.mu.Lock()
+			if err != nil {
+				w.err = err
+			} else {
+				w.events = append(w.events, res.GetEvent())
+			}
+			w.mu.Unlock()
+			select {
+			case w.more <- struct{}{}:
+			default:
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	s.t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return w
+}
+
+func (w *watcher) all() []*sipsvcv1.Event {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]*sipsvcv1.Event(nil), w.events...)
+}
+
+// wait returns the first event that matches, waiting up to within.
+func (w *watcher) wait(within time.Duration, what string, match func(*sipsvcv1.Event) bool) *sipsvcv1.Event {
+	w.t.Helper()
+	deadline := time.After(within)
+	for {
+		for _, e := range w.all() {
+			if match(e) {
+				return e
+			}
+		}
+		w.mu.Lock()
+		err := w.err
+		w.mu.Unlock()
+		if err != nil {
+			w.t.Fatalf("event stream ended (%v) without %s; got %v", err, what, w.all())
+		}
+		select {
+		case <-w.more:
+		case <-deadline:
+			w.t.Fatalf("no %s within %v; got %v", what, within, w.all())
+			return nil
+		}
+	}
+}
+
+// kind matches an event kind (and the call, when callID is set).
+func kind(k sipsvcv1.EventKind, callID string) func(*sipsvcv1.Event) bool {
+	return func(e *sipsvcv1.Event) bool {
+		return e.GetKind() == k && (callID == "" || e.GetCallId() == callID)
+	}
+}
+
+// testRouter is a routing.v1 RoutingService on 127.0.0.1:0 whose answer is chosen by the
+// dialed number.
+type testRouter struct {
+	routingv1.UnimplementedRoutingServiceServer
+	// route answers RouteCall.
+	route func(ctx context.Context, req *routingv1.RouteCallRequest) (*routingv1.RouteCallResponse, error)
+
+	mu       sync.Mutex
+	requests []*routingv1.RouteCallRequest
+	notified []*routingv1.NotifyLegDecisionRequest
+	changed  chan struct{}
+}
+
+func newTestRouter(route func(ctx context.Context, req *routingv1.RouteCallRequest) (*routingv1.RouteCallResponse, error)) *testRouter {
+	return &testRouter{route: route, changed: make(chan struct{}, 1)}
+}
+
+func (r *testRouter) RouteCall(ctx context.Context, req *routingv1.RouteCallRequest) (*routingv1.RouteCallResponse, error) {
+	r.mu.Lock()
+	r.requests = append(r.requests, req)
+	r.mu.Unlock()
+	r.signal()
+	return r.route(ctx, req)
+}
+
+func (r *testRouter) NotifyLegDecision(_ context.Context, req *routingv1.NotifyLegDecisionRequest) (*routingv1.NotifyLegDecisionResponse, error) {
+	r.mu.Lock()
+	r.notified = append(r.notified, req)
+	r.mu.Unlock()
+	r.signal()
+	return &routingv1.NotifyLegDecisionResponse{}, nil
+}
+
+func (r *testRouter) signal() {
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// start serves the router on 127.0.0.1:0 until the test ends and returns its address.
+func (r *testRouter) start(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	routingv1.RegisterRoutingServiceServer(srv, r)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			t.Errorf("routing server: %v", err)
+		}
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-done
+	})
+	return l.Addr().String()
+}
+
+// waitNotified waits for a NotifyLegDecision that matches.
+func (r *testRouter) waitNotified(t *testing.T, within time.Duration, match func(*routingv1.NotifyLegDecisionRequest) bool) *routingv1.NotifyLegDecisionRequest {
+	t.Helper()
+	deadline := time.After(within)
+	for {
+		r.mu.Lock()
+		ns := append([]*routingv1.NotifyLegDecisionRequest(nil), r.notified...)
+		r.mu.Unlock()
+		for _, n := range ns {
+			if match(n) {
+				return n
+			}
+		}
+		select {
+		case <-r.changed:
+		case <-time.After(20 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("no matching NotifyLegDecision within %v; got %v", within, ns)
+			return nil
+		}
+	}
+}
+
+// routeRequests returns the RouteCall requests received so far.
+func (r *testRouter) routeRequests() []*routingv1.RouteCallRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*routingv1.RouteCallRequest(nil), r.requests...)
+}
+
+// discard drains and closes an HTTP body.
+func discard(r io.ReadCloser) {
+	_, _ = io.Copy(io.Discard, r)
+	_ = r.Close()
+}
