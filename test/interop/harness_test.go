@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -85,34 +86,39 @@ func scenario(t *testing.T, name string) string {
 	return p
 }
 
-var portMu sync.Mutex
-var portsTaken = map[int]bool{}
+var (
+	portMu     sync.Mutex // guards portsTaken and portRand
+	portsTaken = map[int]bool{}
+	portRand   = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(os.Getpid())))
+)
 
-// freePort returns a loopback port that is free for both UDP and TCP right now (the kernel
-// picks it: listen on :0, then close), never the same twice in this process.
+// freePort returns a loopback port that is free for both UDP and TCP right now, never the
+// same twice in this process. It is drawn from 20000–31999, below Linux's ephemeral range
+// (32768–60999): a port the kernel hands out for :0 or for an outgoing connection of a
+// concurrently running test could be taken again between our check and the peer's bind.
 func freePort(t *testing.T) int {
 	t.Helper()
 	portMu.Lock()
 	defer portMu.Unlock()
-	for i := 0; i < 50; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
+	for i := 0; i < 200; i++ {
+		p := 20000 + portRand.IntN(12000)
+		if portsTaken[p] {
+			continue
 		}
-		p := l.Addr().(*net.TCPAddr).Port
-		u, err := net.ListenPacket("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		l, err := net.Listen("tcp", addr(p))
+		if err != nil {
+			continue
+		}
+		u, err := net.ListenPacket("udp", addr(p))
 		l.Close()
 		if err != nil {
 			continue
 		}
 		u.Close()
-		if portsTaken[p] {
-			continue
-		}
 		portsTaken[p] = true
 		return p
 	}
-	t.Fatal("free port: no port free for both UDP and TCP")
+	t.Fatal("free port: no port in 20000-31999 free for both UDP and TCP")
 	return 0
 }
 
@@ -247,9 +253,23 @@ type svcOptions struct {
 	Extra  string // appended YAML (top-level keys)
 }
 
-// startSipsvc writes a config with fresh loopback ports, starts the binary and waits until
-// its UDP, TCP and TLS listeners are up.
+// startSipsvc writes a config with fresh loopback ports, starts the binary and waits until it
+// answers an OPTIONS on UDP (it opens all its listeners before it serves any). If a port was
+// taken in the meantime it tries again with new ports.
 func startSipsvc(t *testing.T, o svcOptions) *sipsvc {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		s, retry := trySipsvc(t, o)
+		if s != nil {
+			return s
+		}
+		if !retry || attempt == 3 {
+			t.Fatal("sipsvc did not start")
+		}
+	}
+}
+
+func trySipsvc(t *testing.T, o svcOptions) (*sipsvc, bool) {
 	t.Helper()
 	bin := sipsvcBinary(t)
 	dir := t.TempDir()
@@ -283,21 +303,53 @@ func startSipsvc(t *testing.T, o svcOptions) *sipsvc {
 		t.Fatal(err)
 	}
 	s.proc = start(t, "sipsvc", dir, nil, bin, "--config", cfg)
-	deadline := time.Now().Add(15 * time.Second)
-	for _, w := range []func() error{
-		func() error { return waitTCP(s.tls, time.Until(deadline)) },
-		func() error { return waitTCP(s.tcp, time.Until(deadline)) },
-		func() error { return waitUDP(s.udp, time.Until(deadline)) },
-	} {
-		if err := w(); err != nil {
-			if done, perr := s.exited(); done {
-				t.Fatalf("sipsvc exited at start-up (%v)\nconfig:\n%s\nlog:\n%s", perr, b.String(), tail(s.log, 8000))
-			}
-			t.Fatalf("sipsvc not ready: %v\nlog:\n%s", err, tail(s.log, 8000))
+	err := pingOptions(s.udp, 15*time.Second, s.done)
+	if done, perr := s.exited(); done {
+		log := tail(s.log, 8000)
+		if strings.Contains(log, "address already in use") {
+			t.Logf("sipsvc could not bind (a port was taken meanwhile), retrying with new ports:\n%s", log)
+			return nil, true
 		}
+		t.Fatalf("sipsvc exited at start-up (%v)\nconfig:\n%s\nlog:\n%s", perr, b.String(), log)
+	}
+	if err != nil {
+		t.Fatalf("sipsvc not ready: %v\nlog:\n%s", err, tail(s.log, 8000))
 	}
 	t.Logf("sipsvc up: udp %d tcp %d tls %d, config %s", s.udp, s.tcp, s.tls, cfg)
-	return s
+	return s, false
+}
+
+// pingOptions sends OPTIONS over UDP to port until a SIP response comes back, the process
+// ends (done closes) or d passes.
+func pingOptions(port int, d time.Duration, done <-chan struct{}) error {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	local := c.LocalAddr().String()
+	dst := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: port}
+	deadline := time.Now().Add(d)
+	buf := make([]byte, 4096)
+	for i := 0; time.Now().Before(deadline); i++ {
+		select {
+		case <-done:
+			return errors.New("process ended")
+		default:
+		}
+		msg := fmt.Sprintf("OPTIONS sip:ping@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s;branch=z9hG4bK-ready-%d;rport\r\n"+
+			"Max-Forwards: 70\r\nFrom: <sip:ready@%s>;tag=ready%d\r\nTo: <sip:ping@%s>\r\nCall-ID: ready-%d@%s\r\n"+
+			"CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n", addr(port), local, i, local, i, addr(port), i, local)
+		if _, err := c.WriteTo([]byte(msg), dst); err != nil {
+			return err
+		}
+		_ = c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+		n, _, err := c.ReadFrom(buf)
+		if err == nil && strings.HasPrefix(string(buf[:n]), "SIP/2.0 ") {
+			return nil
+		}
+	}
+	return fmt.Errorf("no answer to OPTIONS on udp %s within %s", addr(port), d)
 }
 
 // sippResult is the outcome of one SIPp run.
