@@ -32,6 +32,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/sipsvc/sipsvc/gen/openapi"
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
@@ -245,6 +246,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 			},
 		}),
 		runtime.WithErrorHandler(gatewayErrorHandler),
+		runtime.WithForwardResponseOption(openStream),
 	)
 	ctx := context.Background() // the handlers' connection is closed by Shutdown, not by ctx
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
@@ -473,4 +475,16 @@ func (a *API) Run(ctx context.Context) error {
 		return fmt.Errorf("API shutdown: %w", serr)
 	}
 	return nil
+}
+
+// openStream sends the response headers of a server stream (WatchEvents) before its first
+// message: the gateway calls forward-response options once with a nil message when the
+// stream is open, and otherwise writes nothing until the first message.
+func openStream(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+	if m != nil {
+		return nil
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	return http.NewResponseController(w).Flush()
 }

@@ -190,7 +190,7 @@ func (c *call) event(kind EventKind, l *leg, fill func(*Event)) {
 	if fill != nil {
 		fill(&ev)
 	}
-	if l != nil && l.span != nil {
+	if l != nil && l.span != nil && l.span.IsRecording() {
 		if name, ok := legSpanEvents[kind]; ok {
 			if ev.Status != 0 {
 				l.span.AddEvent(name, trace.WithAttributes(sc.AttrSIPStatusCode.Int(ev.Status)))

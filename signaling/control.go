@@ -378,7 +378,7 @@ func (s *Server) ReleaseCall(ctx context.Context, callID string) error {
 		return fmt.Errorf("call %q: %w", callID, ErrCallNotFound)
 	}
 	c.mu.Lock()
-	answered := c.b != nil && c.state != StateReleased
+	answered := !c.answered.IsZero() && c.state != StateReleased
 	c.mu.Unlock()
 	if !answered {
 		c.cancel() // the call's own goroutine CANCELs its forks and answers leg A 487
@@ -510,22 +510,11 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	}
 	c2.mu.Lock()
 	st2 := c2.state
-	var far, near *leg
-	for _, x := range []*leg{c2.a, c2.b} {
-		if x == nil {
-			continue
-		}
-		if far == nil && (x.dn == "" || x.dn != other.dn) && x != c2.a {
-			far = x
-		}
-	}
-	if far == nil {
-		far = c2.b
-	}
-	if far == c2.a {
-		near = c2.b
-	} else {
-		near = c2.a
+	// near is the transferor's leg in the consultation call (the one to its DN), far the
+	// other one; when the DNs do not tell, the transferor placed the consultation (leg a).
+	far, near := c2.b, c2.a
+	if c2.b != nil && other.dn != "" && c2.b.dn == other.dn {
+		far, near = c2.a, c2.b
 	}
 	c2.mu.Unlock()
 	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {

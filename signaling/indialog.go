@@ -37,7 +37,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		l.remoteCSeq = n
 	}
 	other := c.otherLocked(l)
-	answered := c.b != nil
+	answered := !c.answered.IsZero()
 	c.mu.Unlock()
 	ctx, span := s.startTxSpan(l, req)
 	defer span.End()
@@ -234,7 +234,7 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 		c.mu.Unlock()
 		return
 	}
-	if c.b == nil {
+	if c.answered.IsZero() {
 		// Not answered yet: runInbound finishes it.
 		c.mu.Unlock()
 		c.cancel()

@@ -228,7 +228,9 @@ func (c *call) runInbound(a *leg) {
 		}
 	}
 	if c.isCancelled() {
-		c.finish(a, "cancelled", 487)
+		// A CANCEL from the caller was answered 487 by its server transaction; a release by
+		// the API was not: answer it here (a 487 on an already cancelled transaction is ignored).
+		c.fail(a, failure{status: 487, reason: "Request Terminated", cause: "cancelled"})
 		return
 	}
 	if best == nil {

@@ -41,9 +41,11 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDe
 	ctx, span := s.startRouteSpan(ctx, c)
 	var outcome string // the first routing outcome (routed, rejected, error, timeout, builtin…)
 	defer func() {
-		span.SetAttributes(sc.AttrRoutingSource.String(d.Source), sc.AttrRoutingTargets.Int(len(d.Targets)), sc.AttrRoutingOutcome.String(outcome))
-		if d.Reject != nil {
-			span.SetAttributes(sc.AttrSIPStatusCode.Int(d.Reject.Status))
+		if span.IsRecording() {
+			span.SetAttributes(sc.AttrRoutingSource.String(d.Source), sc.AttrRoutingTargets.Int(len(d.Targets)), sc.AttrRoutingOutcome.String(outcome))
+			if d.Reject != nil {
+				span.SetAttributes(sc.AttrSIPStatusCode.Int(d.Reject.Status))
+			}
 		}
 		span.End()
 	}()

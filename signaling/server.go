@@ -76,6 +76,9 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	tracer trace.Tracer
+	// traced is false with the no-op tracer provider: span attributes are then not built at
+	// all (tracing off costs nothing on the hot path).
+	traced bool
 
 	ua     *sipgo.UserAgent
 	srv    *sipgo.Server
@@ -133,10 +136,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TracerProvider == nil {
 		cfg.TracerProvider = noop.NewTracerProvider()
 	}
+	_, isNoop := cfg.TracerProvider.(noop.TracerProvider)
 	s := &Server{
 		cfg:    cfg,
 		log:    cfg.Logger,
 		tracer: cfg.TracerProvider.Tracer("github.com/sipsvc/sipsvc/signaling"),
+		traced: !isNoop,
 		calls:  map[string]*call{},
 		legs:   map[string]*leg{},
 		listen: map[string]listenAddr{},

@@ -50,6 +50,9 @@ func (s *Server) startCallSpan(parent context.Context, req *sip.Request, c *call
 			received = trace.SpanContextFromContext(ctx).IsValid()
 		}
 	}
+	if !s.traced {
+		return s.tracer.Start(ctx, sc.SpanCall)
+	}
 	attrs := []attribute.KeyValue{
 		sc.AttrCallID.String(c.id),
 		sc.AttrCallOrigin.String(origin),
@@ -68,6 +71,9 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 	name, kind := sc.SpanLegOutbound, trace.SpanKindClient
 	if l.dir == inbound {
 		name, kind = sc.SpanLegInbound, trace.SpanKindServer
+	}
+	if !s.traced {
+		return s.tracer.Start(c.ctx, name)
 	}
 	attrs := append(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule),
 		sc.AttrCallID.String(c.id),
@@ -103,6 +109,9 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 		attrs = append(attrs, s.tlsAttrs(l.peer, true)...)
 	}
 	ctx, span := s.tracer.Start(c.ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
+	if !span.IsRecording() {
+		return ctx, span
+	}
 	span.AddEvent(sc.EventSchemeDecided, trace.WithAttributes(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule)...))
 	return ctx, span
 }
@@ -144,6 +153,9 @@ func (s *Server) startTxSpan(l *leg, req *sip.Request) (context.Context, trace.S
 	if parent == nil {
 		parent = l.c.ctx
 	}
+	if !s.traced {
+		return s.tracer.Start(parent, sc.SpanTransactionPrefix)
+	}
 	return s.tracer.Start(parent, sc.TransactionSpanName(string(req.Method)), trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(txSpanAttrs(l, req, req.Source())...))
 }
@@ -169,6 +181,9 @@ func txSpanAttrs(l *leg, req *sip.Request, peer string) []attribute.KeyValue {
 // sendOn sends an in-dialog request on leg l inside a CLIENT transaction span, child of the
 // leg's span; link is the server transaction that caused it (a relayed request), if any.
 func (s *Server) sendOn(ctx context.Context, l *leg, req *sip.Request, link trace.SpanContext) (*sip.Response, error) {
+	if !s.traced {
+		return s.send(ctx, req, nil)
+	}
 	parent := l.ctx
 	if parent == nil {
 		parent = l.c.ctx
@@ -195,7 +210,7 @@ func (s *Server) sendOn(ctx context.Context, l *leg, req *sip.Request, link trac
 
 // ack sends the ACK for a 2xx on leg l (no span of its own: an event on the leg span).
 func (s *Server) ack(l *leg, body []byte) error {
-	if l.span != nil {
+	if l.span != nil && l.span.IsRecording() {
 		l.span.AddEvent(sc.EventACK)
 	}
 	return s.write(s.inDialogAck(l, body))
@@ -204,7 +219,7 @@ func (s *Server) ack(l *leg, body []byte) error {
 // connAttrs adds the local address (and TLS details) of an outbound TCP/TLS leg's connection
 // once it exists.
 func (s *Server) connAttrs(l *leg) {
-	if l.span == nil || l.transport == "UDP" {
+	if l.span == nil || l.transport == "UDP" || !l.span.IsRecording() {
 		return
 	}
 	conn, err := s.ua.TransportLayer().GetConnection(strings.ToLower(l.transport), l.dest)
@@ -229,20 +244,23 @@ func sipsDefaultPort(transport string) int {
 
 // startRouteSpan starts the routing decision's span, child of the call span.
 func (s *Server) startRouteSpan(ctx context.Context, c *call) (context.Context, trace.Span) {
+	if !s.traced {
+		return s.tracer.Start(ctx, sc.SpanRoute)
+	}
 	return s.tracer.Start(ctx, sc.SpanRoute, trace.WithSpanKind(trace.SpanKindInternal),
 		trace.WithAttributes(sc.AttrCallID.String(c.id)))
 }
 
 // addRewriteEvent records a header rewrite as a span event.
 func addRewriteEvent(span trace.Span, rw Rewrite) {
-	if span == nil {
+	if span == nil || !span.IsRecording() {
 		return
 	}
 	span.AddEvent(sc.EventHeaderRewrite, trace.WithAttributes(sc.RewriteAttrs(rw.Leg, rw.Header, rw.Before, rw.After, rw.Rule)...))
 }
 
 func markStatus(span trace.Span, code int) {
-	if span == nil || code == 0 {
+	if span == nil || code == 0 || !span.IsRecording() {
 		return
 	}
 	span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
@@ -252,7 +270,7 @@ func markStatus(span trace.Span, code int) {
 }
 
 func markAnswered(span trace.Span, code int) {
-	if span != nil {
+	if span != nil && span.IsRecording() {
 		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
 	}
 }
@@ -260,6 +278,10 @@ func markAnswered(span trace.Span, code int) {
 // endLegSpan ends a leg span with its final status; failures get an error status.
 func endLegSpan(span trace.Span, code int, cause string, client bool) {
 	if span == nil {
+		return
+	}
+	if !span.IsRecording() {
+		span.End()
 		return
 	}
 	if cause != "" {
@@ -278,6 +300,10 @@ func endLegSpan(span trace.Span, code int, cause string, client bool) {
 // endCallSpan ends the call's root span with its outcome.
 func endCallSpan(span trace.Span, code int, cause string) {
 	if span == nil {
+		return
+	}
+	if !span.IsRecording() {
+		span.End()
 		return
 	}
 	outcome := sc.OutcomeAnswered

@@ -46,6 +46,17 @@ var impls = []struct {
 		}
 		return s
 	}},
+	{"cached-bolt", func(t *testing.T, now func() time.Time) store.Store {
+		s, err := store.OpenBolt(context.Background(), store.BoltConfig{Path: filepath.Join(t.TempDir(), "sipsvc.db"), Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := store.NewCached(context.Background(), s, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}},
 }
 
 func ext(number string) dn.DN {

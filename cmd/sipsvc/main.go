@@ -19,8 +19,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/sipsvc/sipsvc/config"
@@ -47,6 +50,15 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if os.Getenv("GOGC") == "" {
+		// SIP signalling allocates many short-lived objects per message; a larger heap target
+		// trades a little memory for less GC CPU per call (docs/performance.md). GOGC wins.
+		debug.SetGCPercent(400)
+	}
+	if addr := os.Getenv("SIPSVC_PPROF_ADDR"); addr != "" {
+		// Opt-in profiling for load tests (docs/performance.md); never on by default.
+		go func() { _ = http.ListenAndServe(addr, pprofMux()) }()
+	}
 	return serve(ctx, cfg, os.Getenv)
 }
 
@@ -145,4 +157,13 @@ func listen(ctx context.Context, c config.SIPConfig) (signaling.Listeners, error
 		l.TLS = append(l.TLS, p)
 	}
 	return l, nil
+}
+
+// pprofMux serves the runtime profiles under /debug/pprof/.
+func pprofMux() *http.ServeMux {
+	m := http.NewServeMux()
+	m.HandleFunc("/debug/pprof/", pprof.Index)
+	m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return m
 }

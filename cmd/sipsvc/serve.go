@@ -60,9 +60,15 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string) e
 		return fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
 	dbPath := filepath.Join(cfg.DataDir, "sipsvc.db")
-	st, err := store.OpenBolt(ctx, store.BoltConfig{Path: dbPath})
+	bolt, err := store.OpenBolt(ctx, store.BoltConfig{Path: dbPath})
 	if err != nil {
 		return fmt.Errorf("store %s: %w", dbPath, err)
+	}
+	// Reads per call come from memory; writes go to bbolt first (durable before they return).
+	st, err := store.NewCached(ctx, bolt, nil)
+	if err != nil {
+		bolt.Close()
+		return err
 	}
 	defer st.Close()
 	for _, d := range cfg.SeedDNs() {

@@ -1,0 +1,282 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// Cached keeps an in-memory copy of a Store's DNs and bindings, so that the per-call reads
+// (caller authorization, routing, resolving a DN and its bindings) cost a map lookup instead
+// of a database transaction and a JSON decode. Writes go to the wrapped store first (durable
+// before they return) and then update the copy. It assumes it is the only writer of the
+// wrapped store (one sipsvc process per data directory, which the bbolt file lock enforces).
+type Cached struct {
+	s   Store
+	now func() time.Time
+
+	closed atomic.Bool
+
+	mu       sync.RWMutex // guards dns and bindings
+	dns      map[string]dn.DN
+	bindings map[string]map[string]dn.Binding // number → binding key → binding
+}
+
+// Interface guards.
+var (
+	_ Store         = (*Cached)(nil)
+	_ ExpiredPurger = (*Cached)(nil)
+	_ TrustIndex    = (*Cached)(nil)
+)
+
+// NewCached loads every DN and unexpired binding of s into memory. now is the clock used to
+// hide expired bindings; nil means time.Now.
+func NewCached(ctx context.Context, s Store, now func() time.Time) (*Cached, error) {
+	if now == nil {
+		now = time.Now
+	}
+	c := &Cached{s: s, now: now, dns: map[string]dn.DN{}, bindings: map[string]map[string]dn.Binding{}}
+	ds, err := s.ListDNs(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store cache: load DNs: %w", err)
+	}
+	for _, d := range ds {
+		c.dns[d.Number] = d
+	}
+	bs, err := s.AllBindings(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store cache: load bindings: %w", err)
+	}
+	for _, b := range bs {
+		c.putBindingLocked(b)
+	}
+	return c, nil
+}
+
+func (c *Cached) putBindingLocked(b dn.Binding) {
+	m := c.bindings[b.Number]
+	if m == nil {
+		m = map[string]dn.Binding{}
+		c.bindings[b.Number] = m
+	}
+	m[b.Key()] = b
+}
+
+// CreateDN implements Store.
+func (c *Cached) CreateDN(ctx context.Context, d dn.DN) error {
+	if err := c.s.CreateDN(ctx, d); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.dns[d.Number] = d
+	c.mu.Unlock()
+	return nil
+}
+
+// UpdateDN implements Store.
+func (c *Cached) UpdateDN(ctx context.Context, d dn.DN) error {
+	if err := c.s.UpdateDN(ctx, d); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.dns[d.Number] = d
+	c.mu.Unlock()
+	return nil
+}
+
+// PutDN implements Store.
+func (c *Cached) PutDN(ctx context.Context, d dn.DN) error {
+	if err := c.s.PutDN(ctx, d); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.dns[d.Number] = d
+	c.mu.Unlock()
+	return nil
+}
+
+// DeleteDN implements Store.
+func (c *Cached) DeleteDN(ctx context.Context, number string) error {
+	if err := c.s.DeleteDN(ctx, number); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.dns, number)
+	delete(c.bindings, number)
+	c.mu.Unlock()
+	return nil
+}
+
+// Lookup implements Store from memory.
+func (c *Cached) Lookup(_ context.Context, number string) (dn.DN, error) {
+	if c.closed.Load() {
+		return dn.DN{}, ErrClosed
+	}
+	c.mu.RLock()
+	d, ok := c.dns[number]
+	c.mu.RUnlock()
+	if !ok {
+		return dn.DN{}, fmt.Errorf("DN %q: %w", number, dn.ErrNotFound)
+	}
+	return d, nil
+}
+
+// ListDNs implements Store from memory, sorted by number.
+func (c *Cached) ListDNs(context.Context) ([]dn.DN, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	c.mu.RLock()
+	out := make([]dn.DN, 0, len(c.dns))
+	for _, d := range c.dns {
+		out = append(out, d)
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	return out, nil
+}
+
+// TrustedDNs implements TrustIndex from memory.
+func (c *Cached) TrustedDNs(context.Context) ([]dn.DN, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	c.mu.RLock()
+	var out []dn.DN
+	for _, d := range c.dns {
+		if len(d.TrustedSources) > 0 || len(d.TrustedCertSubjects) > 0 {
+			out = append(out, d)
+		}
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	return out, nil
+}
+
+// PutBinding implements Store.
+func (c *Cached) PutBinding(ctx context.Context, b dn.Binding) error {
+	if err := c.s.PutBinding(ctx, b); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.putBindingLocked(b)
+	c.mu.Unlock()
+	return nil
+}
+
+// DeleteBinding implements Store.
+func (c *Cached) DeleteBinding(ctx context.Context, number, key string) error {
+	if err := c.s.DeleteBinding(ctx, number, key); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.bindings[number], key)
+	c.mu.Unlock()
+	return nil
+}
+
+// DeleteBindings implements Store.
+func (c *Cached) DeleteBindings(ctx context.Context, number string) error {
+	if err := c.s.DeleteBindings(ctx, number); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	delete(c.bindings, number)
+	c.mu.Unlock()
+	return nil
+}
+
+// Bindings implements Store from memory: unexpired bindings sorted by contact.
+func (c *Cached) Bindings(_ context.Context, number string) ([]dn.Binding, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	now := c.now()
+	c.mu.RLock()
+	m := c.bindings[number]
+	out := make([]dn.Binding, 0, len(m))
+	for _, b := range m {
+		if b.Expires.After(now) {
+			out = append(out, b)
+		}
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool { return out[i].Contact < out[j].Contact })
+	return out, nil
+}
+
+// AllBindings implements Store from memory.
+func (c *Cached) AllBindings(context.Context) ([]dn.Binding, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	now := c.now()
+	c.mu.RLock()
+	var out []dn.Binding
+	for _, m := range c.bindings {
+		for _, b := range m {
+			if b.Expires.After(now) {
+				out = append(out, b)
+			}
+		}
+	}
+	c.mu.RUnlock()
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Number != out[j].Number {
+			return out[i].Number < out[j].Number
+		}
+		return out[i].Contact < out[j].Contact
+	})
+	return out, nil
+}
+
+// PurgeExpired implements Store.
+func (c *Cached) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
+	gone, err := c.PurgeExpiredBindings(ctx, now)
+	return len(gone), err
+}
+
+// PurgeExpiredBindings implements ExpiredPurger: the wrapped store purges (and reports) when
+// it can; the copy drops the same bindings.
+func (c *Cached) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error) {
+	var gone []dn.Binding
+	purger, reports := c.s.(ExpiredPurger)
+	if reports {
+		g, err := purger.PurgeExpiredBindings(ctx, now)
+		if err != nil {
+			return nil, err
+		}
+		gone = g
+	} else if _, err := c.s.PurgeExpired(ctx, now); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	for number, m := range c.bindings {
+		for k, b := range m {
+			if !b.Expires.After(now) {
+				delete(m, k)
+				if !reports {
+					gone = append(gone, b)
+				}
+			}
+		}
+		if len(m) == 0 {
+			delete(c.bindings, number)
+		}
+	}
+	c.mu.Unlock()
+	return gone, nil
+}
+
+// Close implements Store.
+func (c *Cached) Close() error {
+	if c.closed.Swap(true) {
+		return nil
+	}
+	return c.s.Close()
+}
