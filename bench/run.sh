@@ -97,7 +97,7 @@ run_sipp() {
   t=u1; [[ $tr == tcp ]] && t=t1
   s=$(date +%s.%N)
   (cd "$DIR" && timeout -s INT $((calls / rate + 25)) sipp -sf "$HERE/uac.xml" "$target" -t $t -i 127.0.0.1 -p $UAC_PORT \
-     -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_stat -fd 1 -trace_rtt -rtt_freq 100 \
+     -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_err -trace_stat -fd 1 -trace_rtt -rtt_freq 100 \
      -timeout $((calls / rate + 20)) > sipp.out 2>&1) || true
   e=$(date +%s.%N)
   # Counters from the statistics file SIPp writes every second (-trace_stat -fd 1): it is
