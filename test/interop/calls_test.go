@@ -187,14 +187,16 @@ func TestSipsakRegister(t *testing.T) {
 	uasPort := freePort(t)
 	aor := fmt.Sprintf("sip:%s@127.0.0.1:%d", number, svc.udp)
 
-	out, code := runCmd(t, 30*time.Second, sipsak, "-vv", "-U", "-i", "-H", "127.0.0.1", "-s", aor, "-a", "wrong-password",
+	// -u: sipsak's usrloc mode would otherwise send the digest username "1000@" (it keeps
+	// the @ of -s); -vvv prints every message, so the 401 and the 200 can be checked.
+	out, code := runCmd(t, 30*time.Second, sipsak, "-vvv", "-U", "-i", "-H", "127.0.0.1", "-s", aor, "-u", number, "-a", "wrong-password",
 		"-C", fmt.Sprintf("sip:%s@127.0.0.1:%d", number, uasPort), "-x", "300")
 	registrarWired(t, out, svc)
 	if code == 0 {
 		t.Fatalf("sipsak REGISTER with a wrong password: exit 0, want a refusal\n%s", out)
 	}
 
-	out, code = runCmd(t, 30*time.Second, sipsak, "-vv", "-U", "-i", "-H", "127.0.0.1", "-s", aor, "-a", password,
+	out, code = runCmd(t, 30*time.Second, sipsak, "-vvv", "-U", "-i", "-H", "127.0.0.1", "-s", aor, "-u", number, "-a", password,
 		"-C", fmt.Sprintf("sip:%s@127.0.0.1:%d", number, uasPort), "-x", "300")
 	registrarWired(t, out, svc)
 	digestHint(t, out, svc)
