@@ -48,13 +48,21 @@ type BoltConfig struct {
 }
 
 // Bolt is the embedded bbolt Store. Every write commits (and fsyncs) before it returns.
-// Binding writes go through bbolt's Batch, so concurrent REGISTERs share one fsync.
+// Binding writes go through one writer goroutine that commits, in one transaction, every
+// write that queued up while the previous commit was syncing (group commit): concurrent
+// REGISTERs share an fsync, and the group grows with the load instead of with a timer.
 //
 // This process holds the database file lock, so it sees every DN write and can cache the
 // small list of trusted DNs (TrustedDNs) between writes.
 type Bolt struct {
 	db  *bolt.DB
 	now func() time.Time
+
+	// ops feeds the group-commit writer (writeLoop); quit stops it, loopDone says it stopped.
+	ops       chan op
+	quit      chan struct{}
+	loopDone  chan struct{}
+	closeOnce sync.Once
 
 	mu sync.Mutex // guards the fields below
 	// gen counts DN writes; trusted is the cached TrustedDNs answer, valid when trustedOK.
@@ -93,12 +101,73 @@ func OpenBolt(ctx context.Context, cfg BoltConfig) (*Bolt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
-	db.MaxBatchDelay = 2 * time.Millisecond
 	if err := db.Update(initSchema); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Path, err)
 	}
-	return &Bolt{db: db, now: cfg.Now}, nil
+	s := &Bolt{db: db, now: cfg.Now, ops: make(chan op), quit: make(chan struct{}), loopDone: make(chan struct{})}
+	go s.writeLoop()
+	return s, nil
+}
+
+// maxGroup bounds the writes of one group commit.
+const maxGroup = 1000
+
+// op is one write waiting for the group-commit writer.
+type op struct {
+	fn   func(*bolt.Tx) error
+	done chan error // buffered: the writer never blocks on it
+}
+
+// writeLoop is the group-commit writer: it takes one write, every other write already
+// waiting, and commits them together.
+func (s *Bolt) writeLoop() {
+	defer close(s.loopDone)
+	for {
+		var first op
+		select {
+		case first = <-s.ops:
+		case <-s.quit:
+			return
+		}
+		group := []op{first}
+	drain:
+		for len(group) < maxGroup {
+			select {
+			case o := <-s.ops:
+				group = append(group, o)
+			default:
+				break drain
+			}
+		}
+		s.commitGroup(group)
+	}
+}
+
+// commitGroup runs the writes in one transaction. A write that fails is answered with its
+// error and the others are run again without it (writes are idempotent, and a rolled-back
+// transaction left nothing behind), as bbolt's Batch does.
+func (s *Bolt) commitGroup(group []op) {
+	for len(group) > 0 {
+		failed, ferr := -1, error(nil)
+		err := s.db.Update(func(tx *bolt.Tx) error {
+			for i, o := range group {
+				if err := o.fn(tx); err != nil {
+					failed, ferr = i, err
+					return err
+				}
+			}
+			return nil
+		})
+		if failed < 0 {
+			for _, o := range group {
+				o.done <- mapClosed(err)
+			}
+			return
+		}
+		group[failed].done <- ferr
+		group = append(group[:failed:failed], group[failed+1:]...)
+	}
 }
 
 // initSchema creates the buckets of a new database or checks the version of an old one.
@@ -186,11 +255,21 @@ func (s *Bolt) TrustedDNs(ctx context.Context) ([]dn.DN, error) {
 	return out, nil
 }
 
+// batch queues a write for the group-commit writer and waits for its commit. Once queued,
+// the write is not abandoned when ctx ends: its caller learns whether it was committed.
 func (s *Bolt) batch(ctx context.Context, fn func(*bolt.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return mapClosed(s.db.Batch(fn))
+	o := op{fn: fn, done: make(chan error, 1)}
+	select {
+	case s.ops <- o:
+	case <-s.quit:
+		return ErrClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return <-o.done
 }
 
 func (s *Bolt) view(ctx context.Context, fn func(*bolt.Tx) error) error {
@@ -439,8 +518,10 @@ func (s *Bolt) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Bi
 	return out, nil
 }
 
-// Close closes the database file.
+// Close stops the writer, after the writes it has taken, and closes the database file.
 func (s *Bolt) Close() error {
+	s.closeOnce.Do(func() { close(s.quit) })
+	<-s.loopDone
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("store: close: %w", err)
 	}
