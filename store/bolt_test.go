@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -158,5 +159,51 @@ func TestBolt_SurvivesKill9(t *testing.T) {
 	must(t, err)
 	if len(all) != 20 {
 		t.Fatalf("after kill -9: %d bindings, want 20", len(all))
+	}
+}
+
+// TestBolt_GroupCommitIsolatesFailures: writes committed together do not share a failure:
+// a write for a missing DN fails alone, the others in its group commit.
+func TestBolt_GroupCommitIsolatesFailures(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	s := openBolt(t, filepath.Join(t.TempDir(), "sipsvc.db"), c.Now)
+	defer s.Close()
+	must(t, s.CreateDN(ctx, ext("1000")))
+	const n = 200
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			number := "1000"
+			if i%3 == 0 {
+				number = "4040" // no such DN
+			}
+			errs[i] = s.PutBinding(ctx, binding(c, number, "sip:"+number+"@10.0.0.1:"+strconv.Itoa(10000+i), time.Hour))
+		}()
+	}
+	wg.Wait()
+	ok := 0
+	for i, err := range errs {
+		switch {
+		case i%3 == 0 && !errors.Is(err, dn.ErrNotFound):
+			t.Fatalf("write %d for a missing DN: %v", i, err)
+		case i%3 != 0 && err != nil:
+			t.Fatalf("write %d: %v", i, err)
+		case err == nil:
+			ok++
+		}
+	}
+	bs, err := s.Bindings(ctx, "1000")
+	must(t, err)
+	if len(bs) != ok {
+		t.Fatalf("%d bindings stored, %d writes succeeded", len(bs), ok)
+	}
+	// After Close, writes fail with ErrClosed instead of hanging.
+	must(t, s.Close())
+	if err := s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.9", time.Hour)); !errors.Is(err, store.ErrClosed) {
+		t.Fatalf("PutBinding after Close = %v", err)
 	}
 }
