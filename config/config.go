@@ -100,6 +100,10 @@ type RegistrarConfig struct {
 	// AuthFailLimit failed authentications from one source address lock it out for Lockout.
 	AuthFailLimit int           `yaml:"auth_fail_limit"`
 	Lockout       time.Duration `yaml:"lockout"`
+	// DigestAlgorithms are offered in this order, one challenge each (RFC 8760 §2.3: most
+	// preferred first). Default SHA-256 then MD5; clients that only read the first challenge
+	// and only know MD5 (SIPp 3.6, sipsak 0.9) need MD5 first.
+	DigestAlgorithms []string `yaml:"digest_algorithms"`
 }
 
 // LogConfig configures log/slog.
@@ -146,13 +150,14 @@ func Default() Config {
 		API:     APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
 		Routing: RoutingConfig{Timeout: time.Second},
 		Registrar: RegistrarConfig{
-			Realm:          "sipsvc",
-			DefaultExpires: 3600 * time.Second,
-			MinExpires:     60 * time.Second,
-			MaxExpires:     7200 * time.Second,
-			NonceTTL:       5 * time.Minute,
-			AuthFailLimit:  10,
-			Lockout:        5 * time.Minute,
+			Realm:            "sipsvc",
+			DefaultExpires:   3600 * time.Second,
+			MinExpires:       60 * time.Second,
+			MaxExpires:       7200 * time.Second,
+			NonceTTL:         5 * time.Minute,
+			AuthFailLimit:    10,
+			Lockout:          5 * time.Minute,
+			DigestAlgorithms: []string{"SHA-256", "MD5"},
 		},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Telemetry: TelemetryConfig{OTLPProtocol: "grpc", ServiceName: "sipsvc", SampleRatio: 1},
@@ -341,6 +346,14 @@ func (c *Config) Validate() error {
 	}
 	if r.AuthFailLimit <= 0 {
 		return &FieldError{"registrar.auth_fail_limit", "must be positive"}
+	}
+	if len(r.DigestAlgorithms) == 0 {
+		return &FieldError{"registrar.digest_algorithms", "must list at least one of SHA-256, MD5"}
+	}
+	for i, a := range r.DigestAlgorithms {
+		if a != "SHA-256" && a != "MD5" {
+			return &FieldError{fmt.Sprintf("registrar.digest_algorithms[%d]", i), fmt.Sprintf("%q is not SHA-256 or MD5", a)}
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
