@@ -271,6 +271,13 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		s.addListen("TLS", c.Addr())
 		closers = append(closers, c.Close)
 	}
+	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
+	if len(l.TLS) > 0 {
+		tlsAddr = l.TLS[0].Addr()
+	}
+	s.insecure = newInsecureDialer(s.verify, tlsAddr)
+	closers = append(closers, s.insecure.Close)
+	go func() { _ = s.srv.ServeTLS(s.insecure) }()
 	for _, c := range l.UDP {
 		c := c
 		go func() { errc <- s.srv.ServeUDP(c) }()
@@ -279,13 +286,6 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		c := c
 		go func() { errc <- s.srv.ServeTCP(c) }()
 	}
-	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
-	if len(l.TLS) > 0 {
-		tlsAddr = l.TLS[0].Addr()
-	}
-	s.insecure = newInsecureDialer(s.verify, tlsAddr)
-	closers = append(closers, s.insecure.Close)
-	go func() { _ = s.srv.ServeTLS(s.insecure) }()
 	for _, c := range l.TLS {
 		if s.cfg.ServerTLS == nil {
 			return errors.New("signaling: TLS listener without Config.ServerTLS")
