@@ -166,14 +166,26 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					}
 					c.mu.Unlock()
 					if !first {
-						continue // retransmitted 2xx
+						continue
 					}
 					if !deliver(forkResult{l: l, res: res}) {
 						// Another leg won, or the attempt ended: accept and hang up (RFC 3261 §9.1).
 						c.ackAndBye(l, res)
 						c.forkEnded(l, "answered after another leg", res.StatusCode)
 					}
-					continue
+					// The transaction now only absorbs retransmitted 2xx (RFC 6026 Accepted
+					// state, 64*T1): answer those with an ACK from the hook, and do not keep
+					// a goroutine per call for it. Over TCP/TLS nothing is retransmitted.
+					if l.transport == "UDP" {
+						tx.OnRetransmission(func(r *sip.Response) {
+							if r.IsSuccess() {
+								_ = s.write(s.inDialogAck(l, nil))
+							}
+						})
+					} else {
+						tx.Terminate()
+					}
+					return
 				}
 				if !deliver(forkResult{l: l, res: res}) && res.StatusCode >= 300 {
 					c.forkEnded(l, "ended after the attempt", res.StatusCode)
