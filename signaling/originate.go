@@ -384,16 +384,7 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 			}
 		}()
 	}
-	go c.watchAck(a)
 	return err
-}
-
-// watchAck ends the call when leg A never ACKs our 2xx (RFC 3261 §13.3.1.4).
-func (c *call) watchAck(a *leg) {
-	select {
-	case <-a.serverTx.Done():
-	case <-c.done:
-	}
 }
 
 // inDialogAck builds the ACK for a 2xx on an outbound leg: CSeq of the INVITE (§13.2.2.4).
