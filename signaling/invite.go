@@ -195,7 +195,9 @@ func (c *call) runInbound(a *leg) {
 	rr := RouteRequest{
 		CallID: c.id, SIPCallID: a.callID, Caller: c.caller, CallerDisplay: a.remoteDisplay,
 		Dialed: c.dialed, RequestURI: a.invite.Recipient.String(), Inbound: a.decision(), Source: a.peer,
-		Headers: selectedHeaders(a.invite),
+	}
+	if s.cfg.Router != nil {
+		rr.Headers = selectedHeaders(a.invite) // only a routing service reads them
 	}
 	d := s.route(c.ctx, c, rr)
 	if d.Reject != nil {
