@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -198,4 +199,36 @@ func byeFromPhone(t *testing.T, p *phone, inv *sip.Request) int {
 		t.Fatalf("BYE from %s: %v", p.name, err)
 	}
 	return res.StatusCode
+}
+
+// TestR15_NoRetryAsSipAfter416: a sips leg B refused with 416 is relayed to the caller and
+// never retried with a sip: URI.
+func TestR15_NoRetryAsSipAfter416(t *testing.T) {
+	bob := newPhone(t, "bob", "TLS")
+	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		_ = tx.Respond(sip.NewResponseFromRequest(req, 416, "Unsupported URI Scheme", nil))
+	})
+	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
+	res := newPhone(t, "alice", "UDP").invite(b, "5000", inviteOpts{}).wait(5 * time.Second)
+	if res.StatusCode != 416 {
+		t.Fatalf("caller got %d, want the 416 relayed", res.StatusCode)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := bob.count(sip.INVITE); n != 1 {
+		t.Errorf("B got %d INVITEs, want exactly 1 (no automatic retry as sip:)", n)
+	}
+}
+
+// TestR4_SipsTargetOverUDPRefused: a routing answer that asks for sips;transport=udp is
+// refused rather than modified (RFC 3261 §19.1.5): the caller gets 480 naming R4.
+func TestR4_SipsTargetOverUDPRefused(t *testing.T) {
+	b := startB2BUA(t, func(c *Config) {
+		c.Router = RouterFunc(func(context.Context, RouteRequest) (RouteDecision, error) {
+			return RouteDecision{Targets: []Target{{URI: "sips:9@127.0.0.1:9;transport=udp"}}}, nil
+		})
+	})
+	res := newPhone(t, "alice", "UDP").invite(b, "9", inviteOpts{}).wait(5 * time.Second)
+	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Reason"), "R4") {
+		t.Fatalf("got %d Reason %q, want 480 naming R4", res.StatusCode, hdr(res, "Reason"))
+	}
 }
