@@ -78,6 +78,13 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string) e
 	}
 	log.Info("directory ready", "store", dbPath, "seeded_dns", len(cfg.DNs))
 
+	// Bindings that survived a restart count as active registrations from the start.
+	if bs, err := st.AllBindings(ctx); err == nil {
+		for i := range bs {
+			metrics.Observe(ctx, signaling.Event{Kind: signaling.EventRegistrationAdded, Binding: &bs[i]})
+		}
+	}
+
 	hub := service.NewHub(1024, log)
 	observers := fanout{hub, metrics}
 
