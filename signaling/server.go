@@ -71,6 +71,9 @@ type Listeners struct {
 	TLS []net.Listener
 }
 
+// udpSocketBuffer is the receive and send buffer asked for on UDP listeners.
+const udpSocketBuffer = 4 << 20
+
 // Server is the B2BUA. Create it with New and run it with Serve.
 type Server struct {
 	cfg    Config
@@ -262,6 +265,13 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	for _, c := range l.UDP {
 		s.addListen("UDP", c.LocalAddr())
 		closers = append(closers, c.Close)
+		if uc, ok := c.(*net.UDPConn); ok {
+			// Bursts and GC pauses must not overflow the default ~200 KB socket buffer:
+			// a dropped datagram costs a retransmission (500 ms) or a failed call. The
+			// kernel caps these at net.core.rmem_max / wmem_max.
+			_ = uc.SetReadBuffer(udpSocketBuffer)
+			_ = uc.SetWriteBuffer(udpSocketBuffer)
+		}
 	}
 	for _, c := range l.TCP {
 		s.addListen("TCP", c.Addr())

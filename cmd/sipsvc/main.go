@@ -23,7 +23,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/sipsvc/sipsvc/config"
@@ -50,11 +49,6 @@ func run(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if os.Getenv("GOGC") == "" {
-		// SIP signalling allocates many short-lived objects per message; a larger heap target
-		// trades a little memory for less GC CPU per call (docs/performance.md). GOGC wins.
-		debug.SetGCPercent(400)
-	}
 	if addr := os.Getenv("SIPSVC_PPROF_ADDR"); addr != "" {
 		// Opt-in profiling for load tests (docs/performance.md); never on by default.
 		go func() { _ = http.ListenAndServe(addr, pprofMux()) }()
