@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -383,4 +384,39 @@ func readSIP(r *bufio.Reader) (string, error) {
 	}
 	b.Write(body)
 	return b.String(), nil
+}
+
+// TestDrainRefusesNewCallsKeepsCurrentOnes: during a graceful shutdown a call in progress
+// goes on and ends normally, a new call gets 503 with Retry-After.
+func TestDrainRefusesNewCallsKeepsCurrentOnes(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	alice := newPhone(t, "alice", "UDP")
+	call := alice.invite(b, "6000", inviteOpts{})
+	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("final %d", res.StatusCode)
+	}
+	call.ack()
+	done := make(chan int, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- b.s.Drain(ctx)
+	}()
+	time.Sleep(150 * time.Millisecond)
+	res := newPhone(t, "carol", "UDP").invite(b, "6000", inviteOpts{}).wait(5 * time.Second)
+	if res.StatusCode != 503 || hdr(res, "Retry-After") == "" {
+		t.Fatalf("new call while draining: %d, want 503 with Retry-After", res.StatusCode)
+	}
+	select {
+	case n := <-done:
+		t.Fatalf("Drain returned (%d left) while a call was up", n)
+	default:
+	}
+	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("BYE during drain → %d", res.StatusCode)
+	}
+	if n := <-done; n != 0 {
+		t.Fatalf("Drain left %d calls", n)
+	}
 }

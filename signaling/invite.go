@@ -25,6 +25,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	// 100 Trying at once (RFC 3261 §8.2.6.1): stops retransmissions while we route.
 	s.reply(tx, req, 100, "Trying")
 
+	if s.draining.Load() {
+		s.reply(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", "30"))
+		return
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() <= 0 {
 		s.reply(tx, req, 483, "Too Many Hops")
 		return

@@ -102,6 +102,7 @@ type Server struct {
 	wg sync.WaitGroup // call goroutines
 
 	udpReady atomic.Bool // sipgo has our UDP listener in its pool
+	draining atomic.Bool // new calls are refused with 503 (graceful shutdown)
 }
 
 type listenAddr struct {
@@ -481,3 +482,25 @@ func (s *Server) observe(ctx context.Context, ev Event) {
 
 // AddObserver adds an observer; call it before Serve.
 func (s *Server) AddObserver(o Observer) { s.cfg.Observers = append(s.cfg.Observers, o) }
+
+// Drain stops taking new calls (they get 503 with Retry-After) and waits until the calls in
+// progress have ended or ctx is done; it returns the number of calls still up. Serve keeps
+// running: cancel its context afterwards to stop (remaining calls then get BYE/CANCEL).
+func (s *Server) Drain(ctx context.Context) int {
+	s.draining.Store(true)
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		s.mu.Lock()
+		n := len(s.calls)
+		s.mu.Unlock()
+		if n == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return n
+		case <-t.C:
+		}
+	}
+}
