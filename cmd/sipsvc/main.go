@@ -47,13 +47,31 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// SIGTERM drains: new calls get 503, calls in progress may finish (up to drainTimeout).
+	// SIGINT, or a second signal, stops at once (remaining calls get BYE/CANCEL).
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	draining := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		first := true
+		for sg := range sigs {
+			if first && sg == syscall.SIGTERM {
+				first = false
+				close(draining)
+				continue
+			}
+			cancel()
+			return
+		}
+	}()
 	if addr := os.Getenv("SIPSVC_PPROF_ADDR"); addr != "" {
 		// Opt-in profiling for load tests (docs/performance.md); never on by default.
 		go func() { _ = http.ListenAndServe(addr, pprofMux()) }()
 	}
-	return serve(ctx, cfg, os.Getenv)
+	return serve(ctx, cfg, os.Getenv, draining)
 }
 
 // tlsConfigs builds the SIP server and client TLS configs, generating the dev pair when no

@@ -30,8 +30,12 @@ func (f fanout) Observe(ctx context.Context, ev signaling.Event) {
 	}
 }
 
-// serve wires the components and runs them until ctx is cancelled.
-func serve(ctx context.Context, cfg config.Config, getenv func(string) string) error {
+// drainTimeout bounds how long SIGTERM waits for calls in progress to end.
+const drainTimeout = 30 * time.Second
+
+// serve wires the components and runs them until ctx is cancelled, or until draining is
+// closed and the calls in progress have ended (at most drainTimeout).
+func serve(ctx context.Context, cfg config.Config, getenv func(string) string, draining <-chan struct{}) error {
 	log, err := telemetry.NewLogger(os.Stderr, cfg.Log)
 	if err != nil {
 		return fmt.Errorf("log: %w", err)
@@ -192,6 +196,18 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string) e
 			results <- result{name, err}
 		}()
 	}
+	go func() {
+		select {
+		case <-draining:
+			log.Info("SIGTERM: draining calls (new calls get 503); send SIGINT to stop now", "timeout", drainTimeout)
+			dctx, dcancel := context.WithTimeout(ctx, drainTimeout)
+			left := sig.Drain(dctx)
+			dcancel()
+			log.Info("drained", "calls_left", left)
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	run("sip", func(ctx context.Context) error { return sig.Serve(ctx, ls) })
 	run("api", api.Run)
 	run("registrar", reg.Run)
