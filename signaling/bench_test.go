@@ -133,8 +133,8 @@ func BenchmarkDecideInbound(b *testing.B) {
 		{"R4_sips_over_UDP_refused", "sips_over_udp.sip", "UDP"},
 	}
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			req := parseRequest(b, readRaw(b, tc.file), tc.transport)
+		b.Run(tc.Name, func(b *testing.B) {
+			req := parseRequest(b, readRaw(b, tc.file), tc.Transport)
 			b.ReportAllocs()
 			for b.Loop() {
 				_, _ = sips.DecideInbound(inboundOf(req))
@@ -155,7 +155,7 @@ func BenchmarkDecideOutbound(b *testing.B) {
 		{"P4_style_sip_transport_tls", "sips:5000@10.0.0.5:5061", sips.Outbound{Style: dn.StyleSIPTransportTLS}},
 	}
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
+		b.Run(tc.Name, func(b *testing.B) {
 			u, err := dn.ParseContact(tc.contact)
 			if err != nil {
 				b.Fatal(err)
@@ -181,7 +181,7 @@ func BenchmarkBuildBLeg(b *testing.B) {
 	s := benchServer(b)
 	a := parseRequest(b, readRaw(b, "seed_invite.sip"), "TLS")
 	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
+		b.Run(tc.Name, func(b *testing.B) {
 			u, err := dn.ParseContact(tc.contact)
 			if err != nil {
 				b.Fatal(err)
@@ -263,9 +263,9 @@ func BenchmarkHotPath(b *testing.B) {
 func waitCount(b *testing.B, p *phone, method sip.RequestMethod, n int, within time.Duration) {
 	b.Helper()
 	deadline := time.Now().Add(within)
-	for p.count(method) < n {
+	for p.Count(method) < n {
 		if time.Now().After(deadline) {
-			b.Fatalf("%s: %d %s, want %d", p.name, p.count(method), method, n)
+			b.Fatalf("%s: %d %s, want %d", p.Name, p.Count(method), method, n)
 		}
 		time.Sleep(50 * time.Microsecond)
 	}
@@ -276,27 +276,28 @@ func waitCount(b *testing.B, p *phone, method sip.RequestMethod, n int, within t
 // ns/op is the latency of one call; allocs/op counts the two phones (sipgo UAs) as well.
 func BenchmarkCallUDP(b *testing.B) {
 	bob := newPhone(b, "bob", "UDP")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		bob.ring(req, tx)
-		bob.ok(req, tx, []byte(testSDP))
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		bob.Ring(req, tx)
+		bob.OK(req, tx, []byte(testSDP))
 	})
-	srv := startB2BUA(b, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+
+	srv := startB2BUA(b, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(b, "alice", "UDP")
 	b.ReportAllocs()
 	n := 0
 	for b.Loop() {
 		n++
 		call := alice.invite(srv, "6000", inviteOpts{})
-		if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+		if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 			b.Fatalf("call %d: final %d", n, res.StatusCode)
 		}
-		call.ack()
-		if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
+		call.Ack()
+		if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
 			b.Fatalf("call %d: BYE → %d", n, res.StatusCode)
 		}
 		waitCount(b, bob, sip.BYE, n, 5*time.Second)
 	}
-	if got := bob.count(sip.INVITE); got != n {
+	if got := bob.Count(sip.INVITE); got != n {
 		b.Errorf("B got %d INVITEs for %d calls", got, n)
 	}
 	deadline := time.Now().Add(5 * time.Second)

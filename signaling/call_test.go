@@ -13,23 +13,23 @@ import (
 
 func TestBasicCallUDP(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
 	if string(res.Body()) != testSDP {
 		t.Errorf("answer SDP changed:\n%q", res.Body())
 	}
-	call.waitProvisional(180, time.Second)
-	call.ack()
-	inv := bob.waitRequest(sip.INVITE, time.Second)
+	call.WaitProvisional(180, time.Second)
+	call.Ack()
+	inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	if string(inv.Body()) != testSDP {
 		t.Errorf("offer SDP changed")
 	}
-	if got := inv.CallID().Value(); got == call.inv.CallID().Value() {
+	if got := inv.CallID().Value(); got == call.Invite.CallID().Value() {
 		t.Errorf("leg B reuses leg A's Call-ID")
 	}
 	if mf := inv.MaxForwards().Val(); mf != 69 {
@@ -41,12 +41,12 @@ func TestBasicCallUDP(t *testing.T) {
 	if inv.To().Address.User != "6000" {
 		t.Errorf("To is not the target: %s", inv.To().Value())
 	}
-	bob.waitRequest(sip.ACK, 2*time.Second)
-	bye := call.request(sip.BYE, nil)
+	bob.WaitRequest(sip.ACK, 1, 2*time.Second)
+	bye := call.Request(sip.BYE, nil)
 	if bye.StatusCode != 200 {
 		t.Fatalf("BYE → %d", bye.StatusCode)
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	b.rec.waitKind(t, EventCallEnded)
 	if n := len(b.s.ListCalls(nil, CallFilter{})); n != 0 {
 		t.Errorf("%d calls left", n)
@@ -65,7 +65,7 @@ func TestT1_SipsBothLegs_R8_R22(t *testing.T) {
 		contact: fmt.Sprintf("sips:7789@%s;transport=TCP", alice.addr),
 		headers: []sip.Header{sip.NewHeader("Supported", "replaces,100rel,eventlist,timer"), sip.NewHeader("Session-Expires", "1800"), sip.NewHeader("Min-SE", "90")},
 	})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 {
 		t.Fatalf("final %d %s", res.StatusCode, res.Reason)
 	}
@@ -75,15 +75,15 @@ func TestT1_SipsBothLegs_R8_R22(t *testing.T) {
 	if se := hdr(res, "Session-Expires"); se != "1800;refresher=uas" {
 		t.Errorf("Session-Expires = %q", se)
 	}
-	if r := call.prov; len(r) > 0 {
+	if r := call.Provisional; len(r) > 0 {
 		for _, p := range r {
 			if p.StatusCode == 180 && (p.Contact() == nil || p.Contact().Address.Scheme != "sips") {
 				t.Errorf("R22: 180 Contact = %v, want sips", p.Contact())
 			}
 		}
 	}
-	call.ack()
-	inv := bob.waitRequest(sip.INVITE, time.Second)
+	call.Ack()
+	inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	if inv.Recipient.Scheme != "sips" || inv.From().Address.Scheme != "sips" || inv.To().Address.Scheme != "sips" || inv.Contact().Address.Scheme != "sips" {
 		t.Errorf("R8: B-leg URIs not sips: %s / %s / %s / %s", inv.Recipient.String(), inv.From().Value(), inv.To().Value(), inv.Contact().Value())
 	}
@@ -107,8 +107,8 @@ func TestT1_SipsBothLegs_R8_R22(t *testing.T) {
 	if r, ok := rw["Request-URI"]; !ok || r.Rule != "R6" || !strings.Contains(r.Before, "transport=tls") {
 		t.Errorf("R6 rewrite missing: %+v", rw)
 	}
-	if bye := call.request(sip.BYE, nil); bye.StatusCode != 200 {
+	if bye := call.Request(sip.BYE, nil); bye.StatusCode != 200 {
 		t.Errorf("BYE %d", bye.StatusCode)
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 }

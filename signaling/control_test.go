@@ -13,7 +13,7 @@ import (
 )
 
 func ext(number string, p *phone) dn.DN {
-	return dn.DN{Number: number, Type: dn.TypeExtension, Contact: p.contactURI(number, "sip"), DisplayName: "Phone " + number}
+	return dn.DN{Number: number, Type: dn.TypeExtension, Contact: p.ContactURI(number, "sip"), DisplayName: "Phone " + number}
 }
 
 func waitState(t *testing.T, b *b2bua, id string, want CallState) CallInfo {
@@ -39,33 +39,33 @@ func waitState(t *testing.T, b *b2bua, id string, want CallState) CallInfo {
 func TestMakeCall_RFC3725(t *testing.T) {
 	alice, bob := newPhone(t, "alice", "UDP"), newPhone(t, "bob", "TCP")
 	bobSDP := strings.Replace(testSDP, "4000", "5000", 1)
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) { bob.ok(req, tx, []byte(bobSDP)) })
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) { bob.OK(req, tx, []byte(bobSDP)) })
 	b := startB2BUA(t, nil, ext("1000", alice), ext("2000", bob))
 	ci, err := b.s.MakeCall(context.Background(), MakeCallRequest{From: "1000", To: "2000"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	waitState(t, b, ci.ID, StateTalking)
-	ainv := alice.waitRequest(sip.INVITE, time.Second)
+	ainv := alice.WaitRequest(sip.INVITE, 1, time.Second)
 	if len(ainv.Body()) != 0 {
 		t.Errorf("origin INVITE carries an offer; flow I sends none")
 	}
-	binv := bob.waitRequest(sip.INVITE, time.Second)
+	binv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	if string(binv.Body()) != testSDP {
 		t.Errorf("destination did not get the origin's offer: %q", binv.Body())
 	}
 	if binv.From().Address.User != "1000" {
 		t.Errorf("destination sees caller %s", binv.From().Address.User)
 	}
-	ack := alice.waitRequest(sip.ACK, 2*time.Second)
+	ack := alice.WaitRequest(sip.ACK, 1, 2*time.Second)
 	if string(ack.Body()) != bobSDP {
 		t.Errorf("origin ACK lacks the answer: %q", ack.Body())
 	}
 	if err := b.s.ReleaseCall(context.Background(), ci.ID); err != nil {
 		t.Fatal(err)
 	}
-	alice.waitRequest(sip.BYE, 2*time.Second)
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	if _, err := b.s.GetCall(context.Background(), ci.ID); !errors.Is(err, ErrCallNotFound) {
 		t.Errorf("released call still there: %v", err)
 	}
@@ -96,10 +96,10 @@ func TestMakeCallErrors(t *testing.T) {
 func TestAnswerCallTalkEvent(t *testing.T) {
 	alice, bob := newPhone(t, "alice", "UDP"), newPhone(t, "bob", "UDP")
 	talk := func(p *phone, advertise bool) {
-		p.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		p.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
 			res := sip.NewResponseFromRequest(req, 180, "Ringing", nil)
-			res.To().Params.Add("tag", p.name+"tag")
-			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: p.name, Host: "127.0.0.1", Port: p.port()}})
+			res.To().Params.Add("tag", p.Name+"tag")
+			res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: p.Name, Host: "127.0.0.1", Port: p.Port()}})
 			if advertise {
 				res.AppendHeader(sip.NewHeader("Allow-Events", "talk, hold"))
 			}
@@ -109,7 +109,7 @@ func TestAnswerCallTalkEvent(t *testing.T) {
 				select {
 				case r := <-p.inbox:
 					if r.Method == sip.NOTIFY && hdr(r, "Event") == "talk" {
-						p.ok(req, tx, []byte(testSDP))
+						p.OK(req, tx, []byte(testSDP))
 						return
 					}
 				case <-deadline:
@@ -119,6 +119,7 @@ func TestAnswerCallTalkEvent(t *testing.T) {
 				}
 			}
 		})
+
 	}
 	talk(alice, true)
 	b := startB2BUA(t, nil, ext("1000", alice), ext("2000", bob))
@@ -166,10 +167,10 @@ func TestHoldRetrieve(t *testing.T) {
 	b := startB2BUA(t, nil, ext("2000", bob))
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "2000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	calls := b.s.ListCalls(context.Background(), CallFilter{DN: "2000"})
 	if len(calls) != 1 {
 		t.Fatalf("ListCalls by DN: %d", len(calls))
@@ -202,7 +203,7 @@ func TestHoldRetrieve(t *testing.T) {
 		t.Errorf("unknown call: %v", err)
 	}
 	b.rec.waitKind(t, EventLegRetrieved)
-	call.request(sip.BYE, nil)
+	call.Request(sip.BYE, nil)
 }
 
 // TestBlindTransferReroute: the callee does not allow REFER, so the B2BUA calls the target,
@@ -210,32 +211,32 @@ func TestHoldRetrieve(t *testing.T) {
 func TestBlindTransferReroute(t *testing.T) {
 	bob, carol := newPhone(t, "bob", "UDP"), newPhone(t, "carol", "UDP")
 	carolSDP := strings.Replace(testSDP, "4000", "6000", 1)
-	carol.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) { carol.ok(req, tx, []byte(carolSDP)) })
+	carol.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) { carol.OK(req, tx, []byte(carolSDP)) })
 	b := startB2BUA(t, nil, ext("2000", bob), ext("3000", carol))
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "2000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	ci := b.s.ListCalls(context.Background(), CallFilter{})[0]
 	if err := b.s.TransferCall(context.Background(), TransferRequest{CallID: ci.ID, LegID: "A", Target: "3000"}); err != nil {
 		t.Fatalf("transfer: %v", err)
 	}
-	inv := carol.waitRequest(sip.INVITE, 2*time.Second)
+	inv := carol.WaitRequest(sip.INVITE, 1, 2*time.Second)
 	if string(inv.Body()) != testSDP {
 		t.Errorf("target did not get the party's SDP")
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	reinv := nthRequest(t, alice, sip.INVITE, 1)
 	if string(reinv.Body()) != carolSDP {
 		t.Errorf("party not re-pointed to target: %q", reinv.Body())
 	}
 	b.rec.waitKind(t, EventLegTransferred)
-	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
 		t.Fatalf("BYE %d", res.StatusCode)
 	}
-	carol.waitRequest(sip.BYE, 2*time.Second)
+	carol.WaitRequest(sip.BYE, 1, 2*time.Second)
 }
 
 // TestBlindTransferRefer: a party that allows REFER gets REFER with Refer-To the target.
@@ -247,19 +248,19 @@ func TestBlindTransferRefer(t *testing.T) {
 	alice.referCode = 202
 	alice.mu.Unlock()
 	call := alice.invite(b, "2000", inviteOpts{headers: []sip.Header{sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, REFER, NOTIFY")}})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	ci := b.s.ListCalls(context.Background(), CallFilter{})[0]
 	if err := b.s.TransferCall(context.Background(), TransferRequest{CallID: ci.ID, LegID: "A", Target: "3000"}); err != nil {
 		t.Fatalf("transfer: %v", err)
 	}
-	refer := alice.waitRequest(sip.REFER, 2*time.Second)
+	refer := alice.WaitRequest(sip.REFER, 1, 2*time.Second)
 	if rt := hdr(refer, "Refer-To"); !strings.Contains(rt, "sip:3000@127.0.0.1") {
 		t.Errorf("Refer-To %q", rt)
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 }
 
 func nthRequest(t *testing.T, p *phone, m sip.RequestMethod, n int) *sip.Request {
@@ -280,6 +281,6 @@ func nthRequest(t *testing.T, p *phone, m sip.RequestMethod, n int) *sip.Request
 		p.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
-	t.Fatalf("%s: no %s #%d", p.name, m, n)
+	t.Fatalf("%s: no %s #%d", p.Name, m, n)
 	return nil
 }

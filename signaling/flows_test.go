@@ -25,22 +25,23 @@ func TestCancelBeforeAnswer(t *testing.T) {
 	for _, tp := range []string{"UDP", "TCP", "TLS"} {
 		t.Run(tp, func(t *testing.T) {
 			bob := newPhone(t, "bob", tp)
-			bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-				tx.OnCancel(func(r *sip.Request) { bob.record(r) })
-				bob.ring(req, tx)
-				<-tx.Done() // ring until cancelled
+			bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+				tx.OnCancel(func(r *sip.Request) { bob.Record(r) })
+				bob.Ring(req, tx)
+				<-tx.Done()
 			})
-			b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+
+			b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 			alice := newPhone(t, "alice", tp)
 			call := alice.invite(b, "6000", inviteOpts{})
-			call.waitProvisional(180, 3*time.Second)
-			if res := call.cancel(); res.StatusCode != 200 {
+			call.WaitProvisional(180, 3*time.Second)
+			if res := call.Cancel(); res.StatusCode != 200 {
 				t.Fatalf("CANCEL → %d", res.StatusCode)
 			}
-			if res := call.wait(5 * time.Second); res.StatusCode != 487 {
+			if res := call.Wait(5 * time.Second); res.StatusCode != 487 {
 				t.Fatalf("INVITE final %d, want 487", res.StatusCode)
 			}
-			bob.waitRequest(sip.CANCEL, 3*time.Second)
+			bob.WaitRequest(sip.CANCEL, 1, 3*time.Second)
 			b.rec.waitKind(t, EventCallEnded)
 		})
 	}
@@ -48,18 +49,18 @@ func TestCancelBeforeAnswer(t *testing.T) {
 
 func TestByeFromCallee(t *testing.T) {
 	bob := newPhone(t, "bob", "TCP")
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "TCP")
 	call := alice.invite(b, "6000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
-	inv := bob.waitRequest(sip.INVITE, time.Second)
+	call.Ack()
+	inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	if code := byeFromPhone(t, bob, inv); code != 200 {
 		t.Fatalf("BYE from B → %d", code)
 	}
-	bye := alice.waitRequest(sip.BYE, 3*time.Second)
+	bye := alice.WaitRequest(sip.BYE, 1, 3*time.Second)
 	// RFC 3261 §18.2.2, R33/P7: toward a peer that connected over TCP, sipsvc reuses that
 	// connection, so the BYE comes from sipsvc's listening port, not a new ephemeral one.
 	if bye.Source() != b.tcp {
@@ -73,23 +74,24 @@ func TestByeFromCallee(t *testing.T) {
 
 func TestReinviteAndInDialogRelay(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
-	bob.waitRequest(sip.ACK, 2*time.Second)
+	call.Ack()
+	bob.WaitRequest(sip.ACK, 1, 2*time.Second)
 	held := strings.Replace(testSDP, "a=sendrecv", "a=sendonly", 1)
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		bob.ok(req, tx, []byte(strings.Replace(testSDP, "a=sendrecv", "a=recvonly", 1)))
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		bob.OK(req, tx, []byte(strings.Replace(testSDP, "a=sendrecv", "a=recvonly", 1)))
 	})
-	res := call.request(sip.INVITE, []byte(held))
+
+	res := call.Request(sip.INVITE, []byte(held))
 	if res.StatusCode != 200 || !strings.Contains(string(res.Body()), "a=recvonly") {
 		t.Fatalf("re-INVITE → %d %q", res.StatusCode, res.Body())
 	}
-	call.ack()
+	call.Ack()
 	var reinv *sip.Request
 	deadline := time.Now().Add(2 * time.Second)
 	for reinv == nil && time.Now().Before(deadline) {
@@ -118,7 +120,7 @@ func TestReinviteAndInDialogRelay(t *testing.T) {
 		if res := call.request(m, []byte("body-"+string(m)), hdrs...); res.StatusCode != 200 {
 			t.Errorf("%s → %d", m, res.StatusCode)
 		}
-		got := bob.waitRequest(m, 2*time.Second)
+		got := bob.WaitRequest(m, 1, 2*time.Second)
 		if string(got.Body()) != "body-"+string(m) {
 			t.Errorf("%s body %q", m, got.Body())
 		}
@@ -126,16 +128,17 @@ func TestReinviteAndInDialogRelay(t *testing.T) {
 			t.Errorf("NOTIFY Event not relayed")
 		}
 	}
-	call.request(sip.BYE, nil)
+	call.Request(sip.BYE, nil)
 }
 
 func TestCalleeBusy486(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
 	})
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
-	res := newPhone(t, "alice", "UDP").invite(b, "6000", inviteOpts{}).wait(5 * time.Second)
+
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	res := newPhone(t, "alice", "UDP").invite(b, "6000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 486 {
 		t.Fatalf("got %d, want 486", res.StatusCode)
 	}
@@ -146,22 +149,23 @@ func TestCalleeBusy486(t *testing.T) {
 
 func TestRingTimeoutCancelsB(t *testing.T) {
 	bob := newPhone(t, "bob", "TCP")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		tx.OnCancel(func(r *sip.Request) { bob.record(r) })
-		bob.ring(req, tx)
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.OnCancel(func(r *sip.Request) { bob.Record(r) })
+		bob.Ring(req, tx)
 		<-tx.Done()
 	})
-	b := startB2BUA(t, func(c *Config) { c.RingTimeout = 300 * time.Millisecond }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
-	res := newPhone(t, "alice", "TCP").invite(b, "6000", inviteOpts{}).wait(5 * time.Second)
+
+	b := startB2BUA(t, func(c *Config) { c.RingTimeout = 300 * time.Millisecond }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	res := newPhone(t, "alice", "TCP").invite(b, "6000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 408 || !strings.Contains(hdr(res, "Reason"), "ring timeout") {
 		t.Fatalf("got %d %q, want 408 with Reason ring timeout", res.StatusCode, hdr(res, "Reason"))
 	}
-	bob.waitRequest(sip.CANCEL, 2*time.Second)
+	bob.WaitRequest(sip.CANCEL, 1, 2*time.Second)
 }
 
 func TestUnknownDN404(t *testing.T) {
 	b := startB2BUA(t, nil)
-	if res := newPhone(t, "alice", "UDP").invite(b, "9999", inviteOpts{}).wait(5 * time.Second); res.StatusCode != 404 {
+	if res := newPhone(t, "alice", "UDP").invite(b, "9999", inviteOpts{}).Wait(5 * time.Second); res.StatusCode != 404 {
 		t.Fatalf("got %d", res.StatusCode)
 	}
 }
@@ -179,13 +183,13 @@ func TestTargetUnreachable(t *testing.T) {
 		dn.DN{Number: "5001", Type: dn.TypeExtension, Contact: "sips:5001@" + bad.addr, InsecureSkipVerify: true})
 	alice := newPhone(t, "alice", "UDP")
 	for _, tc := range []struct{ number, reason string }{{"7000", "refused"}, {"5000", "TLS handshake"}} {
-		res := alice.invite(b, tc.number, inviteOpts{}).wait(10 * time.Second)
+		res := alice.invite(b, tc.number, inviteOpts{}).Wait(10 * time.Second)
 		if res.StatusCode != 503 || !strings.Contains(hdr(res, "Reason"), tc.reason) {
 			t.Errorf("%s: got %d Reason %q, want 503 with %q", tc.number, res.StatusCode, hdr(res, "Reason"), tc.reason)
 		}
 	}
 	// insecure_skip_verify on the DN lets the same peer through (labs only).
-	res := alice.invite(b, "5001", inviteOpts{}).wait(10 * time.Second)
+	res := alice.invite(b, "5001", inviteOpts{}).Wait(10 * time.Second)
 	if res.StatusCode != 200 {
 		t.Errorf("insecure_skip_verify DN: got %d", res.StatusCode)
 	}
@@ -209,17 +213,17 @@ func TestSessionIntervalTooSmall422(t *testing.T) {
 
 func TestSessionTimerExpiryEndsCall(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, func(c *Config) { c.MinSE = time.Second }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, func(c *Config) { c.MinSE = time.Second }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{headers: []sip.Header{sip.NewHeader("Supported", "timer"), sip.NewHeader("Session-Expires", "2;refresher=uac")}})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 || hdr(res, "Session-Expires") != "2;refresher=uac" || !strings.Contains(hdr(res, "Require"), "timer") {
 		t.Fatalf("got %d Session-Expires %q Require %q", res.StatusCode, hdr(res, "Session-Expires"), hdr(res, "Require"))
 	}
-	call.ack()
+	call.Ack()
 	// No refresh from alice: sipsvc ends the call on both legs (RFC 4028 §10).
-	alice.waitRequest(sip.BYE, 4*time.Second)
-	bob.waitRequest(sip.BYE, 4*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 4*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 4*time.Second)
 	ended := b.rec.waitKind(t, EventCallEnded)
 	if !strings.Contains(ended.Cause, "session timer expired") {
 		t.Errorf("cause %q", ended.Cause)
@@ -228,23 +232,23 @@ func TestSessionTimerExpiryEndsCall(t *testing.T) {
 
 func TestSessionRefreshKeepsCall(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, func(c *Config) { c.MinSE = time.Second }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, func(c *Config) { c.MinSE = time.Second }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{headers: []sip.Header{sip.NewHeader("Supported", "timer"), sip.NewHeader("Session-Expires", "2;refresher=uac")}})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	for i := 0; i < 3; i++ {
 		time.Sleep(800 * time.Millisecond)
-		if res := call.request(sip.UPDATE, nil, sip.NewHeader("Session-Expires", "2;refresher=uac")); res.StatusCode != 200 {
+		if res := call.Request(sip.UPDATE, nil, sip.NewHeader("Session-Expires", "2;refresher=uac")); res.StatusCode != 200 {
 			t.Fatalf("refresh %d → %d", i, res.StatusCode)
 		}
 	}
-	if alice.count(sip.BYE) != 0 {
+	if alice.Count(sip.BYE) != 0 {
 		t.Fatalf("call ended although refreshed")
 	}
-	call.request(sip.BYE, nil)
+	call.Request(sip.BYE, nil)
 }
 
 func TestOptions(t *testing.T) {
@@ -390,13 +394,13 @@ func readSIP(r *bufio.Reader) (string, error) {
 // goes on and ends normally, a new call gets 503 with Retry-After.
 func TestDrainRefusesNewCallsKeepsCurrentOnes(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	done := make(chan int, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -404,7 +408,7 @@ func TestDrainRefusesNewCallsKeepsCurrentOnes(t *testing.T) {
 		done <- b.s.Drain(ctx)
 	}()
 	time.Sleep(150 * time.Millisecond)
-	res := newPhone(t, "carol", "UDP").invite(b, "6000", inviteOpts{}).wait(5 * time.Second)
+	res := newPhone(t, "carol", "UDP").invite(b, "6000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 503 || hdr(res, "Retry-After") == "" {
 		t.Fatalf("new call while draining: %d, want 503 with Retry-After", res.StatusCode)
 	}
@@ -413,7 +417,7 @@ func TestDrainRefusesNewCallsKeepsCurrentOnes(t *testing.T) {
 		t.Fatalf("Drain returned (%d left) while a call was up", n)
 	default:
 	}
-	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
 		t.Fatalf("BYE during drain → %d", res.StatusCode)
 	}
 	if n := <-done; n != 0 {

@@ -14,20 +14,21 @@ import (
 func TestNoStateLeftAfterCalls(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
 	busy := newPhone(t, "busy", "UDP")
-	busy.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+	busy.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 486, "Busy Here", nil))
 	})
+
 	b := startB2BUA(t, nil, ext("2000", bob), ext("3000", busy))
 	alice := newPhone(t, "alice", "UDP")
 	run := func() {
 		call := alice.invite(b, "2000", inviteOpts{})
-		if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+		if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 			t.Fatalf("final %d", res.StatusCode)
 		}
-		call.ack()
+		call.Ack()
 		time.Sleep(5 * time.Millisecond)
-		call.request(sip.BYE, nil)
-		if res := alice.invite(b, "3000", inviteOpts{}).wait(5 * time.Second); res.StatusCode != 486 {
+		call.Request(sip.BYE, nil)
+		if res := alice.invite(b, "3000", inviteOpts{}).Wait(5 * time.Second); res.StatusCode != 486 {
 			t.Fatalf("busy call → %d", res.StatusCode)
 		}
 	}

@@ -23,7 +23,7 @@ func TestRoutingServiceDecisions(t *testing.T) {
 			return RouteDecision{Reject: &Rejection{Status: 603, Reason: "Decline"}}, nil
 		case "ordered":
 			// First target fails (unknown DN), the second answers.
-			return RouteDecision{Targets: []Target{{DN: "nope"}, {URI: carol.contactURI("3000", "sip")}}}, nil
+			return RouteDecision{Targets: []Target{{DN: "nope"}, {URI: carol.ContactURI("3000", "sip")}}}, nil
 		case "error":
 			return RouteDecision{}, errors.New("boom")
 		case "slow":
@@ -39,7 +39,7 @@ func TestRoutingServiceDecisions(t *testing.T) {
 	}, ext("2000", bob))
 	alice := newPhone(t, "alice", "UDP")
 
-	if res := alice.invite(b, "reject", inviteOpts{}).wait(5 * time.Second); res.StatusCode != 603 {
+	if res := alice.invite(b, "reject", inviteOpts{}).Wait(5 * time.Second); res.StatusCode != 603 {
 		t.Errorf("reject → %d", res.StatusCode)
 	}
 	rr := asked.Load().(RouteRequest)
@@ -47,25 +47,25 @@ func TestRoutingServiceDecisions(t *testing.T) {
 		t.Errorf("route request %+v", rr)
 	}
 	call := alice.invite(b, "ordered", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("ordered targets → %d", res.StatusCode)
 	}
-	call.ack()
-	carol.waitRequest(sip.INVITE, time.Second)
-	call.request(sip.BYE, nil)
+	call.Ack()
+	carol.WaitRequest(sip.INVITE, 1, time.Second)
+	call.Request(sip.BYE, nil)
 
 	for _, dialed := range []string{"error", "slow"} {
 		start := time.Now()
 		call := alice.invite(b, dialed, inviteOpts{})
-		res := call.wait(5 * time.Second)
+		res := call.Wait(5 * time.Second)
 		if res.StatusCode != 200 {
 			t.Fatalf("%s: fallback DN did not answer: %d", dialed, res.StatusCode)
 		}
 		if dialed == "slow" && time.Since(start) > 2*time.Second {
 			t.Errorf("routing deadline not applied: %v", time.Since(start))
 		}
-		call.ack()
-		call.request(sip.BYE, nil)
+		call.Ack()
+		call.Request(sip.BYE, nil)
 	}
 	var fallbacks int
 	for _, e := range b.rec.all() {
@@ -85,7 +85,7 @@ func TestRoutingDownNoFallback503(t *testing.T) {
 	b := startB2BUA(t, func(c *Config) {
 		c.Router = RouterFunc(func(context.Context, RouteRequest) (RouteDecision, error) { return RouteDecision{}, errors.New("down") })
 	})
-	res := newPhone(t, "alice", "UDP").invite(b, "4242", inviteOpts{}).wait(5 * time.Second)
+	res := newPhone(t, "alice", "UDP").invite(b, "4242", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 503 || hdr(res, "Retry-After") == "" {
 		t.Fatalf("got %d Retry-After %q, want 503 with Retry-After", res.StatusCode, hdr(res, "Retry-After"))
 	}
@@ -95,16 +95,18 @@ func TestRoutingDownNoFallback503(t *testing.T) {
 // 2xx wins and the other is CANCELled.
 func TestForkToAllBindings(t *testing.T) {
 	fast, slow := newPhone(t, "fast", "UDP"), newPhone(t, "slow", "TCP")
-	slow.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		tx.OnCancel(func(r *sip.Request) { slow.record(r) })
-		slow.ring(req, tx)
+	slow.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		tx.OnCancel(func(r *sip.Request) { slow.Record(r) })
+		slow.Ring(req, tx)
 		<-tx.Done()
 	})
-	fast.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		fast.ring(req, tx)
+
+	fast.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		fast.Ring(req, tx)
 		time.Sleep(100 * time.Millisecond)
-		fast.ok(req, tx, []byte(testSDP))
+		fast.OK(req, tx, []byte(testSDP))
 	})
+
 	b := startB2BUA(t, nil, dn.DN{Number: "7789", Type: dn.TypeExtension, Contact: "*"})
 	b.dir.mu.Lock()
 	b.dir.bindings["7789"] = []dn.Binding{
@@ -113,23 +115,23 @@ func TestForkToAllBindings(t *testing.T) {
 	}
 	b.dir.mu.Unlock()
 	call := newPhone(t, "alice", "UDP").invite(b, "7789", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	slow.waitRequest(sip.INVITE, time.Second)
-	slow.waitRequest(sip.CANCEL, 3*time.Second)
-	call.ack()
-	call.request(sip.BYE, nil)
-	fast.waitRequest(sip.BYE, 2*time.Second)
+	slow.WaitRequest(sip.INVITE, 1, time.Second)
+	slow.WaitRequest(sip.CANCEL, 1, 3*time.Second)
+	call.Ack()
+	call.Request(sip.BYE, nil)
+	fast.WaitRequest(sip.BYE, 1, 2*time.Second)
 }
 
 // TestPRACKOnReliableProvisional: a callee that requires 100rel gets PRACK (RFC 3262).
 func TestPRACKOnReliableProvisional(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 183, "Session Progress", []byte(testSDP))
 		res.To().Params.Add("tag", "bobtag")
-		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: bob.port()}})
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: bob.Port()}})
 		res.AppendHeader(sip.NewHeader("Require", "100rel"))
 		res.AppendHeader(sip.NewHeader("RSeq", "1"))
 		res.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
@@ -139,29 +141,30 @@ func TestPRACKOnReliableProvisional(t *testing.T) {
 			return
 		case <-waitFor(bob, sip.PRACK):
 		}
-		bob.ok(req, tx, []byte(testSDP))
+		bob.OK(req, tx, []byte(testSDP))
 	})
+
 	b := startB2BUA(t, nil, ext("2000", bob))
 	call := newPhone(t, "alice", "UDP").invite(b, "2000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	pr := bob.waitRequest(sip.PRACK, time.Second)
+	pr := bob.WaitRequest(sip.PRACK, 1, time.Second)
 	if hdr(pr, "RAck") != "1 1 INVITE" {
 		t.Errorf("RAck %q", hdr(pr, "RAck"))
 	}
-	if p := call.waitProvisional(183, time.Second); string(p.Body()) != testSDP {
+	if p := call.WaitProvisional(183, time.Second); string(p.Body()) != testSDP {
 		t.Errorf("183 SDP not relayed")
 	}
-	call.ack()
-	call.request(sip.BYE, nil)
+	call.Ack()
+	call.Request(sip.BYE, nil)
 }
 
 func waitFor(p *phone, m sip.RequestMethod) <-chan struct{} {
 	ch := make(chan struct{})
 	go func() {
 		for i := 0; i < 300; i++ {
-			if p.count(m) > 0 {
+			if p.Count(m) > 0 {
 				close(ch)
 				return
 			}

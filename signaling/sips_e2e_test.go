@@ -16,18 +16,18 @@ import (
 // (R22) while leg B is sip over UDP (per-leg policy, R14 exception recorded).
 func TestT2_SipsALegPlainBLeg_PerLeg_R22_R14(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "TLS")
 	call := alice.invite(b, "6000", inviteOpts{
 		ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1",
 		contact: fmt.Sprintf("sips:alice@%s", alice.addr),
 	})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 || res.Contact().Address.Scheme != "sips" {
 		t.Fatalf("A got %d contact %v, want 200 with sips Contact (R22)", res.StatusCode, res.Contact())
 	}
-	call.ack()
-	inv := bob.waitRequest(sip.INVITE, time.Second)
+	call.Ack()
+	inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	for name, u := range map[string]sip.Uri{"Request-URI": inv.Recipient, "From": inv.From().Address, "To": inv.To().Address, "Contact": inv.Contact().Address} {
 		if u.Scheme != "sip" {
 			t.Errorf("B-leg %s = %s, want sip:", name, u.String())
@@ -48,7 +48,7 @@ func TestT2_SipsALegPlainBLeg_PerLeg_R22_R14(t *testing.T) {
 	if bye != 200 {
 		t.Fatalf("BYE from B → %d", bye)
 	}
-	got := alice.waitRequest(sip.BYE, 3*time.Second)
+	got := alice.WaitRequest(sip.BYE, 1, 3*time.Second)
 	if got.Recipient.Scheme != "sips" {
 		t.Errorf("BYE to A R-URI %s: remote target was sips", got.Recipient.String())
 	}
@@ -59,14 +59,14 @@ func TestT2_SipsALegPlainBLeg_PerLeg_R22_R14(t *testing.T) {
 
 func TestT2_SipsALegPlainDN_Strict_R19(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, func(c *Config) { c.Policy = dn.PolicyStrict }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, func(c *Config) { c.Policy = dn.PolicyStrict }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "TLS")
 	call := alice.invite(b, "6000", inviteOpts{ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1", contact: fmt.Sprintf("sips:alice@%s", alice.addr)})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Warning"), `380`) || !strings.Contains(hdr(res, "Warning"), "SIPS Not Allowed") {
 		t.Fatalf("strict: got %d Warning %q, want 480 + 380 SIPS Not Allowed", res.StatusCode, hdr(res, "Warning"))
 	}
-	if bob.count(sip.INVITE) != 0 {
+	if bob.Count(sip.INVITE) != 0 {
 		t.Errorf("strict policy still sent a sip B-leg")
 	}
 }
@@ -78,15 +78,15 @@ func TestT3_PlainALegSipsDN_PerLeg_R8(t *testing.T) {
 	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "5000", inviteOpts{})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
 	if res.Contact().Address.Scheme != "sip" {
 		t.Errorf("A-leg Contact %s: plain caller must get sip (R7/R10)", res.Contact().Address.String())
 	}
-	call.ack()
-	inv := bob.waitRequest(sip.INVITE, time.Second)
+	call.Ack()
+	inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	if inv.Recipient.Scheme != "sips" || inv.Contact().Address.Scheme != "sips" || inv.Via().Transport != "TLS" || inv.Transport() != "TLS" {
 		t.Errorf("R8: B-leg %s Contact %s Via %s over %s", inv.Recipient.String(), inv.Contact().Address.String(), inv.Via().Transport, inv.Transport())
 	}
@@ -99,14 +99,14 @@ func TestT3_PlainALegSipsDN_PerLeg_R8(t *testing.T) {
 	if d := b.rec.decision("B1"); d.Reason != "dn contact sips" || d.Rule != "R3" || !d.Secure {
 		t.Errorf("B1 decision %+v", d)
 	}
-	call.request(sip.BYE, nil)
+	call.Request(sip.BYE, nil)
 }
 
 func TestT3_PlainALegSipsDN_Strict_R20(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
 	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr), Policy: dn.PolicyStrict})
 	alice := newPhone(t, "alice", "UDP")
-	res := alice.invite(b, "5000", inviteOpts{}).wait(5 * time.Second)
+	res := alice.invite(b, "5000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Warning"), `381`) || !strings.Contains(hdr(res, "Warning"), "SIPS Required") {
 		t.Fatalf("got %d %q, want 480 + Warning 381 SIPS Required", res.StatusCode, hdr(res, "Warning"))
 	}
@@ -119,7 +119,7 @@ func TestT6_SipsOverInsecure_R4(t *testing.T) {
 		t.Run(tp, func(t *testing.T) {
 			b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sip:5000@127.0.0.1:9"})
 			alice := newPhone(t, "alice", tp)
-			res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.addr(tp)), contact: fmt.Sprintf("sips:alice@%s", alice.addr)}).wait(5 * time.Second)
+			res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.addr(tp)), contact: fmt.Sprintf("sips:alice@%s", alice.addr)}).Wait(5 * time.Second)
 			if res.StatusCode != 480 || !strings.Contains(hdr(res, "Warning"), "380") {
 				t.Fatalf("got %d %q", res.StatusCode, hdr(res, "Warning"))
 			}
@@ -130,7 +130,7 @@ func TestT6_SipsOverInsecure_R4(t *testing.T) {
 func TestR21_SipsRequestURIWithSipContact_400(t *testing.T) {
 	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sip:5000@127.0.0.1:9"})
 	alice := newPhone(t, "alice", "TLS")
-	res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.tlsA), contact: fmt.Sprintf("sip:alice@%s;transport=tls", alice.addr)}).wait(5 * time.Second)
+	res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.tlsA), contact: fmt.Sprintf("sip:alice@%s;transport=tls", alice.addr)}).Wait(5 * time.Second)
 	if res.StatusCode != 400 {
 		t.Fatalf("got %d, want 400 (R21)", res.StatusCode)
 	}
@@ -139,10 +139,10 @@ func TestR21_SipsRequestURIWithSipContact_400(t *testing.T) {
 // TestR7_SipOverTLSStaysSip: best-effort TLS (sip: over TLS) keeps sip: Contacts (R7).
 func TestR7_SipOverTLSStaysSip(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "TLS")
 	call := alice.invite(b, "6000", inviteOpts{ruri: fmt.Sprintf("sip:6000@%s;transport=tls", b.tlsA)})
-	res := call.wait(5 * time.Second)
+	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 || res.Contact().Address.Scheme != "sip" {
 		t.Fatalf("got %d contact %v", res.StatusCode, res.Contact())
 	}
@@ -152,8 +152,8 @@ func TestR7_SipOverTLSStaysSip(t *testing.T) {
 	if d := b.rec.decision("A"); d.Rule != "R7" || d.Transport != "TLS" || d.Scheme != "sip" {
 		t.Errorf("A decision %+v", d)
 	}
-	call.ack()
-	call.request(sip.BYE, nil)
+	call.Ack()
+	call.Request(sip.BYE, nil)
 }
 
 // TestP4_InteropStyleSipTransportTLS: a DN asking for sip:…;transport=tls gets that over TLS.
@@ -162,41 +162,41 @@ func TestP4_InteropStyleSipTransportTLS(t *testing.T) {
 	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr), Style: dn.StyleSIPTransportTLS})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "5000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
-	inv := bob.waitRequest(sip.INVITE, time.Second)
+	call.Ack()
+	inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 	tp, _ := inv.Recipient.UriParams.Get("transport")
 	if inv.Recipient.Scheme != "sip" || tp != "tls" || inv.Transport() != "TLS" {
 		t.Errorf("P4: got %s over %s", inv.Recipient.String(), inv.Transport())
 	}
-	call.request(sip.BYE, nil)
+	call.Request(sip.BYE, nil)
 }
 
 // byeFromPhone makes the answering phone hang up the call it received.
 func byeFromPhone(t *testing.T, p *phone, inv *sip.Request) int {
 	t.Helper()
 	req := sip.NewRequest(sip.BYE, inv.Contact().Address)
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.transport, Host: "127.0.0.1", Port: p.port(), Params: sip.NewParams()}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.Transport, Host: "127.0.0.1", Port: p.Port(), Params: sip.NewParams()}
 	via.Params.Add("branch", sip.GenerateBranch())
 	req.AppendHeader(via)
 	to := inv.From().AsTo()
 	req.AppendHeader(&to)
 	from := inv.To().AsFrom()
 	from.Params = from.Params.Clone()
-	from.Params.Add("tag", p.name+"tag")
+	from.Params.Add("tag", p.Name+"tag")
 	req.AppendHeader(&from)
 	req.AppendHeader(sip.HeaderClone(inv.CallID()))
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 10, MethodName: sip.BYE})
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
 	req.SetBody(nil)
-	req.SetTransport(p.transport)
+	req.SetTransport(p.Transport)
 	req.SetDestination(inv.Source())
-	res, err := p.cli.Do(t.Context(), req, prebuilt)
+	res, err := p.Client.Do(t.Context(), req, prebuilt)
 	if err != nil {
-		t.Fatalf("BYE from %s: %v", p.name, err)
+		t.Fatalf("BYE from %s: %v", p.Name, err)
 	}
 	return res.StatusCode
 }
@@ -205,16 +205,17 @@ func byeFromPhone(t *testing.T, p *phone, inv *sip.Request) int {
 // never retried with a sip: URI.
 func TestR15_NoRetryAsSipAfter416(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 416, "Unsupported URI Scheme", nil))
 	})
+
 	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
-	res := newPhone(t, "alice", "UDP").invite(b, "5000", inviteOpts{}).wait(5 * time.Second)
+	res := newPhone(t, "alice", "UDP").invite(b, "5000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 416 {
 		t.Fatalf("caller got %d, want the 416 relayed", res.StatusCode)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if n := bob.count(sip.INVITE); n != 1 {
+	if n := bob.Count(sip.INVITE); n != 1 {
 		t.Errorf("B got %d INVITEs, want exactly 1 (no automatic retry as sip:)", n)
 	}
 }
@@ -227,7 +228,7 @@ func TestR4_SipsTargetOverUDPRefused(t *testing.T) {
 			return RouteDecision{Targets: []Target{{URI: "sips:9@127.0.0.1:9;transport=udp"}}}, nil
 		})
 	})
-	res := newPhone(t, "alice", "UDP").invite(b, "9", inviteOpts{}).wait(5 * time.Second)
+	res := newPhone(t, "alice", "UDP").invite(b, "9", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Reason"), "R4") {
 		t.Fatalf("got %d Reason %q, want 480 naming R4", res.StatusCode, hdr(res, "Reason"))
 	}

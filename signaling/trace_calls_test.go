@@ -21,25 +21,25 @@ import (
 // span on A linked from a CLIENT span on B1.
 func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "TLS")
 	call := alice.invite(b, "6000", inviteOpts{
 		ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1",
 		contact: fmt.Sprintf("sips:alice@%s", alice.addr),
 	})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	// sipgo hands each message to its own goroutine, so an ACK and a BYE sent back to back
 	// can be processed in either order; give the ACK its turn, as a phone would.
 	time.Sleep(50 * time.Millisecond)
-	binv := bob.waitRequest(sip.INVITE, time.Second)
-	bob.waitRequest(sip.ACK, 2*time.Second)
-	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
+	binv := bob.WaitRequest(sip.INVITE, 1, time.Second)
+	bob.WaitRequest(sip.ACK, 1, 2*time.Second)
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
 		t.Fatalf("BYE → %d", res.StatusCode)
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	spans := sink.wait(t, 1)
 
 	names := map[string]string{b.tlsA: "{sipsvc-tls}", b.udp: "{sipsvc-udp}", alice.addr: "{alice}", bob.addr: "{bob}"}
@@ -65,7 +65,7 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 
 	callSpan := commonChecks(t, spans, sink)
 	checkSpanAttrs(t, "call", callSpan, map[string]any{"sipsvc.call.origin": "sip", "sip.caller": "alice", "sip.dialed": "6000", "sipsvc.call.outcome": "answered", "sip.cause": attrPresent})
-	aCallID := call.inv.CallID().Value()
+	aCallID := call.Invite.CallID().Value()
 	a := legAttrs("A", aCallID, "sips:6000@"+b.tlsA, "TLS", "127.0.0.1:1", b.tlsA, b.tlsA, t)
 	a["network.peer.port"] = attrPresent
 	a["client.address"], a["client.port"] = "127.0.0.1", attrPresent
@@ -97,19 +97,19 @@ func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "5000", inviteOpts{})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	// sipgo hands each message to its own goroutine, so an ACK and a BYE sent back to back
 	// can be processed in either order; give the ACK its turn, as a phone would.
 	time.Sleep(50 * time.Millisecond)
-	binv := bob.waitRequest(sip.INVITE, time.Second)
-	bob.waitRequest(sip.ACK, 2*time.Second)
+	binv := bob.WaitRequest(sip.INVITE, 1, time.Second)
+	bob.WaitRequest(sip.ACK, 1, 2*time.Second)
 	if code := byeFromPhone(t, bob, binv); code != 200 {
 		t.Fatalf("BYE from B → %d", code)
 	}
-	alice.waitRequest(sip.BYE, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
 	spans := sink.wait(t, 1)
 
 	names := map[string]string{b.tlsA: "{sipsvc-tls}", b.udp: "{sipsvc-udp}", alice.addr: "{alice}", bob.addr: "{bob}"}
@@ -135,7 +135,7 @@ func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 
 	callSpan := commonChecks(t, spans, sink)
 	checkSpanAttrs(t, "call", callSpan, map[string]any{"sipsvc.call.origin": "sip", "sip.caller": "alice", "sip.dialed": "5000", "sipsvc.call.outcome": "answered", "sip.cause": attrPresent})
-	aCallID := call.inv.CallID().Value()
+	aCallID := call.Invite.CallID().Value()
 	a := legAttrs("A", aCallID, "sip:5000@"+b.udp, "UDP", alice.addr, b.udp, b.udp, t)
 	a["client.address"], a["client.port"] = "127.0.0.1", attrPresent
 	a["network.peer.port"] = attrPresent // the phone sends from another port than it listens on
@@ -171,18 +171,18 @@ func tpCall(t *testing.T, b *b2bua, alice, bob *phone, flags string) *sip.Reques
 		sip.NewHeader("traceparent", "00-"+inTraceID+"-"+inSpanID+"-"+flags),
 		sip.NewHeader("tracestate", "congo=t61rcWkgMzE"),
 	}})
-	if res := call.wait(5 * time.Second); res.StatusCode != 200 {
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
 	}
-	call.ack()
+	call.Ack()
 	// sipgo hands each message to its own goroutine, so an ACK and a BYE sent back to back
 	// can be processed in either order; give the ACK its turn, as a phone would.
 	time.Sleep(50 * time.Millisecond)
-	binv := bob.waitRequest(sip.INVITE, time.Second)
-	if res := call.request(sip.BYE, nil); res.StatusCode != 200 {
+	binv := bob.WaitRequest(sip.INVITE, 1, time.Second)
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
 		t.Fatalf("BYE → %d", res.StatusCode)
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	return binv
 }
 
@@ -205,7 +205,7 @@ func parseTraceparent(t *testing.T, req *sip.Request) (traceID, parentID, flags 
 // the traceparent option carries the outbound leg span's context (and the tracestate).
 func TestTrace_Traceparent_InboundContinuedAndSentToDN(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	d := dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip"), Traceparent: true}
+	d := dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip"), Traceparent: true}
 	b, sink := tracedB2BUA(t, nil, d)
 	alice := newPhone(t, "alice", "UDP")
 	binv := tpCall(t, b, alice, bob, "01")
@@ -240,7 +240,7 @@ func TestTrace_Traceparent_InboundContinuedAndSentToDN(t *testing.T) {
 // is not traced (parent-based sampler), yet the DN still joins the caller's trace.
 func TestTrace_Traceparent_NotSampled(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	d := dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip"), Traceparent: true}
+	d := dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip"), Traceparent: true}
 	b, sink := tracedB2BUA(t, nil, d)
 	alice := newPhone(t, "alice", "UDP")
 	binv := tpCall(t, b, alice, bob, "00")
@@ -259,7 +259,7 @@ func TestTrace_Traceparent_NotSampled(t *testing.T) {
 // context still passes through to a DN with the traceparent option.
 func TestTrace_Traceparent_TracingOff(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	d := dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip"), Traceparent: true}
+	d := dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip"), Traceparent: true}
 	b := startB2BUA(t, nil, d)
 	alice := newPhone(t, "alice", "UDP")
 	binv := tpCall(t, b, alice, bob, "01")
@@ -285,8 +285,8 @@ func TestTrace_MakeCall_ParentIsRequestSpan(t *testing.T) {
 	if err := b.s.ReleaseCall(context.Background(), ci.ID); err != nil {
 		t.Fatal(err)
 	}
-	alice.waitRequest(sip.BYE, 2*time.Second)
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	spans := sink.wait(t, 1)
 
 	callSpan := spanOne(t, spans, sc.SpanCall, "")

@@ -15,14 +15,15 @@ import (
 // busy and no error status (docs: "Busy, no answer and rejections are outcomes, not errors").
 func TestTrace_BusyIsAnOutcome(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
 		res := sip.NewResponseFromRequest(req, 486, "Busy Here", nil)
 		res.To().Params.Add("tag", "bobtag")
 		_ = tx.Respond(res)
 	})
-	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+
+	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
-	if res := alice.invite(b, "6000", inviteOpts{}).wait(5 * time.Second); res.StatusCode != 486 {
+	if res := alice.invite(b, "6000", inviteOpts{}).Wait(5 * time.Second); res.StatusCode != 486 {
 		t.Fatalf("final %d, want 486", res.StatusCode)
 	}
 	spans := sink.wait(t, 1)
@@ -50,19 +51,20 @@ func TestTrace_BusyIsAnOutcome(t *testing.T) {
 // is not an error; the call's outcome is cancelled.
 func TestTrace_CancelIsAnEvent(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	bob.setAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		bob.ring(req, tx)
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		bob.Ring(req, tx)
 		select {
 		case <-tx.Done():
 		case <-time.After(3 * time.Second):
 		}
 	})
-	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.contactURI("6000", "sip")})
+
+	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "6000", inviteOpts{})
-	call.waitProvisional(180, 3*time.Second)
-	call.cancel()
-	if res := call.wait(5 * time.Second); res.StatusCode != 487 {
+	call.WaitProvisional(180, 3*time.Second)
+	call.Cancel()
+	if res := call.Wait(5 * time.Second); res.StatusCode != 487 {
 		t.Fatalf("final %d, want 487", res.StatusCode)
 	}
 	spans := sink.wait(t, 1)
@@ -74,7 +76,7 @@ func TestTrace_CancelIsAnEvent(t *testing.T) {
 	}
 	checkSpanAttrs(t, "call", spanOne(t, spans, sc.SpanCall, ""), map[string]any{"sipsvc.call.outcome": sc.OutcomeCancelled})
 	for _, leg := range []struct{ name, id string }{{sc.SpanLegInbound, "A"}, {sc.SpanLegOutbound, "B1"}} {
-		s := spanOne(t, spans, leg.name, leg.id)
+		s := spanOne(t, spans, leg.Name, leg.id)
 		if len(s.EventsNamed(sc.EventCANCEL)) != 1 {
 			t.Errorf("leg %s: %d %s events, want 1 (docs: ACK and CANCEL … events sip.ack, sip.cancel on the leg span)", leg.id, len(s.EventsNamed(sc.EventCANCEL)), sc.EventCANCEL)
 		}
