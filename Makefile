@@ -36,7 +36,7 @@ breaking:
 	$(BUF) breaking --against '.git#branch=main'
 
 test:
-	go test -race ./...
+	go test -race -count=1 ./...
 
 # --- interop and load (owner: interop/bench; see docs/interop.md, docs/performance.md) ---
 .PHONY: interop bench bench-register test-all

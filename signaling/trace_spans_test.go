@@ -64,7 +64,7 @@ func (s *startSampler) startAttrs(name string) []map[string]attribute.Value {
 	defer s.mu.Unlock()
 	var out []map[string]attribute.Value
 	for _, st := range s.seen {
-		if st.name == name {
+		if st.Name == name {
 			out = append(out, st.attrs)
 		}
 	}
