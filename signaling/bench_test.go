@@ -133,8 +133,8 @@ func BenchmarkDecideInbound(b *testing.B) {
 		{"R4_sips_over_UDP_refused", "sips_over_udp.sip", "UDP"},
 	}
 	for _, tc := range cases {
-		b.Run(tc.Name, func(b *testing.B) {
-			req := parseRequest(b, readRaw(b, tc.file), tc.Transport)
+		b.Run(tc.name, func(b *testing.B) {
+			req := parseRequest(b, readRaw(b, tc.file), tc.transport)
 			b.ReportAllocs()
 			for b.Loop() {
 				_, _ = sips.DecideInbound(inboundOf(req))
@@ -155,7 +155,7 @@ func BenchmarkDecideOutbound(b *testing.B) {
 		{"P4_style_sip_transport_tls", "sips:5000@10.0.0.5:5061", sips.Outbound{Style: dn.StyleSIPTransportTLS}},
 	}
 	for _, tc := range cases {
-		b.Run(tc.Name, func(b *testing.B) {
+		b.Run(tc.name, func(b *testing.B) {
 			u, err := dn.ParseContact(tc.contact)
 			if err != nil {
 				b.Fatal(err)
@@ -181,7 +181,7 @@ func BenchmarkBuildBLeg(b *testing.B) {
 	s := benchServer(b)
 	a := parseRequest(b, readRaw(b, "seed_invite.sip"), "TLS")
 	for _, tc := range cases {
-		b.Run(tc.Name, func(b *testing.B) {
+		b.Run(tc.name, func(b *testing.B) {
 			u, err := dn.ParseContact(tc.contact)
 			if err != nil {
 				b.Fatal(err)

@@ -57,12 +57,12 @@ func TestBasicCallUDP(t *testing.T) {
 // TLS, a DN whose contact is sips.
 func TestT1_SipsBothLegs_R8_R22(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
-	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s;transport=tls", bob.addr)})
+	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s;transport=tls", bob.Addr)})
 	alice := newPhone(t, "7789", "TLS")
 	call := alice.invite(b, "5000", inviteOpts{
 		ruri:    fmt.Sprintf("sips:5000@%s;transport=TCP", b.tlsA),
 		from:    "sips:7789@127.0.0.1",
-		contact: fmt.Sprintf("sips:7789@%s;transport=TCP", alice.addr),
+		contact: fmt.Sprintf("sips:7789@%s;transport=TCP", alice.Addr),
 		headers: []sip.Header{sip.NewHeader("Supported", "replaces,100rel,eventlist,timer"), sip.NewHeader("Session-Expires", "1800"), sip.NewHeader("Min-SE", "90")},
 	})
 	res := call.Wait(5 * time.Second)

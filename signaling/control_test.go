@@ -107,7 +107,7 @@ func TestAnswerCallTalkEvent(t *testing.T) {
 			deadline := time.After(5 * time.Second)
 			for {
 				select {
-				case r := <-p.inbox:
+				case r := <-p.Inbox():
 					if r.Method == sip.NOTIFY && hdr(r, "Event") == "talk" {
 						p.OK(req, tx, []byte(testSDP))
 						return
@@ -244,9 +244,7 @@ func TestBlindTransferRefer(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
 	b := startB2BUA(t, nil, ext("2000", bob), dn.DN{Number: "3000", Type: dn.TypeExtension, Contact: "sip:3000@127.0.0.1:9"})
 	alice := newPhone(t, "alice", "UDP")
-	alice.mu.Lock()
-	alice.referCode = 202
-	alice.mu.Unlock()
+	alice.SetReferCode(202)
 	call := alice.invite(b, "2000", inviteOpts{headers: []sip.Header{sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, REFER, NOTIFY")}})
 	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
@@ -267,18 +265,15 @@ func nthRequest(t *testing.T, p *phone, m sip.RequestMethod, n int) *sip.Request
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
-		p.mu.Lock()
 		k := 0
-		for _, r := range p.received {
+		for _, r := range p.Received() {
 			if r.Method == m {
 				k++
 				if k == n {
-					p.mu.Unlock()
 					return r
 				}
 			}
 		}
-		p.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("%s: no %s #%d", p.Name, m, n)

@@ -95,9 +95,8 @@ func TestReinviteAndInDialogRelay(t *testing.T) {
 	var reinv *sip.Request
 	deadline := time.Now().Add(2 * time.Second)
 	for reinv == nil && time.Now().Before(deadline) {
-		bob.mu.Lock()
 		n := 0
-		for _, r := range bob.received {
+		for _, r := range bob.Received() {
 			if r.Method == sip.INVITE {
 				n++
 				if n == 2 {
@@ -105,7 +104,6 @@ func TestReinviteAndInDialogRelay(t *testing.T) {
 				}
 			}
 		}
-		bob.mu.Unlock()
 		time.Sleep(10 * time.Millisecond)
 	}
 	if reinv == nil || string(reinv.Body()) != held {
@@ -117,7 +115,7 @@ func TestReinviteAndInDialogRelay(t *testing.T) {
 		if m == sip.NOTIFY {
 			hdrs = append(hdrs, sip.NewHeader("Event", "talk"), sip.NewHeader("Subscription-State", "active"))
 		}
-		if res := call.request(m, []byte("body-"+string(m)), hdrs...); res.StatusCode != 200 {
+		if res := call.Request(m, []byte("body-"+string(m)), hdrs...); res.StatusCode != 200 {
 			t.Errorf("%s → %d", m, res.StatusCode)
 		}
 		got := bob.WaitRequest(m, 1, 2*time.Second)
@@ -179,8 +177,8 @@ func TestTargetUnreachable(t *testing.T) {
 	bad := newPhone(t, "bad", "TLS")
 	b := startB2BUA(t, func(c *Config) { c.ClientTLS = &tls.Config{MinVersion: tls.VersionTLS12} },
 		dn.DN{Number: "7000", Type: dn.TypeExtension, Contact: "sip:7000@" + dead + ";transport=tcp"},
-		dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sips:5000@" + bad.addr},
-		dn.DN{Number: "5001", Type: dn.TypeExtension, Contact: "sips:5001@" + bad.addr, InsecureSkipVerify: true})
+		dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sips:5000@" + bad.Addr},
+		dn.DN{Number: "5001", Type: dn.TypeExtension, Contact: "sips:5001@" + bad.Addr, InsecureSkipVerify: true})
 	alice := newPhone(t, "alice", "UDP")
 	for _, tc := range []struct{ number, reason string }{{"7000", "refused"}, {"5000", "TLS handshake"}} {
 		res := alice.invite(b, tc.number, inviteOpts{}).Wait(10 * time.Second)

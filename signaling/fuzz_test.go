@@ -112,13 +112,13 @@ func TestInboundSeeds(t *testing.T) {
 		{"T4_register_sips_transport_tls", "register_sips_transport_tls.sip", "TLS", true, nil, "sips"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.Name, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			req, ok := readMessage(t, tc.file).(*sip.Request)
 			if !ok {
 				t.Fatalf("%s is not a request", tc.file)
 			}
-			if tc.Transport != "" {
-				req.SetTransport(tc.Transport)
+			if tc.transport != "" {
+				req.SetTransport(tc.transport)
 			}
 			verr, derr := checkInbound(t, req)
 			if (verr == nil) != tc.wantValid {

@@ -2,22 +2,17 @@ package signaling
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
-	"github.com/sipsvc/sipsvc/devcert"
 	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/internal/siptest"
 )
 
 // Shared test helpers (internal/siptest) under this package's names.

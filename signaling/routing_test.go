@@ -110,8 +110,8 @@ func TestForkToAllBindings(t *testing.T) {
 	b := startB2BUA(t, nil, dn.DN{Number: "7789", Type: dn.TypeExtension, Contact: "*"})
 	b.dir.mu.Lock()
 	b.dir.bindings["7789"] = []dn.Binding{
-		{Number: "7789", Contact: "sip:7789@" + fast.addr, Transport: "UDP", Expires: time.Now().Add(time.Hour)},
-		{Number: "7789", Contact: "sip:7789@" + slow.addr + ";transport=tcp", Transport: "TCP", Expires: time.Now().Add(time.Hour)},
+		{Number: "7789", Contact: "sip:7789@" + fast.Addr, Transport: "UDP", Expires: time.Now().Add(time.Hour)},
+		{Number: "7789", Contact: "sip:7789@" + slow.Addr + ";transport=tcp", Transport: "TCP", Expires: time.Now().Add(time.Hour)},
 	}
 	b.dir.mu.Unlock()
 	call := newPhone(t, "alice", "UDP").invite(b, "7789", inviteOpts{})

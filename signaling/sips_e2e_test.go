@@ -20,7 +20,7 @@ func TestT2_SipsALegPlainBLeg_PerLeg_R22_R14(t *testing.T) {
 	alice := newPhone(t, "alice", "TLS")
 	call := alice.invite(b, "6000", inviteOpts{
 		ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1",
-		contact: fmt.Sprintf("sips:alice@%s", alice.addr),
+		contact: fmt.Sprintf("sips:alice@%s", alice.Addr),
 	})
 	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 200 || res.Contact().Address.Scheme != "sips" {
@@ -61,7 +61,7 @@ func TestT2_SipsALegPlainDN_Strict_R19(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
 	b := startB2BUA(t, func(c *Config) { c.Policy = dn.PolicyStrict }, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "TLS")
-	call := alice.invite(b, "6000", inviteOpts{ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1", contact: fmt.Sprintf("sips:alice@%s", alice.addr)})
+	call := alice.invite(b, "6000", inviteOpts{ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1", contact: fmt.Sprintf("sips:alice@%s", alice.Addr)})
 	res := call.Wait(5 * time.Second)
 	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Warning"), `380`) || !strings.Contains(hdr(res, "Warning"), "SIPS Not Allowed") {
 		t.Fatalf("strict: got %d Warning %q, want 480 + 380 SIPS Not Allowed", res.StatusCode, hdr(res, "Warning"))
@@ -75,7 +75,7 @@ func TestT2_SipsALegPlainDN_Strict_R19(t *testing.T) {
 // (R8); strict refuses with 480 + Warning 381 (R20).
 func TestT3_PlainALegSipsDN_PerLeg_R8(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
-	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
+	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.Addr)})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "5000", inviteOpts{})
 	res := call.Wait(5 * time.Second)
@@ -104,7 +104,7 @@ func TestT3_PlainALegSipsDN_PerLeg_R8(t *testing.T) {
 
 func TestT3_PlainALegSipsDN_Strict_R20(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
-	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr), Policy: dn.PolicyStrict})
+	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.Addr), Policy: dn.PolicyStrict})
 	alice := newPhone(t, "alice", "UDP")
 	res := alice.invite(b, "5000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Warning"), `381`) || !strings.Contains(hdr(res, "Warning"), "SIPS Required") {
@@ -119,7 +119,7 @@ func TestT6_SipsOverInsecure_R4(t *testing.T) {
 		t.Run(tp, func(t *testing.T) {
 			b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sip:5000@127.0.0.1:9"})
 			alice := newPhone(t, "alice", tp)
-			res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.addr(tp)), contact: fmt.Sprintf("sips:alice@%s", alice.addr)}).Wait(5 * time.Second)
+			res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.addr(tp)), contact: fmt.Sprintf("sips:alice@%s", alice.Addr)}).Wait(5 * time.Second)
 			if res.StatusCode != 480 || !strings.Contains(hdr(res, "Warning"), "380") {
 				t.Fatalf("got %d %q", res.StatusCode, hdr(res, "Warning"))
 			}
@@ -130,7 +130,7 @@ func TestT6_SipsOverInsecure_R4(t *testing.T) {
 func TestR21_SipsRequestURIWithSipContact_400(t *testing.T) {
 	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sip:5000@127.0.0.1:9"})
 	alice := newPhone(t, "alice", "TLS")
-	res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.tlsA), contact: fmt.Sprintf("sip:alice@%s;transport=tls", alice.addr)}).Wait(5 * time.Second)
+	res := alice.invite(b, "5000", inviteOpts{ruri: fmt.Sprintf("sips:5000@%s", b.tlsA), contact: fmt.Sprintf("sip:alice@%s;transport=tls", alice.Addr)}).Wait(5 * time.Second)
 	if res.StatusCode != 400 {
 		t.Fatalf("got %d, want 400 (R21)", res.StatusCode)
 	}
@@ -159,7 +159,7 @@ func TestR7_SipOverTLSStaysSip(t *testing.T) {
 // TestP4_InteropStyleSipTransportTLS: a DN asking for sip:…;transport=tls gets that over TLS.
 func TestP4_InteropStyleSipTransportTLS(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
-	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr), Style: dn.StyleSIPTransportTLS})
+	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.Addr), Style: dn.StyleSIPTransportTLS})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "5000", inviteOpts{})
 	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
@@ -209,7 +209,7 @@ func TestR15_NoRetryAsSipAfter416(t *testing.T) {
 		_ = tx.Respond(sip.NewResponseFromRequest(req, 416, "Unsupported URI Scheme", nil))
 	})
 
-	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
+	b := startB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.Addr)})
 	res := newPhone(t, "alice", "UDP").invite(b, "5000", inviteOpts{}).Wait(5 * time.Second)
 	if res.StatusCode != 416 {
 		t.Fatalf("caller got %d, want the 416 relayed", res.StatusCode)

@@ -25,7 +25,7 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 	alice := newPhone(t, "alice", "TLS")
 	call := alice.invite(b, "6000", inviteOpts{
 		ruri: fmt.Sprintf("sips:6000@%s", b.tlsA), from: "sips:alice@127.0.0.1",
-		contact: fmt.Sprintf("sips:alice@%s", alice.addr),
+		contact: fmt.Sprintf("sips:alice@%s", alice.Addr),
 	})
 	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
 		t.Fatalf("final %d", res.StatusCode)
@@ -42,7 +42,7 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 	spans := sink.wait(t, 1)
 
-	names := map[string]string{b.tlsA: "{sipsvc-tls}", b.udp: "{sipsvc-udp}", alice.addr: "{alice}", bob.addr: "{bob}"}
+	names := map[string]string{b.tlsA: "{sipsvc-tls}", b.udp: "{sipsvc-udp}", alice.Addr: "{alice}", bob.Addr: "{bob}"}
 	want := `sipsvc.call INTERNAL sipsvc.call.origin=sip sip.caller=alice sip.dialed=6000 sipsvc.call.outcome=answered
   sip.leg.inbound SERVER sip.leg=A sip.method=INVITE sip.scheme=sips sip.transport=TLS sip.secure=true sip.scheme.reason=request-uri sips sip.scheme.rule=R22 sip.status_code=200
     * sip.scheme.decided network.transport=tcp sip.leg=A sip.scheme=sips sip.scheme.reason=request-uri sips sip.scheme.rule=R22 sip.secure=true sip.transport=TLS
@@ -71,7 +71,7 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 	a["client.address"], a["client.port"] = "127.0.0.1", attrPresent
 	a["tls.protocol.name"], a["tls.protocol.version"], a["tls.cipher"], a["tls.established"] = "tls", attrPresent, attrPresent, true
 	checkSpanAttrs(t, "leg A", spanOne(t, spans, sc.SpanLegInbound, "A"), a)
-	b1 := legAttrs("B1", binv.CallID().Value(), "sip:6000@"+bob.addr, "UDP", bob.addr, b.udp, bob.addr, t)
+	b1 := legAttrs("B1", binv.CallID().Value(), "sip:6000@"+bob.Addr, "UDP", bob.Addr, b.udp, bob.Addr, t)
 	b1["sip.dn"] = "6000"
 	checkSpanAttrs(t, "leg B1", spanOne(t, spans, sc.SpanLegOutbound, "B1"), b1)
 	checkSpanAttrs(t, "route", spanOne(t, spans, sc.SpanRoute, ""), map[string]any{"sipsvc.routing.source": "builtin", "sipsvc.routing.outcome": "builtin", "sipsvc.routing.targets": 1})
@@ -80,7 +80,7 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 		checkSpanAttrs(t, "BYE received on A", s, tx)
 	}
 	for _, s := range spansFind(spans, sc.TransactionSpanName("BYE"), "CLIENT", "B1") {
-		checkSpanAttrs(t, "BYE sent on B1", s, txAttrs("B1", "BYE", binv.CallID().Value(), "UDP", bob.addr, t))
+		checkSpanAttrs(t, "BYE sent on B1", s, txAttrs("B1", "BYE", binv.CallID().Value(), "UDP", bob.Addr, t))
 	}
 	byeLink(t, spans, "A", "B1")
 	ackEvents(t, spans, "A", "B1")
@@ -94,7 +94,7 @@ func TestTraceTree_SipsToSip_R22_R14(t *testing.T) {
 // and a CLIENT span on A.
 func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")
-	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.addr)})
+	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.Addr)})
 	alice := newPhone(t, "alice", "UDP")
 	call := alice.invite(b, "5000", inviteOpts{})
 	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
@@ -112,7 +112,7 @@ func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
 	spans := sink.wait(t, 1)
 
-	names := map[string]string{b.tlsA: "{sipsvc-tls}", b.udp: "{sipsvc-udp}", alice.addr: "{alice}", bob.addr: "{bob}"}
+	names := map[string]string{b.tlsA: "{sipsvc-tls}", b.udp: "{sipsvc-udp}", alice.Addr: "{alice}", bob.Addr: "{bob}"}
 	want := `sipsvc.call INTERNAL sipsvc.call.origin=sip sip.caller=alice sip.dialed=5000 sipsvc.call.outcome=answered
   sip.leg.inbound SERVER sip.leg=A sip.method=INVITE sip.scheme=sip sip.transport=UDP sip.secure=false sip.scheme.reason=request-uri sip sip.scheme.rule=R7 sip.status_code=200
     * sip.scheme.decided network.transport=udp sip.leg=A sip.scheme=sip sip.scheme.reason=request-uri sip sip.scheme.rule=R7 sip.secure=false sip.transport=UDP
@@ -136,11 +136,11 @@ func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 	callSpan := commonChecks(t, spans, sink)
 	checkSpanAttrs(t, "call", callSpan, map[string]any{"sipsvc.call.origin": "sip", "sip.caller": "alice", "sip.dialed": "5000", "sipsvc.call.outcome": "answered", "sip.cause": attrPresent})
 	aCallID := call.Invite.CallID().Value()
-	a := legAttrs("A", aCallID, "sip:5000@"+b.udp, "UDP", alice.addr, b.udp, b.udp, t)
+	a := legAttrs("A", aCallID, "sip:5000@"+b.udp, "UDP", alice.Addr, b.udp, b.udp, t)
 	a["client.address"], a["client.port"] = "127.0.0.1", attrPresent
 	a["network.peer.port"] = attrPresent // the phone sends from another port than it listens on
 	checkSpanAttrs(t, "leg A", spanOne(t, spans, sc.SpanLegInbound, "A"), a)
-	b1 := legAttrs("B1", binv.CallID().Value(), "sips:5000@"+bob.addr, "TLS", bob.addr, "127.0.0.1:1", bob.addr, t)
+	b1 := legAttrs("B1", binv.CallID().Value(), "sips:5000@"+bob.Addr, "TLS", bob.Addr, "127.0.0.1:1", bob.Addr, t)
 	b1["network.local.port"] = attrPresent // the TLS connection's ephemeral port
 	b1["sip.dn"] = "5000"
 	b1["tls.protocol.name"], b1["tls.protocol.version"], b1["tls.cipher"], b1["tls.established"] = "tls", attrPresent, attrPresent, true
@@ -151,7 +151,7 @@ func TestTraceTree_SipToSips_R8_R10(t *testing.T) {
 		checkSpanAttrs(t, "BYE received on B1", s, tx)
 	}
 	for _, s := range spansFind(spans, sc.TransactionSpanName("BYE"), "CLIENT", "A") {
-		checkSpanAttrs(t, "BYE sent on A", s, txAttrs("A", "BYE", aCallID, "UDP", alice.addr, t))
+		checkSpanAttrs(t, "BYE sent on A", s, txAttrs("A", "BYE", aCallID, "UDP", alice.Addr, t))
 	}
 	byeLink(t, spans, "B1", "A")
 	ackEvents(t, spans, "A", "B1")

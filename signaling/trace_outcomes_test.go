@@ -76,7 +76,7 @@ func TestTrace_CancelIsAnEvent(t *testing.T) {
 	}
 	checkSpanAttrs(t, "call", spanOne(t, spans, sc.SpanCall, ""), map[string]any{"sipsvc.call.outcome": sc.OutcomeCancelled})
 	for _, leg := range []struct{ name, id string }{{sc.SpanLegInbound, "A"}, {sc.SpanLegOutbound, "B1"}} {
-		s := spanOne(t, spans, leg.Name, leg.id)
+		s := spanOne(t, spans, leg.name, leg.id)
 		if len(s.EventsNamed(sc.EventCANCEL)) != 1 {
 			t.Errorf("leg %s: %d %s events, want 1 (docs: ACK and CANCEL … events sip.ack, sip.cancel on the leg span)", leg.id, len(s.EventsNamed(sc.EventCANCEL)), sc.EventCANCEL)
 		}

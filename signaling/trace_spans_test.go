@@ -64,7 +64,7 @@ func (s *startSampler) startAttrs(name string) []map[string]attribute.Value {
 	defer s.mu.Unlock()
 	var out []map[string]attribute.Value
 	for _, st := range s.seen {
-		if st.Name == name {
+		if st.name == name {
 			out = append(out, st.attrs)
 		}
 	}

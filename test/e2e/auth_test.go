@@ -73,7 +73,7 @@ func TestAuth(t *testing.T) {
 		}
 	}
 	time.Sleep(100 * time.Millisecond)
-	if n := alice.count(sip.INVITE); n != 0 {
+	if n := alice.Count(sip.INVITE); n != 0 {
 		t.Fatalf("refused MakeCall rang the origin %d times", n)
 	}
 
@@ -97,8 +97,8 @@ func TestAuth(t *testing.T) {
 	if code, body := s.restToken("POST", "/v1/calls/"+id+":release", map[string]any{}, good); code != 200 {
 		t.Fatalf("release with the token → %d %v", code, body)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 	w.wait(3*time.Second, "call_ended", kind(sipsvcv1.EventKind_EVENT_KIND_CALL_ENDED, id))
 
 	// No token needed for health and the API document.

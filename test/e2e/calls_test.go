@@ -36,22 +36,22 @@ func TestMakeCall(t *testing.T) {
 		t.Errorf("talking call has no answer_time")
 	}
 
-	ainv := alice.waitRequest(sip.INVITE, 1, 2*time.Second)
+	ainv := alice.WaitRequest(sip.INVITE, 1, 2*time.Second)
 	if len(ainv.Body()) != 0 {
 		t.Errorf("origin INVITE carries an offer (flow I sends none): %q", ainv.Body())
 	}
-	binv := bob.waitRequest(sip.INVITE, 1, 2*time.Second)
+	binv := bob.WaitRequest(sip.INVITE, 1, 2*time.Second)
 	if string(binv.Body()) != alice.sdp {
 		t.Errorf("destination did not get the origin's offer:\n%q\nwant\n%q", binv.Body(), alice.sdp)
 	}
 	if binv.From().Address.User != "1000" {
 		t.Errorf("destination sees caller %q, want 1000", binv.From().Address.User)
 	}
-	ack := alice.waitRequest(sip.ACK, 1, 2*time.Second)
+	ack := alice.WaitRequest(sip.ACK, 1, 2*time.Second)
 	if string(ack.Body()) != bob.sdp {
 		t.Errorf("origin's ACK does not carry the destination's answer: %q", ack.Body())
 	}
-	bob.waitRequest(sip.ACK, 1, 2*time.Second)
+	bob.WaitRequest(sip.ACK, 1, 2*time.Second)
 
 	id := c.GetCallId()
 	w.wait(2*time.Second, "call_created", kind(sipsvcv1.EventKind_EVENT_KIND_CALL_CREATED, id))
@@ -68,8 +68,8 @@ func TestMakeCall(t *testing.T) {
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: id}); err != nil {
 		t.Fatalf("ReleaseCall: %v", err)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 	s.waitGone(id)
 	w.wait(3*time.Second, "call_ended", kind(sipsvcv1.EventKind_EVENT_KIND_CALL_ENDED, id))
 }
@@ -104,7 +104,7 @@ func TestAnswerCall(t *testing.T) {
 	if _, err := s.calls.AnswerCall(s.ctx(), &sipsvcv1.AnswerCallRequest{CallId: c.GetCallId(), LegId: leg}); err != nil {
 		t.Fatalf("AnswerCall: %v", err)
 	}
-	notify := alice.waitRequest(sip.NOTIFY, 1, 2*time.Second)
+	notify := alice.WaitRequest(sip.NOTIFY, 1, 2*time.Second)
 	if header(notify, "Event") != "talk" {
 		t.Errorf("NOTIFY Event %q, want talk", header(notify, "Event"))
 	}
@@ -121,7 +121,7 @@ func TestAnswerCall(t *testing.T) {
 	c2 = s.waitState(c2.GetCallId(), sipsvcv1.CallState_CALL_STATE_RINGING)
 	_, err = s.calls.AnswerCall(s.ctx(), &sipsvcv1.AnswerCallRequest{CallId: c2.GetCallId(), LegId: legOf(t, c2, "3000").GetLegId()})
 	wantCode(t, err, codes.FailedPrecondition, "talk")
-	if carol.count(sip.NOTIFY) != 0 {
+	if carol.Count(sip.NOTIFY) != 0 {
 		t.Errorf("a phone without Allow-Events: talk got NOTIFY")
 	}
 	// Nothing half-done: the call still rings.
@@ -155,10 +155,10 @@ func TestReleaseRinging(t *testing.T) {
 	}
 	alice.waitCancelled(3 * time.Second)
 	s.waitGone(c.GetCallId())
-	if n := bob.count(sip.INVITE); n != 0 {
+	if n := bob.Count(sip.INVITE); n != 0 {
 		t.Errorf("destination called %d times after the origin was cancelled", n)
 	}
-	if n := alice.count(sip.BYE); n != 0 {
+	if n := alice.Count(sip.BYE); n != 0 {
 		t.Errorf("ringing origin got BYE")
 	}
 	w.wait(3*time.Second, "call_ended", kind(sipsvcv1.EventKind_EVENT_KIND_CALL_ENDED, c.GetCallId()))
@@ -180,11 +180,11 @@ func TestHoldRetrieve(t *testing.T) {
 	if _, err := s.calls.HoldCall(s.ctx(), &sipsvcv1.HoldCallRequest{CallId: id, LegId: leg}); err != nil {
 		t.Fatalf("HoldCall: %v", err)
 	}
-	held := bob.waitRequest(sip.INVITE, 2, 3*time.Second)
+	held := bob.WaitRequest(sip.INVITE, 2, 3*time.Second)
 	if body := string(held.Body()); !strings.Contains(body, "a=sendonly") || strings.Contains(body, "a=sendrecv") {
 		t.Errorf("held party's re-INVITE SDP:\n%s\nwant a=sendonly", body)
 	}
-	if alice.count(sip.INVITE) != 1 {
+	if alice.Count(sip.INVITE) != 1 {
 		t.Errorf("the other party was re-INVITEd too")
 	}
 	s.waitState(id, sipsvcv1.CallState_CALL_STATE_HELD)
@@ -195,7 +195,7 @@ func TestHoldRetrieve(t *testing.T) {
 	if _, err := s.calls.RetrieveCall(s.ctx(), &sipsvcv1.RetrieveCallRequest{CallId: id, LegId: leg}); err != nil {
 		t.Fatalf("RetrieveCall: %v", err)
 	}
-	retrieved := bob.waitRequest(sip.INVITE, 3, 3*time.Second)
+	retrieved := bob.WaitRequest(sip.INVITE, 3, 3*time.Second)
 	if body := string(retrieved.Body()); !strings.Contains(body, "a=sendrecv") || strings.Contains(body, "a=sendonly") {
 		t.Errorf("retrieved party's re-INVITE SDP:\n%s\nwant a=sendrecv", body)
 	}
@@ -210,8 +210,8 @@ func TestHoldRetrieve(t *testing.T) {
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: id}); err != nil {
 		t.Fatalf("ReleaseCall: %v", err)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 }
 
 // TestBlindTransferReroute: the transferred party's phone does not allow REFER, so the B2BUA
@@ -235,15 +235,15 @@ func TestBlindTransferReroute(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TransferCall: %v", err)
 	}
-	inv := carol.waitRequest(sip.INVITE, 1, 3*time.Second)
+	inv := carol.WaitRequest(sip.INVITE, 1, 3*time.Second)
 	if string(inv.Body()) != alice.sdp {
 		t.Errorf("target did not get the transferred party's SDP: %q", inv.Body())
 	}
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
-	if n := alice.count(sip.REFER); n != 0 {
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
+	if n := alice.Count(sip.REFER); n != 0 {
 		t.Errorf("a phone without REFER in Allow got %d REFER", n)
 	}
-	reinv := alice.waitRequest(sip.INVITE, 2, 3*time.Second)
+	reinv := alice.WaitRequest(sip.INVITE, 2, 3*time.Second)
 	if string(reinv.Body()) != carol.sdp {
 		t.Errorf("transferred party not re-pointed to the target: %q", reinv.Body())
 	}
@@ -261,9 +261,9 @@ func TestBlindTransferReroute(t *testing.T) {
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: id}); err != nil {
 		t.Fatalf("ReleaseCall: %v", err)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	carol.waitRequest(sip.BYE, 1, 3*time.Second)
-	if n := bob.count(sip.BYE); n != 1 {
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	carol.WaitRequest(sip.BYE, 1, 3*time.Second)
+	if n := bob.Count(sip.BYE); n != 1 {
 		t.Errorf("transferor got %d BYE, want 1", n)
 	}
 }

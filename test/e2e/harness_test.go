@@ -2,13 +2,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -19,10 +16,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/sipsvc/sipsvc/devcert"
 	"github.com/sipsvc/sipsvc/dn"
 	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
+	"github.com/sipsvc/sipsvc/internal/siptest"
 	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/service"
 	"github.com/sipsvc/sipsvc/signaling"
@@ -32,35 +29,11 @@ import (
 // testRealm is the registrar's digest realm.
 const testRealm = "e2e.sipsvc"
 
-// testPKI is the certificate of the B2BUA's and the phones' TLS listeners; every TLS client
-// in the test trusts it.
-var testPKI = func() devcert.Pair {
-	p, err := devcert.Generate("sipsvc e2e", []string{"127.0.0.1", "localhost"})
-	if err != nil {
-		panic(err)
-	}
-	return p
-}()
-
-func serverTLS(t testing.TB) *tls.Config {
-	t.Helper()
-	cert, err := testPKI.TLSCertificate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-}
-
-func clientTLS() *tls.Config {
-	return &tls.Config{RootCAs: testPKI.Pool(), MinVersion: tls.VersionTLS12}
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("SIPSVC_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
+var (
+	serverTLS  = siptest.ServerTLS
+	clientTLS  = siptest.ClientTLS
+	testLogger = siptest.Logger
+)
 
 // fanout sends every event to several observers (as cmd/sipsvc does).
 type fanout []signaling.Observer
@@ -127,7 +100,7 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		phones := s.phones
 		s.mu.Unlock()
 		for _, p := range phones {
-			p.close()
+			p.Close()
 		}
 	})
 
@@ -269,7 +242,7 @@ func (s *stack) addPhone(number, name, transport string) *phone {
 	s.mu.Lock()
 	s.phones = append(s.phones, p)
 	s.mu.Unlock()
-	s.addDN(dn.DN{Number: number, Type: dn.TypeExtension, Contact: p.contactURI(number, "sip"), DisplayName: name})
+	s.addDN(dn.DN{Number: number, Type: dn.TypeExtension, Contact: p.ContactURI(number, "sip"), DisplayName: name})
 	return p
 }
 

@@ -22,8 +22,8 @@ func TestMakeCallReleaseWhileDestinationRings(t *testing.T) {
 	bob.setAnswer(ringUntilCancel)
 
 	c := s.makeCall("1000", "2000")
-	bob.waitRequest(sip.INVITE, 1, 3*time.Second)
-	alice.waitRequest(sip.INVITE, 1, time.Second)
+	bob.WaitRequest(sip.INVITE, 1, 3*time.Second)
+	alice.WaitRequest(sip.INVITE, 1, time.Second)
 	// Wait until bob's 180 has been seen, so that the INVITE can be cancelled.
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -46,7 +46,7 @@ func TestMakeCallReleaseWhileDestinationRings(t *testing.T) {
 		t.Fatalf("ReleaseCall: %v", err)
 	}
 	bob.waitCancelled(3 * time.Second)
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
 	s.waitGone(c.GetCallId())
 	_, err = s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: c.GetCallId()})
 	wantCode(t, err, codes.NotFound)
@@ -63,7 +63,7 @@ func TestMakeCallDestinationRejects(t *testing.T) {
 	w := s.watch(&sipsvcv1.WatchEventsRequest{})
 
 	c := s.makeCall("1000", "2000")
-	alice.waitRequest(sip.BYE, 1, 5*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 5*time.Second)
 	s.waitGone(c.GetCallId())
 	ev := w.wait(3*time.Second, "call_ended", kind(sipsvcv1.EventKind_EVENT_KIND_CALL_ENDED, c.GetCallId()))
 	if !strings.Contains(ev.GetCause(), "486") {
@@ -78,18 +78,18 @@ func TestMakeCallToURI(t *testing.T) {
 	alice := s.addPhone("1000", "alice", "UDP")
 	bob := s.callerPhone("bob", "UDP")
 
-	c := s.makeCall("1000", fmt.Sprintf("sip:bob@%s", bob.addr))
+	c := s.makeCall("1000", fmt.Sprintf("sip:bob@%s", bob.Addr))
 	s.waitState(c.GetCallId(), sipsvcv1.CallState_CALL_STATE_TALKING)
-	if inv := bob.waitRequest(sip.INVITE, 1, time.Second); string(inv.Body()) != alice.sdp || inv.Recipient.User != "bob" {
+	if inv := bob.WaitRequest(sip.INVITE, 1, time.Second); string(inv.Body()) != alice.sdp || inv.Recipient.User != "bob" {
 		t.Errorf("URI destination got %s with %q", inv.Recipient.String(), inv.Body())
 	}
-	if ack := alice.waitRequest(sip.ACK, 1, 2*time.Second); string(ack.Body()) != bob.sdp {
+	if ack := alice.WaitRequest(sip.ACK, 1, 2*time.Second); string(ack.Body()) != bob.sdp {
 		t.Errorf("origin's ACK does not carry the URI destination's answer")
 	}
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: c.GetCallId()}); err != nil {
 		t.Fatal(err)
 	}
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 }
 
 // TestAnswerDestination: AnswerCall also answers the destination of a MakeCall when its 180
@@ -102,7 +102,7 @@ func TestAnswerDestination(t *testing.T) {
 	bob.setAnswer(answerOnTalk(true))
 
 	c := s.makeCall("1000", "2000")
-	bob.waitRequest(sip.INVITE, 1, 3*time.Second)
+	bob.WaitRequest(sip.INVITE, 1, 3*time.Second)
 	var leg string
 	deadline := time.Now().Add(3 * time.Second)
 	for leg == "" {
@@ -121,14 +121,14 @@ func TestAnswerDestination(t *testing.T) {
 		t.Fatalf("AnswerCall on the destination: %v", err)
 	}
 	s.waitState(c.GetCallId(), sipsvcv1.CallState_CALL_STATE_TALKING)
-	if ack := alice.waitRequest(sip.ACK, 1, 2*time.Second); string(ack.Body()) != bob.sdp {
+	if ack := alice.WaitRequest(sip.ACK, 1, 2*time.Second); string(ack.Body()) != bob.sdp {
 		t.Errorf("origin's ACK does not carry the answer")
 	}
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: c.GetCallId()}); err != nil {
 		t.Fatal(err)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 }
 
 // TestTransferFailures: transfers that cannot happen change nothing — a ringing call
@@ -167,7 +167,7 @@ func TestTransferFailures(t *testing.T) {
 	_, err = s.calls.TransferCall(s.ctx(), &sipsvcv1.TransferCallRequest{CallId: id, LegId: leg})
 	wantCode(t, err, codes.InvalidArgument, "target")
 	wantCode(t, transfer("3000"), codes.FailedPrecondition, "3000")
-	carol.waitRequest(sip.INVITE, 1, time.Second)
+	carol.WaitRequest(sip.INVITE, 1, time.Second)
 
 	got := s.waitState(id, sipsvcv1.CallState_CALL_STATE_TALKING)
 	for _, n := range []string{"1000", "2000"} {
@@ -175,17 +175,17 @@ func TestTransferFailures(t *testing.T) {
 			t.Errorf("after failed transfers leg %v", l)
 		}
 	}
-	if alice.count(sip.BYE)+bob.count(sip.BYE) != 0 {
+	if alice.Count(sip.BYE)+bob.Count(sip.BYE) != 0 {
 		t.Errorf("a failed transfer hung up a party")
 	}
-	if n := alice.count(sip.INVITE); n != 1 {
+	if n := alice.Count(sip.INVITE); n != 1 {
 		t.Errorf("a failed transfer re-INVITEd the party (%d INVITEs)", n)
 	}
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: id}); err != nil {
 		t.Fatal(err)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 }
 
 // TestWatchEventsFilters: a DN filter sees that DN's calls only; a call filter sees one call.

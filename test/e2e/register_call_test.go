@@ -23,13 +23,13 @@ func TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33(t *testing.T) {
 	phone := newPhone(t, "7789", "TLS")
 	phone.setAnswer(answerOK)
 
-	contact := "sips:7789@" + phone.addr + ";transport=tls"
+	contact := "sips:7789@" + phone.Addr + ";transport=tls"
 	var ruri, aor, cu sip.Uri
 	must(t, sip.ParseUri("sips:"+s.sipTLS, &ruri))
 	must(t, sip.ParseUri("sips:7789@127.0.0.1", &aor))
 	must(t, sip.ParseUri(contact, &cu))
 	req := sip.NewRequest(sip.REGISTER, ruri)
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "TLS", Host: "127.0.0.1", Port: phone.port(), Params: sip.NewParams()}
+	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "TLS", Host: "127.0.0.1", Port: phone.Port(), Params: sip.NewParams()}
 	via.Params.Add("branch", sip.GenerateBranch())
 	req.AppendHeader(via)
 	from := &sip.FromHeader{Address: aor, Params: sip.NewParams()}
@@ -48,7 +48,7 @@ func TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33(t *testing.T) {
 	req.SetDestination(s.sipTLS)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	res, err := phone.cli.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
+	res, err := phone.Client.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
 	if err != nil {
 		t.Fatalf("REGISTER: %v", err)
 	}
@@ -66,12 +66,12 @@ func TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33(t *testing.T) {
 
 	caller := newPhone(t, "alice", "UDP")
 	call := caller.invite(s, "7789", inviteOpts{})
-	final := call.wait(5 * time.Second)
+	final := call.Wait(5 * time.Second)
 	if final.StatusCode != 200 {
 		t.Fatalf("call → %d", final.StatusCode)
 	}
-	call.ack()
-	inv := phone.waitRequest(sip.INVITE, 1, 3*time.Second)
+	call.Ack()
+	inv := phone.WaitRequest(sip.INVITE, 1, 3*time.Second)
 	if inv.Recipient.Scheme != "sips" || inv.Via().Transport != "TLS" || inv.Transport() != "TLS" {
 		t.Errorf("R8: INVITE %s Via %s over %s", inv.Recipient.String(), inv.Via().Transport, inv.Transport())
 	}
@@ -83,7 +83,7 @@ func TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33(t *testing.T) {
 	if inv.Source() != s.sipTLS {
 		t.Errorf("R33: INVITE arrived from %s, not over the registered connection to %s", inv.Source(), s.sipTLS)
 	}
-	if code := call.bye(); code != 200 {
+	if code := call.Bye(); code != 200 {
 		t.Errorf("BYE → %d", code)
 	}
 }

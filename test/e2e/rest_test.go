@@ -130,7 +130,7 @@ func TestREST(t *testing.T) {
 	if str(got, "call", "create_time") == "" || str(got, "call", "answer_time") == "" {
 		t.Errorf("GET /v1/calls/%s: times missing: %v", id, got)
 	}
-	if string(bob.waitRequest(sip.INVITE, 1, time.Second).Body()) != alice.sdp {
+	if string(bob.WaitRequest(sip.INVITE, 1, time.Second).Body()) != alice.sdp {
 		t.Errorf("destination did not get the origin's offer")
 	}
 
@@ -149,22 +149,22 @@ func TestREST(t *testing.T) {
 	if code, body := s.rest("POST", "/v1/calls/"+id+"/legs/"+bobLeg+":hold", map[string]any{}); code != 200 {
 		t.Fatalf("hold → %d %v", code, body)
 	}
-	if b := string(bob.waitRequest(sip.INVITE, 2, 3*time.Second).Body()); !strings.Contains(b, "a=sendonly") {
+	if b := string(bob.WaitRequest(sip.INVITE, 2, 3*time.Second).Body()); !strings.Contains(b, "a=sendonly") {
 		t.Errorf("held party got %q", b)
 	}
 	s.restWaitState(id, "CALL_STATE_HELD")
 	if code, body := s.rest("POST", "/v1/calls/"+id+"/legs/"+bobLeg+":retrieve", map[string]any{}); code != 200 {
 		t.Fatalf("retrieve → %d %v", code, body)
 	}
-	if b := string(bob.waitRequest(sip.INVITE, 3, 3*time.Second).Body()); !strings.Contains(b, "a=sendrecv") {
+	if b := string(bob.WaitRequest(sip.INVITE, 3, 3*time.Second).Body()); !strings.Contains(b, "a=sendrecv") {
 		t.Errorf("retrieved party got %q", b)
 	}
 
 	if code, body := s.rest("POST", "/v1/calls/"+id+":release", map[string]any{}); code != 200 {
 		t.Fatalf("release → %d %v", code, body)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	bob.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 
 	// 404: the released call, and an unknown one.
 	deadline := time.Now().Add(5 * time.Second)
@@ -254,14 +254,14 @@ func TestRESTEventStream(t *testing.T) {
 	u := alice.invite(s, "6000", inviteOpts{
 		ruri:    fmt.Sprintf("sips:6000@%s", s.sipTLS),
 		from:    "sips:alice@127.0.0.1",
-		contact: fmt.Sprintf("sips:alice@%s", alice.addr),
+		contact: fmt.Sprintf("sips:alice@%s", alice.Addr),
 	})
-	res := u.wait(8 * time.Second)
+	res := u.Wait(8 * time.Second)
 	if res.StatusCode != 200 {
 		t.Fatalf("sips call → %d", res.StatusCode)
 	}
-	u.ack()
-	if inv := bob.waitRequest(sip.INVITE, 1, 2*time.Second); inv.Recipient.Scheme != "sip" || inv.Via().Transport != "UDP" {
+	u.Ack()
+	if inv := bob.WaitRequest(sip.INVITE, 1, 2*time.Second); inv.Recipient.Scheme != "sip" || inv.Via().Transport != "UDP" {
 		t.Errorf("B leg %s over %s, want sip over UDP", inv.Recipient.String(), inv.Via().Transport)
 	}
 
@@ -352,7 +352,7 @@ func TestRESTEventStream(t *testing.T) {
 		t.Errorf("From rewrite %q, want sips: → sip:", r)
 	}
 	cancel()
-	if code := u.bye(); code != 200 {
+	if code := u.Bye(); code != 200 {
 		t.Errorf("BYE → %d", code)
 	}
 }
@@ -480,7 +480,7 @@ func TestRESTDirectory(t *testing.T) {
 	alice := s.addPhone("1000", "alice", "UDP")
 	erin := s.callerPhone("erin", "UDP")
 
-	dnBody := map[string]any{"number": "5000", "type": "DN_TYPE_EXTENSION", "contact": erin.contactURI("5000", "sip"), "display_name": "Erin"}
+	dnBody := map[string]any{"number": "5000", "type": "DN_TYPE_EXTENSION", "contact": erin.ContactURI("5000", "sip"), "display_name": "Erin"}
 	code, body := s.rest("POST", "/v1/dns", dnBody)
 	if code != 200 || str(body, "dn", "number") != "5000" || str(body, "dn", "display_name") != "Erin" {
 		t.Fatalf("POST /v1/dns → %d %v", code, body)
@@ -492,7 +492,7 @@ func TestRESTDirectory(t *testing.T) {
 	if code != 400 || !strings.Contains(str(body, "message"), "number") {
 		t.Errorf("POST /v1/dns with a bad number → %d %v, want 400 naming the number", code, body)
 	}
-	if code, body := s.rest("GET", "/v1/dns/5000", nil); code != 200 || str(body, "dn", "contact") != erin.contactURI("5000", "sip") {
+	if code, body := s.rest("GET", "/v1/dns/5000", nil); code != 200 || str(body, "dn", "contact") != erin.ContactURI("5000", "sip") {
 		t.Errorf("GET /v1/dns/5000 → %d %v", code, body)
 	}
 	if code, body := s.rest("GET", "/v1/dns/5999", nil); code != 404 {
@@ -510,14 +510,14 @@ func TestRESTDirectory(t *testing.T) {
 	}
 	id := str(body, "call", "call_id")
 	s.restWaitState(id, "CALL_STATE_TALKING")
-	if inv := erin.waitRequest(sip.INVITE, 1, time.Second); string(inv.Body()) != alice.sdp {
+	if inv := erin.WaitRequest(sip.INVITE, 1, time.Second); string(inv.Body()) != alice.sdp {
 		t.Errorf("the new DN did not get the origin's offer")
 	}
 	if code, body := s.rest("POST", "/v1/calls/"+id+":release", map[string]any{}); code != 200 {
 		t.Fatalf("release → %d %v", code, body)
 	}
-	alice.waitRequest(sip.BYE, 1, 3*time.Second)
-	erin.waitRequest(sip.BYE, 1, 3*time.Second)
+	alice.WaitRequest(sip.BYE, 1, 3*time.Second)
+	erin.WaitRequest(sip.BYE, 1, 3*time.Second)
 
 	if code, body := s.rest("DELETE", "/v1/dns/5000", nil); code != 200 {
 		t.Fatalf("DELETE /v1/dns/5000 → %d %v", code, body)

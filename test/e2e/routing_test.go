@@ -33,9 +33,9 @@ func sleepPastDeadline(ctx context.Context) (*routingv1.RouteCallResponse, error
 func placeCall(s *stack, p *phone, number string) (*uac, *sip.Response) {
 	s.t.Helper()
 	u := p.invite(s, number, inviteOpts{})
-	res := u.wait(8 * time.Second)
+	res := u.Wait(8 * time.Second)
 	if res.IsSuccess() {
-		u.ack()
+		u.Ack()
 	}
 	return u, res
 }
@@ -79,8 +79,8 @@ func TestRoutingService(t *testing.T) {
 		if res.StatusCode != 200 {
 			t.Fatalf("caller got %d, want 200 from the second target", res.StatusCode)
 		}
-		erin.waitRequest(sip.INVITE, 1, time.Second)
-		inv := bob.waitRequest(sip.INVITE, 1, time.Second)
+		erin.WaitRequest(sip.INVITE, 1, time.Second)
+		inv := bob.WaitRequest(sip.INVITE, 1, time.Second)
 		if string(inv.Body()) != alice.sdp {
 			t.Errorf("target did not get the caller's offer")
 		}
@@ -92,7 +92,7 @@ func TestRoutingService(t *testing.T) {
 			t.Fatalf("%d RouteCall requests, want 1", len(reqs))
 		}
 		rr := reqs[0]
-		if rr.GetDialed() != "7001" || rr.GetCaller() != "alice" || rr.GetCallId() == "" || rr.GetSipCallId() != u.inv.CallID().Value() {
+		if rr.GetDialed() != "7001" || rr.GetCaller() != "alice" || rr.GetCallId() == "" || rr.GetSipCallId() != u.Invite.CallID().Value() {
 			t.Errorf("RouteCall request %v", rr)
 		}
 		if d := rr.GetInbound(); d.GetLegId() != "A" || d.GetScheme() != "sip" || d.GetTransport() != "UDP" {
@@ -111,7 +111,7 @@ func TestRoutingService(t *testing.T) {
 		if n.GetSipCallId() == "" || n.GetSipCallId() == rr.GetSipCallId() || n.GetTime() == nil {
 			t.Errorf("NotifyLegDecision %v", n)
 		}
-		if got := bob.waitRequest(sip.INVITE, 1, time.Second); n.GetSipCallId() != got.CallID().Value() {
+		if got := bob.WaitRequest(sip.INVITE, 1, time.Second); n.GetSipCallId() != got.CallID().Value() {
 			t.Errorf("notified sip_call_id %q, bob's INVITE has %q", n.GetSipCallId(), got.CallID().Value())
 		}
 		router.waitNotified(t, 3*time.Second, func(n *routingv1.NotifyLegDecisionRequest) bool {
@@ -122,10 +122,10 @@ func TestRoutingService(t *testing.T) {
 				t.Errorf("routed call fell back: %v", e)
 			}
 		}
-		if code := u.bye(); code != 200 {
+		if code := u.Bye(); code != 200 {
 			t.Errorf("BYE → %d", code)
 		}
-		bob.waitRequest(sip.BYE, 1, 3*time.Second)
+		bob.WaitRequest(sip.BYE, 1, 3*time.Second)
 	})
 
 	t.Run("reject", func(t *testing.T) {
@@ -139,7 +139,7 @@ func TestRoutingService(t *testing.T) {
 	})
 
 	fallback := func(t *testing.T, number, outcome string) {
-		before := dave.count(sip.INVITE)
+		before := dave.Count(sip.INVITE)
 		start := time.Now()
 		u, res := placeCall(s, alice, number)
 		if res.StatusCode != 200 {
@@ -148,7 +148,7 @@ func TestRoutingService(t *testing.T) {
 		if el := time.Since(start); el > 3*time.Second {
 			t.Errorf("fallback took %v", el)
 		}
-		dave.waitRequest(sip.INVITE, before+1, time.Second)
+		dave.WaitRequest(sip.INVITE, before+1, time.Second)
 		var callID string
 		for _, rr := range router.routeRequests() {
 			if rr.GetDialed() == number {
@@ -159,7 +159,7 @@ func TestRoutingService(t *testing.T) {
 		if !strings.Contains(ev.GetCause(), outcome) || !strings.Contains(ev.GetCause(), "fallback") {
 			t.Errorf("routing_fallback cause %q, want the %s and the fallback", ev.GetCause(), outcome)
 		}
-		if code := u.bye(); code != 200 {
+		if code := u.Bye(); code != 200 {
 			t.Errorf("BYE → %d", code)
 		}
 	}
@@ -184,12 +184,12 @@ func TestRoutingBuiltinFallback(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("caller got %d, want 200 through the built-in router", res.StatusCode)
 	}
-	bob.waitRequest(sip.INVITE, 1, time.Second)
+	bob.WaitRequest(sip.INVITE, 1, time.Second)
 	ev := w.wait(3*time.Second, "routing_fallback", func(e *sipsvcv1.Event) bool { return true })
 	if !strings.Contains(ev.GetCause(), "timeout") || !strings.Contains(ev.GetCause(), "builtin") {
 		t.Errorf("routing_fallback cause %q, want timeout and builtin", ev.GetCause())
 	}
-	if code := u.bye(); code != 200 {
+	if code := u.Bye(); code != 200 {
 		t.Errorf("BYE → %d", code)
 	}
 

@@ -38,12 +38,12 @@ func TestBlindTransferRefer(t *testing.T) {
 			if err != nil {
 				t.Fatalf("TransferCall: %v", err)
 			}
-			refer := alice.waitRequest(sip.REFER, 1, 3*time.Second)
+			refer := alice.WaitRequest(sip.REFER, 1, 3*time.Second)
 			if rt := header(refer, "Refer-To"); !strings.Contains(rt, "sip:3000@127.0.0.1") {
 				t.Errorf("Refer-To %q, want the target through sipsvc", rt)
 			}
-			bob.waitRequest(sip.BYE, 1, 3*time.Second)
-			if n := carol.count(sip.INVITE); n != 0 {
+			bob.WaitRequest(sip.BYE, 1, 3*time.Second)
+			if n := carol.Count(sip.INVITE); n != 0 {
 				t.Errorf("REFER transfer: sipsvc called the target itself (%d INVITEs)", n)
 			}
 			ev := w.wait(3*time.Second, "leg_transferred", kind(sipsvcv1.EventKind_EVENT_KIND_LEG_TRANSFERRED, id))
@@ -60,9 +60,9 @@ func TestBlindTransferRefer(t *testing.T) {
 				if el := time.Since(start); el > 2*time.Second {
 					t.Errorf("ReleaseCall after REFER took %v", el)
 				}
-				alice.waitRequest(sip.BYE, 1, 3*time.Second)
+				alice.WaitRequest(sip.BYE, 1, 3*time.Second)
 			default:
-				if code := alice.byeAsCallee(s, alice.waitRequest(sip.INVITE, 1, time.Second)); code != 200 {
+				if code := alice.byeAsCallee(s, alice.WaitRequest(sip.INVITE, 1, time.Second)); code != 200 {
 					t.Errorf("transferee's BYE → %d", code)
 				}
 			}
@@ -95,7 +95,7 @@ func TestAttendedTransfer(t *testing.T) {
 			c1 = s.waitState(c1.GetCallId(), sipsvcv1.CallState_CALL_STATE_TALKING)
 			c2 := s.makeCall(tc.from, tc.to)
 			s.waitState(c2.GetCallId(), sipsvcv1.CallState_CALL_STATE_TALKING)
-			aliceInvites, carolInvites := alice.count(sip.INVITE), carol.count(sip.INVITE)
+			aliceInvites, carolInvites := alice.Count(sip.INVITE), carol.Count(sip.INVITE)
 
 			_, err := s.calls.TransferCall(s.ctx(), &sipsvcv1.TransferCallRequest{
 				CallId: c1.GetCallId(), LegId: legOf(t, c1, "1000").GetLegId(),
@@ -104,16 +104,16 @@ func TestAttendedTransfer(t *testing.T) {
 			if err != nil {
 				t.Fatalf("TransferCall attended: %v", err)
 			}
-			ra := alice.waitRequest(sip.INVITE, aliceInvites+1, 3*time.Second)
+			ra := alice.WaitRequest(sip.INVITE, aliceInvites+1, 3*time.Second)
 			if string(ra.Body()) != carol.sdp {
 				t.Errorf("alice re-INVITEd with %q, want carol's SDP", sdpName(ra.Body()))
 			}
-			rc := carol.waitRequest(sip.INVITE, carolInvites+1, 3*time.Second)
+			rc := carol.WaitRequest(sip.INVITE, carolInvites+1, 3*time.Second)
 			if string(rc.Body()) != alice.sdp {
 				t.Errorf("carol re-INVITEd with %q, want alice's SDP", sdpName(rc.Body()))
 			}
-			bob.waitRequest(sip.BYE, 2, 3*time.Second)
-			if n := carol.count(sip.BYE); n != 0 {
+			bob.WaitRequest(sip.BYE, 2, 3*time.Second)
+			if n := carol.Count(sip.BYE); n != 0 {
 				t.Errorf("the transfer target got BYE")
 			}
 			s.waitGone(c2.GetCallId())
@@ -148,7 +148,7 @@ func TestReleaseInboundRinging(t *testing.T) {
 	alice := s.callerPhone("alice", "UDP")
 
 	u := alice.invite(s, "2000", inviteOpts{})
-	bob.waitRequest(sip.INVITE, 1, 3*time.Second)
+	bob.WaitRequest(sip.INVITE, 1, 3*time.Second)
 	var id string
 	deadline := time.Now().Add(3 * time.Second)
 	for id == "" {
@@ -167,7 +167,7 @@ func TestReleaseInboundRinging(t *testing.T) {
 	if _, err := s.calls.ReleaseCall(s.ctx(), &sipsvcv1.ReleaseCallRequest{CallId: id}); err != nil {
 		t.Fatalf("ReleaseCall: %v", err)
 	}
-	if res := u.wait(3 * time.Second); res.StatusCode != 487 {
+	if res := u.Wait(3 * time.Second); res.StatusCode != 487 {
 		t.Errorf("caller got %d, want 487", res.StatusCode)
 	}
 	bob.waitCancelled(3 * time.Second)

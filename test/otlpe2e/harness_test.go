@@ -6,11 +6,9 @@ package otlpe2e
 
 import (
 	"bufio"
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -23,13 +21,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
-	"github.com/emiago/sipgo/sip"
+	"github.com/sipsvc/sipsvc/internal/siptest"
 )
-
-const testSDP = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
-
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // buildSipsvc builds ./cmd/sipsvc into dir.
 func buildSipsvc(t *testing.T, dir string) string {
@@ -199,184 +192,26 @@ func waitTCP(t *testing.T, a string, d time.Duration) {
 	}
 }
 
-// phone is a sipgo phone on loopback: over UDP it listens and answers INVITEs (180, 200
+// phone is a test phone (siptest.Phone): over UDP it listens and answers INVITEs (180, 200
 // with SDP); over TLS it only places calls.
-type phone struct {
-	t         testing.TB
-	name      string
-	transport string
-	addr      string
-	cli       *sipgo.Client
+type phone struct{ *siptest.Phone }
 
-	mu       sync.Mutex
-	received []*sip.Request
-}
+// dialog is a call a phone placed and ACKed.
+type dialog = siptest.UAC
 
 func newPhone(t testing.TB, name, transport string, tlsConf *tls.Config) *phone {
 	t.Helper()
-	opts := []sipgo.UserAgentOption{sipgo.WithUserAgent(name),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet))}
-	if tlsConf != nil {
-		opts = append(opts, sipgo.WithUserAgenTLSConfig(tlsConf))
-	}
-	ua, err := sipgo.NewUA(opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &phone{t: t, name: name, transport: transport}
-	p.cli, _ = sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientLogger(quiet))
-	t.Cleanup(func() { ua.Close() })
-	if transport != "UDP" {
-		p.addr = "127.0.0.1:5999" // placeholder for Contact; the phone hangs up itself
-		return p
-	}
-	srv, _ := sipgo.NewServer(ua, sipgo.WithServerLogger(quiet))
-	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		p.record(req)
-		ring := sip.NewResponseFromRequest(req, 180, "Ringing", nil)
-		ring.To().Params.Add("tag", name+"tag")
-		_ = tx.Respond(ring)
-		time.Sleep(20 * time.Millisecond)
-		ok := sip.NewResponseFromRequest(req, 200, "OK", []byte(testSDP))
-		ok.To().Params.Add("tag", name+"tag")
-		ok.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: name, Host: "127.0.0.1", Port: p.port()}})
-		ok.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-		_ = tx.Respond(ok)
-	})
-	srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-		p.record(req)
-		_ = tx.Respond(sip.NewResponseFromRequest(req, 200, "OK", nil))
-	})
-	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) { p.record(req) })
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.addr = c.LocalAddr().String()
-	go srv.ServeUDP(c)
-	t.Cleanup(func() { c.Close() })
+	p := &phone{siptest.NewPhone(t, name, transport, siptest.Options{NoAllow: true, ClientTLS: tlsConf, DialOnly: transport != "UDP"})}
 	return p
 }
 
-func (p *phone) record(req *sip.Request) {
-	p.mu.Lock()
-	p.received = append(p.received, req)
-	p.mu.Unlock()
-}
-
-func (p *phone) port() int {
-	_, port, _ := net.SplitHostPort(p.addr)
-	n, _ := strconv.Atoi(port)
-	return n
-}
-
-func (p *phone) waitRequest(method sip.RequestMethod, within time.Duration) *sip.Request {
-	p.t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		p.mu.Lock()
-		for _, r := range p.received {
-			if r.Method == method {
-				p.mu.Unlock()
-				return r
-			}
-		}
-		p.mu.Unlock()
-		if time.Now().After(deadline) {
-			p.t.Fatalf("%s: no %s within %v", p.name, method, within)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
-var prebuilt = func(*sipgo.Client, *sip.Request) error { return nil }
-
-type dialog struct {
-	p   *phone
-	inv *sip.Request
-	ok  *sip.Response
-}
-
 // call sends INVITE ruri to dest (with scheme for From and Contact), ACKs the 200.
-func (p *phone) call(ruriStr, dest, scheme string) *dialog {
-	p.t.Helper()
-	var ruri sip.Uri
-	if err := sip.ParseUri(ruriStr, &ruri); err != nil {
-		p.t.Fatal(err)
-	}
-	req := sip.NewRequest(sip.INVITE, ruri)
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: p.transport, Host: "127.0.0.1", Port: p.port(), Params: sip.NewParams()}
-	via.Params.Add("branch", sip.GenerateBranch())
-	req.AppendHeader(via)
-	from := &sip.FromHeader{DisplayName: "Alice", Address: sip.Uri{Scheme: scheme, User: p.name, Host: "127.0.0.1"}, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(10))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: sip.Uri{Scheme: ruri.Scheme, User: ruri.User, Host: ruri.Host, Port: ruri.Port}, Params: sip.NewParams()})
-	cid := sip.CallIDHeader(sip.GenerateTagN(16) + "@" + p.name)
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.INVITE})
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	req.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: scheme, User: p.name, Host: "127.0.0.1", Port: p.port()}})
-	req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
-	req.SetBody([]byte(testSDP))
-	req.SetTransport(p.transport)
-	req.SetDestination(dest)
-	tx, err := p.cli.TransactionRequest(context.Background(), req, prebuilt)
-	if err != nil {
-		p.t.Fatalf("%s INVITE: %v", p.name, err)
-	}
-	defer tx.Terminate()
-	timeout := time.After(5 * time.Second)
-	for {
-		select {
-		case res := <-tx.Responses():
-			if res.IsProvisional() {
-				continue
-			}
-			if res.StatusCode != 200 {
-				p.t.Fatalf("%s INVITE → %d %s", p.name, res.StatusCode, res.Reason)
-			}
-			d := &dialog{p: p, inv: req, ok: res}
-			if err := p.cli.WriteRequest(d.inDialog(sip.ACK, 1), prebuilt); err != nil {
-				p.t.Fatalf("ACK: %v", err)
-			}
-			return d
-		case <-tx.Done():
-			p.t.Fatalf("%s INVITE: %v", p.name, tx.Err())
-		case <-timeout:
-			p.t.Fatalf("%s INVITE: no final response", p.name)
-		}
-	}
-}
-
-func (d *dialog) inDialog(method sip.RequestMethod, seq uint32) *sip.Request {
-	req := sip.NewRequest(method, *d.ok.Contact().Address.Clone())
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: d.p.transport, Host: "127.0.0.1", Port: d.p.port(), Params: sip.NewParams()}
-	via.Params.Add("branch", sip.GenerateBranch())
-	req.AppendHeader(via)
-	req.AppendHeader(sip.HeaderClone(d.inv.From()))
-	req.AppendHeader(sip.HeaderClone(d.ok.To()))
-	req.AppendHeader(sip.HeaderClone(d.inv.CallID()))
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: seq, MethodName: method})
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	req.SetBody(nil)
-	req.SetTransport(d.p.transport)
-	req.SetDestination(d.inv.Destination())
-	return req
-}
-
-func (d *dialog) bye() int {
-	d.p.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := d.p.cli.Do(ctx, d.inDialog(sip.BYE, 2), prebuilt)
-	if err != nil {
-		d.p.t.Fatalf("BYE: %v", err)
-	}
-	return res.StatusCode
+func (p *phone) call(ruri, dest, scheme string) *dialog {
+	p.T.Helper()
+	return p.Call(dest, "", siptest.InviteOptions{
+		RURI: ruri, From: scheme + ":" + p.Name + "@127.0.0.1", FromName: "Alice",
+		Contact: scheme + ":" + p.Name + "@" + net.JoinHostPort("127.0.0.1", strconv.Itoa(p.Port())),
+	})
 }
 
 // metrics scrapes a Prometheus text page into "name{sorted labels}" → value.

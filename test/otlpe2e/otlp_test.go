@@ -63,7 +63,7 @@ dns:
   - {number: "6000", type: extension, contact: "sip:6000@%s", traceparent: true}
 `, filepath.Join(dir, "data"), addr(udp), addr(tcp), addr(tlsPort),
 		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem"),
-		addr(grpcPort), addr(httpPort), bob.addr)
+		addr(grpcPort), addr(httpPort), bob.Addr)
 	cfgPath := filepath.Join(dir, "sipsvc.yaml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -80,12 +80,12 @@ dns:
 
 	// One call: sips over TLS → plain sip over UDP (R14 downgrade on B1, R22 Contact on A).
 	d := alice.call(fmt.Sprintf("sips:6000@%s", addr(tlsPort)), addr(tlsPort), "sips")
-	binv := bob.waitRequest(sip.INVITE, 2*time.Second)
-	bob.waitRequest(sip.ACK, 2*time.Second)
-	if code := d.bye(); code != 200 {
+	binv := bob.WaitRequest(sip.INVITE, 1, 2*time.Second)
+	bob.WaitRequest(sip.ACK, 1, 2*time.Second)
+	if code := d.Bye(); code != 200 {
 		t.Fatalf("BYE → %d", code)
 	}
-	bob.waitRequest(sip.BYE, 2*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 2*time.Second)
 
 	// Metrics, before SIGTERM.
 	var after metrics
@@ -117,8 +117,8 @@ dns:
 		t.Fatalf("spans after SIGTERM: %v\n%s", err, p.tail(3000))
 	}
 	call := otlp.Named(spans, sc.SpanCall)[0]
-	checkSpans(t, spans, call, d, binv, addr(tlsPort), addr(udp), bob.addr)
-	checkLogs(t, p, call, d.inv.CallID().Value())
+	checkSpans(t, spans, call, d, binv, addr(tlsPort), addr(udp), bob.Addr)
+	checkLogs(t, p, call, d.Invite.CallID().Value())
 }
 
 func checkSpans(t *testing.T, all []otlp.Span, call otlp.Span, d *dialog, binv *sip.Request, tlsAddr, udpAddr, bobAddr string) {
@@ -168,7 +168,7 @@ func checkSpans(t *testing.T, all []otlp.Span, call otlp.Span, d *dialog, binv *
 	}
 	leg(a[0], "SERVER", map[string]any{
 		"sip.leg": "A", "sip.scheme": "sips", "sip.transport": "TLS", "sip.secure": true, "sip.scheme.reason": "request-uri sips",
-		"sip.scheme.rule": "R22", "network.transport": "tcp", "sip.call_id": d.inv.CallID().Value(), "sip.method": "INVITE",
+		"sip.scheme.rule": "R22", "network.transport": "tcp", "sip.call_id": d.Invite.CallID().Value(), "sip.method": "INVITE",
 		"tls.protocol.name": "tls", "tls.protocol.version": nil, "client.address": "127.0.0.1",
 	})
 	leg(b1[0], "CLIENT", map[string]any{

@@ -36,8 +36,8 @@ func newAPIFixture(t *testing.T) *apiFixture {
 	f := &apiFixture{s: newSink(t), alice: newPhone(t, "alice"), bob: newPhone(t, "bob")}
 	st := store.NewMemory()
 	for _, d := range []dn.DN{
-		{Number: "1000", Type: dn.TypeExtension, Contact: f.alice.contact("1000")},
-		{Number: "2000", Type: dn.TypeExtension, Contact: f.bob.contact("2000")},
+		{Number: "1000", Type: dn.TypeExtension, Contact: f.alice.ContactURI("1000", "sip")},
+		{Number: "2000", Type: dn.TypeExtension, Contact: f.bob.ContactURI("2000", "sip")},
 	} {
 		if err := st.PutDN(context.Background(), d); err != nil {
 			t.Fatal(err)
@@ -74,13 +74,13 @@ func newAPIFixture(t *testing.T) *apiFixture {
 // finish waits until both phones answered, releases the call and returns the spans.
 func (f *apiFixture) finish(t *testing.T, callID string) []otlp.Span {
 	t.Helper()
-	f.bob.waitRequest("ACK", 5*time.Second)
-	f.alice.waitRequest("ACK", 5*time.Second)
+	f.bob.WaitRequest("ACK", 1, 5*time.Second)
+	f.alice.WaitRequest("ACK", 1, 5*time.Second)
 	if err := f.sig.ReleaseCall(context.Background(), callID); err != nil {
 		t.Fatal(err)
 	}
-	f.alice.waitRequest("BYE", 2*time.Second)
-	f.bob.waitRequest("BYE", 2*time.Second)
+	f.alice.WaitRequest("BYE", 1, 2*time.Second)
+	f.bob.WaitRequest("BYE", 1, 2*time.Second)
 	return f.s.wait(t, nil)
 }
 
@@ -133,7 +133,7 @@ func TestAPI_RESTMakeCall_RequestSpanIsAncestor(t *testing.T) {
 	if res.StatusCode != 200 {
 		t.Fatalf("POST /v1/calls → %d", res.StatusCode)
 	}
-	f.bob.waitRequest("ACK", 5*time.Second)
+	f.bob.WaitRequest("ACK", 1, 5*time.Second)
 	calls := f.sig.ListCalls(context.Background(), signaling.CallFilter{})
 	if len(calls) != 1 {
 		t.Fatalf("%d calls", len(calls))

@@ -82,15 +82,15 @@ func routedCall(t *testing.T, fail bool) (*sink, *router, []otlp.Span) {
 	}
 	t.Cleanup(func() { _ = rc.Close() })
 	bob := newPhone(t, "bob")
-	dir := memDir{"6000": {Number: "6000", Type: dn.TypeExtension, Contact: bob.contact("6000")}}
+	dir := memDir{"6000": {Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")}}
 	_, b2bua := startSignaling(t, signaling.Config{Directory: dir, Router: rc, RoutingTimeout: 2 * time.Second, TracerProvider: s.tp})
 	alice := newPhone(t, "alice")
 	d := alice.call(b2bua, "6000")
-	bob.waitRequest("ACK", 2*time.Second)
-	if code := d.bye(); code != 200 {
+	bob.WaitRequest("ACK", 1, 2*time.Second)
+	if code := d.Bye(); code != 200 {
 		t.Fatalf("BYE → %d", code)
 	}
-	bob.waitRequest("BYE", 2*time.Second)
+	bob.WaitRequest("BYE", 1, 2*time.Second)
 	spans := s.wait(t, func(sp []otlp.Span) bool { return len(otlp.Named(sp, routeCall)) >= 2 })
 	return s, r, spans
 }
