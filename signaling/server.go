@@ -324,57 +324,6 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	return nil
 }
 
-// ListenAndServe listens on the given addresses and serves until ctx is cancelled.
-func (s *Server) ListenAndServe(ctx context.Context, udp, tcp, tlsAddrs []string) error {
-	var l Listeners
-	closeAll := func() {
-		for _, c := range l.UDP {
-			c.Close()
-		}
-		for _, c := range l.TCP {
-			c.Close()
-		}
-		for _, c := range l.TLS {
-			c.Close()
-		}
-	}
-	var lc net.ListenConfig
-	for _, a := range udp {
-		c, err := lc.ListenPacket(ctx, "udp", a)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen udp %s: %w", a, err)
-		}
-		l.UDP = append(l.UDP, c)
-	}
-	for _, a := range tcp {
-		c, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen tcp %s: %w", a, err)
-		}
-		l.TCP = append(l.TCP, c)
-	}
-	for _, a := range tlsAddrs {
-		c, err := lc.Listen(ctx, "tcp", a)
-		if err != nil {
-			closeAll()
-			return fmt.Errorf("listen tls %s: %w", a, err)
-		}
-		l.TLS = append(l.TLS, c)
-	}
-	for _, c := range l.UDP {
-		s.log.Info("SIP listening", "transport", "udp", "addr", c.LocalAddr().String())
-	}
-	for _, c := range l.TCP {
-		s.log.Info("SIP listening", "transport", "tcp", "addr", c.Addr().String())
-	}
-	for _, c := range l.TLS {
-		s.log.Info("SIP listening", "transport", "tls", "addr", c.Addr().String())
-	}
-	return s.Serve(ctx, l)
-}
-
 func (s *Server) addListen(transport string, a net.Addr) {
 	host, portStr, _ := net.SplitHostPort(a.String())
 	port, _ := strconv.Atoi(portStr)
@@ -479,9 +428,6 @@ func (s *Server) observe(ctx context.Context, ev Event) {
 		o.Observe(ctx, ev)
 	}
 }
-
-// AddObserver adds an observer; call it before Serve.
-func (s *Server) AddObserver(o Observer) { s.cfg.Observers = append(s.cfg.Observers, o) }
 
 // Drain stops taking new calls (they get 503 with Retry-After) and waits until the calls in
 // progress have ended or ctx is done; it returns the number of calls still up. Serve keeps
