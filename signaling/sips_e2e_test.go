@@ -233,3 +233,35 @@ func TestR4_SipsTargetOverUDPRefused(t *testing.T) {
 		t.Fatalf("got %d Reason %q, want 480 naming R4", res.StatusCode, hdr(res, "Reason"))
 	}
 }
+
+// TestR35_SipsRecordRouteForcesTLS_P6: a callee on UDP whose 200 carries
+// `Record-Route: <sips:proxy;lr>` puts its dialog behind a sips route: the ACK and the BYE on
+// that leg go to the route over TLS, not over UDP (RFC 3261 §16.6 step 4, §12.1.2).
+func TestR35_SipsRecordRouteForcesTLS_P6(t *testing.T) {
+	proxy := newPhone(t, "proxy", "TLS")
+	bob := newPhone(t, "bob", "UDP")
+	rr := sip.NewHeader("Record-Route", "<sips:"+proxy.Addr+";lr>")
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) { bob.OK(req, tx, []byte(testSDP), rr) })
+	b := startB2BUA(t, nil, ext("6000", bob))
+	call := newPhone(t, "alice", "UDP").invite(b, "6000", inviteOpts{})
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("final %d", res.StatusCode)
+	}
+	call.Ack()
+	ack := proxy.WaitRequest(sip.ACK, 1, 3*time.Second)
+	if ack.Transport() != "TLS" || ack.Via().Transport != "TLS" {
+		t.Errorf("ACK went over %s (Via %s), want TLS to the sips route", ack.Transport(), ack.Via().Transport)
+	}
+	if r := ack.Route(); r == nil || r.Address.Scheme != "sips" {
+		t.Errorf("ACK Route %v, want the sips route set", ack.Route())
+	}
+	if n := bob.Count(sip.ACK); n != 0 {
+		t.Errorf("callee got %d ACKs straight over UDP", n)
+	}
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("BYE → %d", res.StatusCode)
+	}
+	if bye := proxy.WaitRequest(sip.BYE, 1, 3*time.Second); bye.Transport() != "TLS" {
+		t.Errorf("BYE to B went over %s, want TLS to the sips route", bye.Transport())
+	}
+}
