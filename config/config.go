@@ -179,7 +179,7 @@ func Load(path string, getenv func(string) string) (Config, error) {
 		if err != nil {
 			return c, fmt.Errorf("read config: %w", err)
 		}
-		// A file that declares dns replaces the example DNs.
+		// A config file replaces the example DNs (its own dns list, possibly empty).
 		c.DNs = nil
 		dec := yaml.NewDecoder(bytes.NewReader(b))
 		dec.KnownFields(true)
