@@ -149,6 +149,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 			return false
 		}
 	}
+	inviteTransport := l.transport // the INVITE's own transport; the dialog may change l.transport (R35)
 	go func() {
 		defer cancel()
 		for {
@@ -176,7 +177,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					// The transaction now only absorbs retransmitted 2xx (RFC 6026 Accepted
 					// state, 64*T1): answer those with an ACK from the hook, and do not keep
 					// a goroutine per call for it. Over TCP/TLS nothing is retransmitted.
-					if l.transport == "UDP" {
+					if inviteTransport == "UDP" {
 						tx.OnRetransmission(func(r *sip.Response) {
 							if r.IsSuccess() {
 								_ = s.write(s.inDialogAck(l, nil))
