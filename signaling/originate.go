@@ -444,7 +444,7 @@ func (c *call) sendCancel(l *leg) {
 	cancelReq.AppendHeader(sip.HeaderClone(inv.CallID()))
 	cancelReq.AppendHeader(&sip.CSeqHeader{SeqNo: inv.CSeq().SeqNo, MethodName: sip.CANCEL})
 	cancelReq.SetBody(nil)
-	s.prepare(cancelReq, l.transport, inv.Destination())
+	s.prepare(cancelReq, inv.Transport(), inv.Destination()) // where the INVITE went (§9.1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if l.span != nil {

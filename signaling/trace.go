@@ -219,10 +219,16 @@ func (s *Server) ack(l *leg, body []byte) error {
 // connAttrs adds the local address (and TLS details) of an outbound TCP/TLS leg's connection
 // once it exists.
 func (s *Server) connAttrs(l *leg) {
-	if l.span == nil || l.transport == "UDP" || !l.span.IsRecording() {
+	if l.span == nil || !l.span.IsRecording() {
 		return
 	}
-	conn, err := s.ua.TransportLayer().GetConnection(strings.ToLower(l.transport), l.dest)
+	l.c.mu.Lock()
+	transport, dest := l.transport, l.dest
+	l.c.mu.Unlock()
+	if transport == "UDP" {
+		return
+	}
+	conn, err := s.ua.TransportLayer().GetConnection(strings.ToLower(transport), dest)
 	if err != nil || conn == nil {
 		return
 	}
@@ -230,8 +236,8 @@ func (s *Server) connAttrs(l *leg) {
 		p, _ := strconv.Atoi(port)
 		l.span.SetAttributes(sc.AttrNetworkLocalAddress.String(host), sc.AttrNetworkLocalPort.Int(p))
 	}
-	if l.transport == "TLS" && l.dir == outbound {
-		l.span.SetAttributes(s.tlsAttrs(l.dest, false)...)
+	if transport == "TLS" && l.dir == outbound {
+		l.span.SetAttributes(s.tlsAttrs(dest, false)...)
 	}
 }
 
