@@ -185,8 +185,8 @@ func (c *call) hangupLegs(ctx context.Context, legs []*leg, cause string) {
 // byeLeg sends BYE on one leg and releases it.
 func (c *call) byeLeg(ctx context.Context, l *leg, cause string) {
 	s := c.s
-	if l.timer != nil {
-		l.timer.stop()
+	if t := l.sessionTimer(); t != nil {
+		t.stop()
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	if _, err := s.sendOn(bctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), trace.SpanContext{}); err != nil {

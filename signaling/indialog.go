@@ -66,8 +66,8 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			}
 			c.mu.Unlock()
 		}
-		if l.timer != nil {
-			l.timer.refreshed()
+		if t := l.sessionTimer(); t != nil {
+			t.refreshed()
 		}
 	}
 	if other == nil && req.Method == sip.NOTIFY {
@@ -131,8 +131,8 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 		c.holdEvents(to, req.Body())
 	}
 	var hdrs []sip.Header
-	if res.IsSuccess() && (req.Method == sip.INVITE || req.Method == sip.UPDATE) && from.timer != nil {
-		hdrs = append(hdrs, from.timer.header())
+	if t := from.sessionTimer(); t != nil && res.IsSuccess() && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
+		hdrs = append(hdrs, t.header())
 	}
 	for _, n := range []string{"Event", "Subscription-State"} {
 		if h := res.GetHeader(n); h != nil {
@@ -252,8 +252,8 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 		if l == nil {
 			continue
 		}
-		if l.timer != nil {
-			l.timer.stop()
+		if t := l.sessionTimer(); t != nil {
+			t.stop()
 		}
 		if l != from {
 			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

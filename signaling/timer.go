@@ -68,14 +68,20 @@ func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
 			se = c.s.cfg.MinSE
 		}
 		weRefresh := refresherOf(a.invite) != "uac"
-		a.timer = c.newTimer(a, se, weRefresh)
-		hdrs = append(hdrs, a.timer.header())
+		at := c.newTimer(a, se, weRefresh)
+		c.mu.Lock()
+		a.timer = at
+		c.mu.Unlock()
+		hdrs = append(hdrs, at.header())
 		if !weRefresh {
 			hdrs = append(hdrs, sip.NewHeader("Require", "timer"))
 		}
 	}
 	if bse, ok := sessionExpiresOf(res); ok {
-		b.timer = c.newTimer(b, bse, refresherOf(res) != "uas")
+		bt := c.newTimer(b, bse, refresherOf(res) != "uas")
+		c.mu.Lock()
+		b.timer = bt
+		c.mu.Unlock()
 	}
 	return hdrs
 }
@@ -172,3 +178,10 @@ func (t *sessionTimer) refresh() {
 }
 
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+// sessionTimer returns the leg's session timer, or nil.
+func (l *leg) sessionTimer() *sessionTimer {
+	l.c.mu.Lock()
+	defer l.c.mu.Unlock()
+	return l.timer
+}
