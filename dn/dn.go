@@ -162,7 +162,7 @@ func ParseContact(s string) (sip.Uri, error) {
 	if u.Host == "" {
 		return u, fmt.Errorf("%q has no host", s)
 	}
-	if t, ok := transportParam(u.UriParams); ok {
+	if t, ok := TransportParam(u); ok {
 		switch strings.ToLower(t) {
 		case "udp":
 			if scheme == "sips" {
@@ -227,10 +227,11 @@ func HashPassword(number, realm, password string) (md5hex, sha256hex string) {
 	return hex.EncodeToString(m[:]), hex.EncodeToString(h[:])
 }
 
-// transportParam returns the transport URI parameter; parameter names are case-insensitive
-// (RFC 3261 §19.1.4).
-func transportParam(p sip.HeaderParams) (string, bool) {
-	for _, kv := range p {
+// TransportParam returns a URI's transport parameter. Its name is matched case-insensitively
+// (RFC 3261 §19.1.4, §25.1); sipgo keeps parameter names as written and its Get is
+// case-sensitive, so "sips:x@h;Transport=udp" would otherwise escape R4.
+func TransportParam(u sip.Uri) (string, bool) {
+	for _, kv := range u.UriParams {
 		if strings.EqualFold(kv.K, "transport") {
 			return kv.V, true
 		}

@@ -10,6 +10,9 @@ import (
 
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
 )
 
 // prebuilt tells sipgo the request is complete: we write every header ourselves.
@@ -164,10 +167,7 @@ func (s *Server) respond(l *leg, tx sip.ServerTransaction, req *sip.Request, cod
 func hostPort(u sip.Uri, transport string) string {
 	port := u.Port
 	if port == 0 {
-		port = 5060
-		if strings.EqualFold(transport, "TLS") {
-			port = 5061
-		}
+		port = sips.DefaultPort(transport) // R3
 	}
 	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
 }
@@ -249,10 +249,8 @@ func (l *leg) routeTransportLocked() {
 	}
 	top := l.routeSet[0]
 	tp := l.transport
-	for _, kv := range top.UriParams {
-		if strings.EqualFold(kv.K, "transport") {
-			tp = strings.ToUpper(kv.V)
-		}
+	if v, ok := dn.TransportParam(top); ok {
+		tp = strings.ToUpper(v)
 	}
 	if strings.EqualFold(top.Scheme, "sips") {
 		tp = "TLS"

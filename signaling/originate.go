@@ -232,7 +232,7 @@ func (c *call) recordLegRewrites(a *leg, from *sip.Request, l *leg, sp spec) {
 	}
 	// Request-URI: the configured target as it was, and as the leg writes it.
 	ruleURI := rule
-	if tp, ok := sp.uri.UriParams.Get("transport"); ok && strings.EqualFold(tp, "tls") && l.dec.Scheme == "sips" {
+	if tp, ok := dn.TransportParam(sp.uri); ok && strings.EqualFold(tp, "tls") && l.dec.Scheme == "sips" {
 		ruleURI = "R6" // transport=tls is never emitted on a sips URI
 	}
 	if l.dec.Rule == "P4" {

@@ -159,14 +159,3 @@ func (s *Server) ensureInsecureTLS(ctx context.Context, host, dest string) (stri
 	}
 	return dest, errors.New("tls connection not registered")
 }
-
-// tlsVersionName returns "1.2"/"1.3" for span attributes.
-func tlsVersionName(v uint16) string {
-	switch v {
-	case tls.VersionTLS12:
-		return "1.2"
-	case tls.VersionTLS13:
-		return "1.3"
-	}
-	return ""
-}

@@ -14,6 +14,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
+
+	"github.com/sipsvc/sipsvc/sips"
 )
 
 // Span names, attribute keys and event names come from telemetry/sipconv; the span model is
@@ -94,7 +96,7 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 	// server.*: the host and port the Request-URI addresses (sipsvc on leg A, the target on B).
 	port := req.Recipient.Port
 	if port == 0 {
-		port = sipsDefaultPort(l.transport)
+		port = sips.DefaultPort(l.transport)
 	}
 	attrs = append(attrs, sc.AttrServerAddress.String(req.Recipient.Host), sc.AttrServerPort.Int(port))
 	if l.dir == inbound || l.transport == "UDP" {
@@ -239,13 +241,6 @@ func (s *Server) connAttrs(l *leg) {
 	if transport == "TLS" && l.dir == outbound {
 		l.span.SetAttributes(s.tlsAttrs(dest, false)...)
 	}
-}
-
-func sipsDefaultPort(transport string) int {
-	if strings.EqualFold(transport, "TLS") {
-		return 5061
-	}
-	return 5060
 }
 
 // startRouteSpan starts the routing decision's span, child of the call span.

@@ -201,7 +201,7 @@ func TestContactURIGolden(t *testing.T) {
 				t.Errorf("R6/R3: sips Contact %s carries a transport parameter", got.String())
 			}
 			if tc.d.Scheme == "sip" && tc.d.Transport == TLS {
-				if v, _ := transportParam(got); v != "tls" {
+				if v, _ := dn.TransportParam(got); v != "tls" {
 					t.Errorf("P5: sip Contact over TLS %s lacks transport=tls", got.String())
 				}
 			}

@@ -106,7 +106,7 @@ type Outbound struct {
 // DecideOutbound makes an originated leg's decision (sipsvc is UAC).
 func DecideOutbound(out Outbound) (Decision, error) {
 	t := out.Target
-	tparam, hasT := transportParam(t)
+	tparam, hasT := dn.TransportParam(t)
 	tparam = strings.ToLower(tparam)
 	if out.Registered {
 		if out.RegisteredSecure || IsSIPS(&t) {
@@ -190,7 +190,7 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 	switch {
 	case d.Scheme == "sips":
 		// R6: never emit transport=tls on sips. Only transport=tcp (R5) is kept, in place, once.
-		v, _ := transportParam(u)
+		v, _ := dn.TransportParam(u)
 		keepTCP := strings.EqualFold(v, "tcp")
 		kept := u.UriParams[:0]
 		for _, kv := range u.UriParams {
@@ -212,19 +212,6 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 		// keep transport=tcp/udp as configured
 	}
 	return u
-}
-
-// transportParam returns the transport URI parameter. Its name is matched case-insensitively
-// (RFC 3261 §19.1.4, §25.1: URI parameter names are case-insensitive tokens); sipgo keeps
-// parameter names as written and its Get is case-sensitive, so "sips:x@h;Transport=udp"
-// would otherwise escape R4 and "Transport=tls" would survive on a sips URI (R6).
-func transportParam(u sip.Uri) (string, bool) {
-	for _, kv := range u.UriParams {
-		if strings.EqualFold(kv.K, "transport") {
-			return kv.V, true
-		}
-	}
-	return "", false
 }
 
 // removeTransportParam removes every transport parameter of u, whatever the case of its name.
