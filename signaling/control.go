@@ -165,7 +165,7 @@ func (c *call) endUnanswered(f *failure) {
 	c.cause = cause
 	c.mu.Unlock()
 	for _, l := range forks {
-		c.forkEnded(l, cause, status)
+		c.releaseLeg(l, cause, status)
 	}
 	c.end(cause, status)
 }
@@ -177,38 +177,26 @@ func (c *call) hangupLegs(ctx context.Context, legs []*leg, cause string) {
 	c.cause = cause
 	c.mu.Unlock()
 	for _, l := range legs {
-		c.byeLeg(ctx, l, cause)
+		c.byeLeg(ctx, l, cause, trace.SpanContext{})
 	}
 	c.end(cause, 0)
 }
 
-// byeLeg sends BYE on one leg and releases it.
-func (c *call) byeLeg(ctx context.Context, l *leg, cause string) {
+// byeLeg sends BYE on one leg and releases it. link is the request that caused it (a BYE
+// received on the other leg), if any.
+func (c *call) byeLeg(ctx context.Context, l *leg, cause string, link trace.SpanContext) {
 	s := c.s
 	if t := l.sessionTimer(); t != nil {
 		t.stop()
 	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	if _, err := s.sendOn(bctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), trace.SpanContext{}); err != nil {
+	if res, err := s.sendOn(bctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), link); err != nil {
 		c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
+	} else if !res.IsSuccess() {
+		c.log(slog.LevelDebug, "BYE refused", "leg", l.id, "status", res.StatusCode)
 	}
 	cancel()
-	c.releaseLeg(l, cause)
-}
-
-// releaseLeg marks a leg released without signalling.
-func (c *call) releaseLeg(l *leg, cause string) {
-	c.mu.Lock()
-	if l.state == StateReleased {
-		c.mu.Unlock()
-		return
-	}
-	l.state = StateReleased
-	l.cause = cause
-	c.mu.Unlock()
-	c.s.unregisterLeg(l)
-	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause })
-	endLegSpan(l.span, 0, cause, l.dir == outbound)
+	c.releaseLeg(l, cause, 0)
 }
 
 // findLeg returns a call and one of its legs.
@@ -448,7 +436,7 @@ func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Ta
 		c.b = nil
 	}
 	c.mu.Unlock()
-	c.byeLeg(ctx, other, "transferred")
+	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "REFER to " + referTo })
 	return nil
 }
@@ -473,7 +461,7 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	_ = s.ack(nl, nil)
 	// Point the party's media at the new party.
 	if err := s.reinvite(ctx, l, res.Body()); err != nil {
-		c.byeLeg(ctx, nl, "transfer failed")
+		c.byeLeg(ctx, nl, "transfer failed", trace.SpanContext{})
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
 	c.mu.Lock()
@@ -486,7 +474,7 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	nl.state = StateTalking
 	nl.localSDP = offer
 	c.mu.Unlock()
-	c.byeLeg(ctx, other, "transferred")
+	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c.event(EventLegAnswered, nl, func(e *Event) { e.Status = 200 })
 	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "to " + targetName(t) })
 	return nil
@@ -549,7 +537,7 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 		c.b = far
 	}
 	c.mu.Unlock()
-	c.byeLeg(ctx, other, "transferred")
+	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c2.hangupLegs(ctx, []*leg{near}, "transferred")
 	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "joined with consult call " + consultID })
 	return nil

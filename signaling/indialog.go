@@ -3,7 +3,6 @@ package signaling
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"strings"
 	"time"
 
@@ -48,7 +47,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		if !answered {
 			// A BYE on an early dialog: that fork (or the caller) gives up.
 			if l.dir == outbound {
-				c.forkEnded(l, "bye from "+l.id, 0)
+				c.releaseLeg(l, "bye from "+l.id, 0)
 			} else {
 				c.cancel()
 			}
@@ -228,7 +227,6 @@ func (c *call) reliableHeaders(a *leg) []sip.Header {
 
 // hangup ends an answered call: BYE to every established leg except from.
 func (c *call) hangup(ctx context.Context, from *leg, cause string) {
-	s := c.s
 	c.mu.Lock()
 	if c.state == StateReleased {
 		c.mu.Unlock()
@@ -249,29 +247,16 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 		link = trace.SpanContextFromContext(ctx) // the BYE we received causes the BYEs we send
 	}
 	for _, l := range legs {
-		if l == nil {
-			continue
-		}
-		if t := l.sessionTimer(); t != nil {
-			t.stop()
-		}
-		if l != from {
-			bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			bye := s.inDialogRequest(l, sip.BYE, nil, "")
-			if res, err := s.sendOn(bctx, l, bye, link); err != nil {
-				c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
-			} else if !res.IsSuccess() {
-				c.log(slog.LevelDebug, "BYE refused", "leg", l.id, "status", res.StatusCode)
+		switch {
+		case l == nil:
+		case l == from:
+			if t := l.sessionTimer(); t != nil {
+				t.stop()
 			}
-			cancel()
+			c.releaseLeg(l, cause, 0)
+		default:
+			c.byeLeg(ctx, l, cause, link)
 		}
-		c.mu.Lock()
-		l.state = StateReleased
-		l.cause = cause
-		c.mu.Unlock()
-		s.unregisterLeg(l)
-		c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause })
-		endLegSpan(l.span, 0, cause, l.dir == outbound)
 	}
 	c.end(cause, 0)
 }

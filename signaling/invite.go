@@ -398,7 +398,7 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 			if r.err != nil {
 				pending--
 				ff := transportFailure(r.err)
-				c.forkEnded(r.l, ff.cause, ff.status)
+				c.releaseLeg(r.l, ff.cause, ff.status)
 				if ff.better(best) {
 					best = &ff
 				}
@@ -418,7 +418,7 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 				if w := headerValue(r.res, "Warning"); w != "" {
 					ff.warning = w
 				}
-				c.forkEnded(r.l, ff.cause, ff.status)
+				c.releaseLeg(r.l, ff.cause, ff.status)
 				if ff.better(best) {
 					best = &ff
 				}
@@ -452,14 +452,14 @@ func (c *call) drain(results chan forkResult, pending *int) {
 				if r.err == nil && r.res.IsSuccess() {
 					// A 2xx raced our CANCEL: accept and hang up that leg (RFC 3261 §9.1).
 					c.ackAndBye(r.l, r.res)
-					c.forkEnded(r.l, "answered after cancel", r.res.StatusCode)
+					c.releaseLeg(r.l, "answered after cancel", r.res.StatusCode)
 					continue
 				}
 				code := 487
 				if r.res != nil {
 					code = r.res.StatusCode
 				}
-				c.forkEnded(r.l, "cancelled", code)
+				c.releaseLeg(r.l, "cancelled", code)
 			}
 		case <-deadline.C:
 			return

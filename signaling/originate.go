@@ -123,7 +123,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		if err != nil {
 			cancel()
 			f := transportFailure(err)
-			c.forkEnded(l, f.cause, f.status)
+			c.releaseLeg(l, f.cause, f.status)
 			return nil, &f
 		}
 		l.dest = dest
@@ -133,7 +133,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	if err != nil {
 		cancel()
 		f := transportFailure(err)
-		c.forkEnded(l, f.cause, f.status)
+		c.releaseLeg(l, f.cause, f.status)
 		return nil, &f
 	}
 	s.countOut(inv)
@@ -172,7 +172,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					if !deliver(forkResult{l: l, res: res}) {
 						// Another leg won, or the attempt ended: accept and hang up (RFC 3261 §9.1).
 						c.ackAndBye(l, res)
-						c.forkEnded(l, "answered after another leg", res.StatusCode)
+						c.releaseLeg(l, "answered after another leg", res.StatusCode)
 					}
 					// The transaction now only absorbs retransmitted 2xx (RFC 6026 Accepted
 					// state, 64*T1): answer those with an ACK from the hook, and do not keep
@@ -189,7 +189,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					return
 				}
 				if !deliver(forkResult{l: l, res: res}) && res.StatusCode >= 300 {
-					c.forkEnded(l, "ended after the attempt", res.StatusCode)
+					c.releaseLeg(l, "ended after the attempt", res.StatusCode)
 				}
 				if res.StatusCode >= 300 {
 					return
@@ -200,7 +200,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 				c.mu.Unlock()
 				if !answered {
 					if err := tx.Err(); err != nil && !deliver(forkResult{l: l, err: err}) {
-						c.forkEnded(l, "ended after the attempt", 0)
+						c.releaseLeg(l, "ended after the attempt", 0)
 					}
 				}
 				return
@@ -455,8 +455,9 @@ func (c *call) sendCancel(l *leg) {
 	}
 }
 
-// forkEnded closes an outbound leg that did not (or no longer) take part in the call.
-func (c *call) forkEnded(l *leg, cause string, status int) {
+// releaseLeg marks a leg released without signalling: unregistered, a leg_released event, its
+// span ended. A cause already set on the leg (e.g. by cancelForks) is kept. Idempotent.
+func (c *call) releaseLeg(l *leg, cause string, status int) {
 	c.mu.Lock()
 	if l.state == StateReleased {
 		c.mu.Unlock()
@@ -479,15 +480,11 @@ func (c *call) finish(a *leg, cause string, status int) {
 	forks := append([]*leg(nil), c.forks...)
 	c.cause = cause
 	c.state = StateReleased
-	a.state = StateReleased
-	a.cause = cause
 	c.mu.Unlock()
 	for _, f := range forks {
-		c.forkEnded(f, cause, status)
+		c.releaseLeg(f, cause, status)
 	}
-	c.s.unregisterLeg(a)
-	c.event(EventLegReleased, a, func(e *Event) { e.Cause = cause; e.Status = status })
-	endLegSpan(a.span, status, cause, a.dir == outbound)
+	c.releaseLeg(a, cause, status)
 	c.end(cause, status)
 }
 
