@@ -295,7 +295,7 @@ func (c *call) earlyDialog(l *leg, res *sip.Response) {
 func (c *call) onProvisional(a, l *leg, res *sip.Response) {
 	s := c.s
 	c.mu.Lock()
-	firstRing := a.state != StateRinging || !a.rang
+	firstRing := !a.rang
 	a.rang = true
 	c.mu.Unlock()
 	hdrs := []sip.Header{}
