@@ -50,6 +50,13 @@ type SIPConfig struct {
 	MinSE          time.Duration `yaml:"min_se"`
 	// UserAgent is the User-Agent/Server header value.
 	UserAgent string `yaml:"user_agent"`
+	// TransactionWait is how long a completed transaction stays in memory over UDP to absorb
+	// retransmissions: RFC 3261 Timer J (non-INVITE server) and RFC 6026 Timers L and M
+	// (INVITE server and client after a 2xx). The RFCs say 64*T1 = 32s, the default. A shorter
+	// wait trades that margin for memory: at 1,500 calls/s every call's transactions stay
+	// 32s, over a gigabyte of heap (docs/performance.md). Kamailio's tm module keeps completed
+	// transactions for its wt_timer, 5s by default. Between 1s and 32s.
+	TransactionWait time.Duration `yaml:"transaction_wait"`
 }
 
 // TLSConfig configures TLS for SIP.
@@ -143,8 +150,10 @@ func Default() Config {
 			Policy:         dn.PolicyPerLeg,
 			RingTimeout:    60 * time.Second,
 			SessionExpires: 1800 * time.Second,
-			MinSE:          90 * time.Second,
-			UserAgent:      "sipsvc",
+			// RFC 3261 §17.2.2 (Timer J) and RFC 6026 §8 (Timers L, M): 64*T1.
+			TransactionWait: 32 * time.Second,
+			MinSE:           90 * time.Second,
+			UserAgent:       "sipsvc",
 		},
 		TLS:     TLSConfig{ClientAuth: "none", MinVersion: "1.2"},
 		API:     APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
@@ -281,6 +290,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SIP.RingTimeout <= 0 {
 		return &FieldError{"sip.ring_timeout", "must be positive"}
+	}
+	if c.SIP.TransactionWait < time.Second || c.SIP.TransactionWait > 32*time.Second {
+		return &FieldError{"sip.transaction_wait", "must be between 1s and 32s (64*T1, RFC 3261 Timer J)"}
 	}
 	if c.SIP.MinSE < 90*time.Second {
 		return &FieldError{"sip.min_se", "must be at least 90s (RFC 4028)"}

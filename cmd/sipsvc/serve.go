@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"go.opentelemetry.io/otel"
 
 	"github.com/sipsvc/sipsvc/config"
@@ -125,6 +126,9 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 	if err != nil {
 		return err
 	}
+	// sipgo keeps its transaction timers in package variables, so the wait is set once for
+	// the process, before any transaction starts (sip.transaction_wait).
+	sip.Timer_J, sip.Timer_L, sip.Timer_M = cfg.SIP.TransactionWait, cfg.SIP.TransactionWait, cfg.SIP.TransactionWait
 	sig, err := signaling.New(signaling.Config{
 		Hostname:       cfg.SIP.Hostname,
 		ServerTLS:      srvTLS,
