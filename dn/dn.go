@@ -190,6 +190,13 @@ type Binding struct {
 	Source string `json:"source"`
 	// InstanceID is the +sip.instance of the contact, if any (RFC 5626).
 	InstanceID string `json:"instance_id,omitempty"`
+	// Path is the URI of each Path header field value of the REGISTER that made or last
+	// refreshed the binding, in the order received (RFC 3327 §5.3), e.g.
+	// "sips:edge.example.net;lr". A call to the binding carries them as its preloaded Route
+	// set and goes to the first one (RFC 3327 §5.4). Empty when the REGISTER had no Path.
+	// The field came after store schema version 1 with omitempty: records written before it
+	// decode with no Path, so it needs no migration.
+	Path []string `json:"path,omitempty"`
 	// CallID and CSeq of the last REGISTER that refreshed the binding.
 	CallID string `json:"call_id"`
 	CSeq   uint32 `json:"cseq"`

@@ -30,6 +30,11 @@ const SchemaVersion = 1
 //
 // DN numbers cannot contain NUL (dn.ValidNumber), so the NUL separator keeps the bindings
 // of one DN together and a prefix scan finds exactly them.
+//
+// A JSON field added with omitempty, whose zero value means what its absence meant before
+// (dn.Binding.Path: no Path, no preloaded Route), keeps the schema version: records written
+// without it decode unchanged, so no migration runs. A change that older records cannot
+// satisfy that way raises SchemaVersion and migrates in initSchema.
 var (
 	bucketMeta     = []byte("meta")
 	bucketDNs      = []byte("dns")

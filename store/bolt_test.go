@@ -72,6 +72,41 @@ func TestBolt_SchemaVersion(t *testing.T) {
 	}
 }
 
+// TestBolt_BindingWithoutPathDecodes: a binding written before dn.Binding.Path existed (no
+// "path" key) still decodes, with no Path, under the same schema version: no migration.
+func TestBolt_BindingWithoutPathDecodes(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "sipsvc.db")
+	s := openBolt(t, path, c.Now)
+	must(t, s.CreateDN(ctx, ext("1000")))
+	must(t, s.Close())
+
+	old := `{"number":"1000","contact":"sip:1000@10.0.0.1:5060","secure":false,"transport":"UDP",` +
+		`"source":"10.0.0.1:5060","call_id":"cid","cseq":3,"expires":"` + c.Now().Add(time.Hour).Format(time.RFC3339Nano) +
+		`","updated":"` + c.Now().Format(time.RFC3339Nano) + `"}`
+	db, err := bolt.Open(path, 0o600, nil)
+	must(t, err)
+	must(t, db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("bindings")).Put([]byte("1000\x00"+dn.BindingKey("sip:1000@10.0.0.1:5060")), []byte(old))
+	}))
+	must(t, db.Close())
+
+	s = openBolt(t, path, c.Now)
+	defer s.Close()
+	bs, err := s.Bindings(ctx, "1000")
+	must(t, err)
+	if len(bs) != 1 || bs[0].Contact != "sip:1000@10.0.0.1:5060" || bs[0].CSeq != 3 || bs[0].Path != nil {
+		t.Fatalf("old binding decoded as %+v", bs)
+	}
+	b := bs[0]
+	b.Path = []string{"sip:edge.example.net;lr"}
+	must(t, s.PutBinding(ctx, b))
+	if bs, _ := s.Bindings(ctx, "1000"); len(bs) != 1 || len(bs[0].Path) != 1 {
+		t.Fatalf("rewritten binding %+v", bs)
+	}
+}
+
 // TestBolt_LockedFile fails fast when another handle holds the database.
 func TestBolt_LockedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "sipsvc.db")

@@ -163,6 +163,7 @@ func (c *Cached) PutBinding(ctx context.Context, b dn.Binding) error {
 	if err := c.s.PutBinding(ctx, b); err != nil {
 		return err
 	}
+	b = cloneBinding(b) // the caller may reuse b.Path; reads share the cached slice
 	c.mu.Lock()
 	c.putBindingLocked(b)
 	c.mu.Unlock()

@@ -175,7 +175,7 @@ func (m *Memory) PutBinding(ctx context.Context, b dn.Binding) error {
 		bs = map[string]dn.Binding{}
 		m.bindings[b.Number] = bs
 	}
-	bs[b.Key()] = b
+	bs[b.Key()] = cloneBinding(b)
 	return nil
 }
 
@@ -219,7 +219,7 @@ func (m *Memory) Bindings(ctx context.Context, number string) ([]dn.Binding, err
 	var out []dn.Binding
 	for _, b := range m.bindings[number] {
 		if live(b, now) {
-			out = append(out, b)
+			out = append(out, cloneBinding(b))
 		}
 	}
 	sortBindings(out)
@@ -238,7 +238,7 @@ func (m *Memory) AllBindings(ctx context.Context) ([]dn.Binding, error) {
 	for _, bs := range m.bindings {
 		for _, b := range bs {
 			if live(b, now) {
-				out = append(out, b)
+				out = append(out, cloneBinding(b))
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"testing"
@@ -266,6 +267,7 @@ func TestConformance(t *testing.T) {
 			must(t, s.CreateDN(ctx, ext("1000")))
 			b := dn.Binding{Number: "1000", Contact: "sips:1000@10.0.0.1:5061", Secure: true, Transport: "TLS",
 				Source: "10.0.0.1:40000", InstanceID: "<urn:uuid:1>", CallID: "c1", CSeq: 7, UserAgent: "ua",
+				Path:    []string{"sips:edge.example.net;lr", "sips:core.example.net:5061;lr"}, // RFC 3327, in order
 				Expires: c.Now().Add(time.Hour), Updated: c.Now()}
 			must(t, s.PutBinding(ctx, b))
 			bs, _ := s.Bindings(ctx, "1000")
@@ -274,8 +276,38 @@ func TestConformance(t *testing.T) {
 			}
 			got := bs[0]
 			got.Expires, got.Updated = b.Expires, b.Updated
-			if got != b {
+			if !reflect.DeepEqual(got, b) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, b)
+			}
+		}},
+		{"BindingPathKeptInOrderNotAliased", func(t *testing.T, s store.Store, c *clock) {
+			// RFC 3327 §5.3: the Path is stored in order; the store keeps its own copy.
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			b := binding(c, "1000", "sip:1000@10.0.0.1:5060", time.Hour)
+			b.Path = []string{"sip:edge.example.net;lr", "sip:core.example.net:5070;lr"}
+			must(t, s.PutBinding(ctx, b))
+			b.Path[0] = "sip:changed.example.net;lr"
+			bs, err := s.Bindings(ctx, "1000")
+			must(t, err)
+			if len(bs) != 1 || !reflect.DeepEqual(bs[0].Path, []string{"sip:edge.example.net;lr", "sip:core.example.net:5070;lr"}) {
+				t.Fatalf("Bindings = %+v", bs)
+			}
+			all, err := s.AllBindings(ctx)
+			must(t, err)
+			if len(all) != 1 || len(all[0].Path) != 2 {
+				t.Fatalf("AllBindings = %+v", all)
+			}
+		}},
+		{"BindingPathInvalid", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			b := binding(c, "1000", "sip:1000@10.0.0.1:5060", time.Hour)
+			b.Path = []string{"sip:edge.example.net;lr", "sips:core.example.net;transport=udp;lr"}
+			err := s.PutBinding(ctx, b)
+			var fe *dn.FieldError
+			if !errors.As(err, &fe) || fe.Field != "path[1]" {
+				t.Fatalf("PutBinding(bad path) = %v, want FieldError path[1]", err)
 			}
 		}},
 		{"Concurrent", func(t *testing.T, s store.Store, c *clock) {

@@ -49,6 +49,12 @@ func validateBinding(b dn.Binding) error {
 	if b.Expires.IsZero() {
 		return &dn.FieldError{Field: "expires", Msg: "is required"}
 	}
+	for i, p := range b.Path {
+		// RFC 3327 §5.4: calls to the binding are sent to these URIs.
+		if _, err := dn.ParseContact(p); err != nil {
+			return &dn.FieldError{Field: fmt.Sprintf("path[%d]", i), Msg: err.Error()}
+		}
+	}
 	return nil
 }
 
@@ -63,6 +69,14 @@ func sortBindings(bs []dn.Binding) {
 		}
 		return bs[i].Contact < bs[j].Contact
 	})
+}
+
+// cloneBinding copies the Path of a binding so callers cannot alias stored state.
+func cloneBinding(b dn.Binding) dn.Binding {
+	if b.Path != nil {
+		b.Path = append([]string(nil), b.Path...)
+	}
+	return b
 }
 
 // cloneDN copies the slices of a DN so callers cannot alias stored state.
