@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
 )
 
 // Config is the whole configuration. Every field has a default (see Default).
@@ -111,6 +112,11 @@ type RegistrarConfig struct {
 	// preferred first). Default SHA-256 then MD5; clients that only read the first challenge
 	// and only know MD5 (SIPp 3.6, sipsak 0.9) need MD5 first.
 	DigestAlgorithms []string `yaml:"digest_algorithms"`
+	// ServiceRoute, when set, is returned as Service-Route in the 200 OK to every successful
+	// REGISTER (RFC 3608), in order, e.g. ["sip:edge.example.net;lr"]: as sips URIs when the
+	// REGISTER's Contacts are all sips, else as sip URIs (R34). Each is a sip: or sips: URI
+	// with a host and no transport=udp. Default none (no Service-Route header).
+	ServiceRoute []string `yaml:"service_route"`
 }
 
 // LogConfig configures log/slog.
@@ -365,6 +371,11 @@ func (c *Config) Validate() error {
 	for i, a := range r.DigestAlgorithms {
 		if a != "SHA-256" && a != "MD5" {
 			return &FieldError{fmt.Sprintf("registrar.digest_algorithms[%d]", i), fmt.Sprintf("%q is not SHA-256 or MD5", a)}
+		}
+	}
+	for i, v := range r.ServiceRoute {
+		if _, err := sips.ParseServiceRoute(v); err != nil {
+			return &FieldError{fmt.Sprintf("registrar.service_route[%d]", i), err.Error()}
 		}
 	}
 	switch c.Log.Level {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -174,7 +175,7 @@ func TestRegister_BadInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantStatus(t, p.register(reg{number: "1001", contacts: tc.contacts, expires: tc.expires}, ""), tc.want)
 			after := h.bindings("1001")
-			if len(after) != len(before) || after[0] != before[0] {
+			if len(after) != len(before) || !reflect.DeepEqual(after[0], before[0]) {
 				t.Fatalf("bindings changed: %+v", after)
 			}
 		})

@@ -51,6 +51,25 @@
 //     modelled product's rule). Transport and Source (the connection's remote address)
 //     are recorded, so the B2BUA can reach TCP/TLS bindings over the same flow (R33).
 //
+// # Path and Service-Route
+//
+// The URIs of the REGISTER's Path header field values are stored with each binding it
+// writes, in the order received (dn.Binding.Path, RFC 3327 §5.3); a refresh replaces them
+// and a REGISTER without Path clears them. A Path value that is not a sip:/sips: URI with
+// a host (or is sips with transport=udp, R4) gets 400 and nothing is stored. When the UA
+// sent "Supported: path", the 200 OK echoes the stored Path entries; a query or a removal
+// echoes none. A call to a binding with a Path carries it as a preloaded Route set and is
+// sent to its first entry (signaling, RFC 3327 §5.4); a sips binding only ever has sips
+// Path entries (R28), so it stays on TLS.
+//
+// Config.ServiceRoute (registrar.service_route) is returned, in order, as Service-Route
+// in the 200 OK to every successful REGISTER (RFC 3608 §6.1): with the sips scheme when
+// every Contact of the REGISTER is sips (a sips-only binding), otherwise, including queries
+// and removals, with the sip scheme, which RFC 5630 §5.2 asks for when both SIP and SIPS
+// are allowed (R34, sips.ServiceRoute). Only the scheme changes (and transport=tls is
+// dropped from sips); give entries an explicit port where the default port of the other
+// scheme would be wrong. Refused REGISTERs carry no Service-Route.
+//
 // # Observability
 //
 // Each REGISTER gets a "sip.transaction REGISTER" SERVER span (docs/observability.md) with

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/sips"
 	"github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
@@ -38,6 +39,10 @@ type registerReq struct {
 	number   string
 	star     bool
 	contacts []contactReq // one per key; a later Contact for the same device wins (R29)
+	// path is the URI of each Path value, in order (RFC 3327), stored with every binding.
+	path []string
+	// sipsOnly: every Contact is sips, so the Service-Route is returned as sips (R34).
+	sipsOnly bool
 }
 
 // ServeRegister answers a REGISTER: it checks the request, authenticates it and updates
@@ -92,6 +97,11 @@ func (r *Registrar) parseRegister(req *sip.Request) (registerReq, *status) {
 	}
 	p.number = to.Address.User // R27: the scheme does not matter
 	ruriSecure := strings.EqualFold(req.Recipient.Scheme, "sips")
+	path, pathSecure, ok := parsePath(req)
+	if !ok {
+		return p, badRequest("Malformed Path")
+	}
+	p.path = path
 
 	var hdrExpires *uint32
 	if h := req.GetHeader("Expires"); h != nil {
@@ -142,12 +152,11 @@ func (r *Registrar) parseRegister(req *sip.Request) (registerReq, *status) {
 		if !ruriSecure {
 			return p, badRequest("sips Contact needs a sips Request-URI (RFC 5630 5.2)")
 		}
-		for _, scheme := range pathSchemes(req) {
-			if scheme != "sips" {
-				return p, badRequest("sips Contact needs sips Path entries (RFC 5630 5.2)")
-			}
+		if !pathSecure {
+			return p, badRequest("sips Contact needs sips Path entries (RFC 5630 5.2)")
 		}
 	}
+	p.sipsOnly = len(p.contacts) > 0 && allSecure
 	// sips only over TLS (RFC 5630 §4: rather fail than go without TLS; SIPS.md T6, P11).
 	if (ruriSecure || anySecure) && !strings.EqualFold(req.Transport(), "TLS") {
 		return p, &status{code: 480, reason: "Temporarily Unavailable",
@@ -211,23 +220,27 @@ func removeParamFold(ps *sip.HeaderParams, name string) {
 	*ps = out
 }
 
-// pathSchemes returns the lower-cased scheme of every Path entry (RFC 3327).
-func pathSchemes(req *sip.Request) []string {
-	var out []string
+// parsePath returns the URI of every Path value in order (RFC 3327 §5.3), as the binding
+// stores it, and whether all of them are sips (R28). ok is false when a value is not a
+// sip:/sips: URI that sipsvc could send a request to (dn.ParseContact): the binding could
+// not be reached through it.
+func parsePath(req *sip.Request) (path []string, allSecure, ok bool) {
+	allSecure = true
 	for _, h := range req.GetHeaders("Path") {
 		for _, v := range splitAddrList(h.Value()) {
-			s := v
-			if i := strings.IndexByte(s, '<'); i >= 0 {
-				s = s[i+1:]
+			var u sip.Uri
+			if _, err := sip.ParseAddressValue(v, &u, nil); err != nil {
+				return nil, false, false
 			}
-			scheme := s
-			if i := strings.IndexByte(s, ':'); i >= 0 {
-				scheme = s[:i]
+			u2, err := dn.ParseContact(u.String())
+			if err != nil {
+				return nil, false, false
 			}
-			out = append(out, strings.ToLower(strings.TrimSpace(scheme)))
+			allSecure = allSecure && u2.Scheme == "sips"
+			path = append(path, u2.String())
 		}
 	}
-	return out
+	return path, allSecure, true
 }
 
 // splitAddrList splits a comma-separated header value outside <> and quotes.
@@ -293,7 +306,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 			r.log.Info("registration removed", "dn", p.number, "contact", b.Contact, "reason", "contact-star")
 			evs = append(evs, pending{signaling.EventRegistrationRemoved, b})
 		}
-		return r.bindingsStatus(ctx, p.number, now, failed), evs
+		return r.okStatus(ctx, req, p, false, now, failed), evs
 	}
 
 	// RFC 3261 §10.3 step 7: the same Call-ID with a CSeq that is not higher is out of
@@ -308,6 +321,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	if h := req.GetHeader("User-Agent"); h != nil {
 		ua = h.Value()
 	}
+	stored := false
 	for _, c := range p.contacts {
 		old, had := existing[c.key]
 		if c.expires == 0 {
@@ -324,12 +338,13 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 		b := dn.Binding{
 			Number: p.number, Contact: c.contact, Secure: c.secure,
 			Transport: strings.ToUpper(req.Transport()), Source: req.Source(),
-			InstanceID: c.instance, CallID: cid, CSeq: cseq, UserAgent: ua,
+			InstanceID: c.instance, Path: p.path, CallID: cid, CSeq: cseq, UserAgent: ua,
 			Expires: now.Add(c.expires), Updated: now,
 		}
 		if err := r.store.PutBinding(ctx, b); err != nil {
 			return failed(err)
 		}
+		stored = true
 		kind := signaling.EventRegistrationAdded
 		if had {
 			kind = signaling.EventRegistrationRefresh
@@ -339,17 +354,20 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 		}
 		evs = append(evs, pending{kind, b})
 	}
-	return r.bindingsStatus(ctx, p.number, now, failed), evs
+	return r.okStatus(ctx, req, p, stored, now, failed), evs
 }
 
-// bindingsStatus is the 200 OK with every live binding and its remaining seconds.
-func (r *Registrar) bindingsStatus(ctx context.Context, number string, now time.Time, failed func(error) (*status, []pending)) *status {
-	bs, err := r.store.Bindings(ctx, number)
+// okStatus is the 200 OK to a REGISTER: every live binding of the DN with its remaining
+// seconds, then the Path stored with the bindings this REGISTER wrote (stored), echoed only
+// when the UA sent "Supported: path" (RFC 3327 §5.3), then the configured Service-Route in
+// the scheme R34 asks for (RFC 3608 §6.1).
+func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerReq, stored bool, now time.Time, failed func(error) (*status, []pending)) *status {
+	bs, err := r.store.Bindings(ctx, p.number)
 	if err != nil {
 		st, _ := failed(err)
 		return st
 	}
-	hdrs := make([]sip.Header, 0, len(bs)+1)
+	hdrs := make([]sip.Header, 0, len(bs)+1+len(p.path)+len(r.serviceRoute))
 	for _, b := range bs {
 		left := int((b.Expires.Sub(now) + time.Second - 1) / time.Second)
 		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(max(left, 1))
@@ -359,5 +377,25 @@ func (r *Registrar) bindingsStatus(ctx context.Context, number string, now time.
 		hdrs = append(hdrs, sip.NewHeader("Contact", v))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
+	if stored && supports(req, "path") {
+		for _, u := range p.path {
+			hdrs = append(hdrs, sip.NewHeader("Path", "<"+u+">"))
+		}
+	}
+	for _, u := range sips.ServiceRoute(r.serviceRoute, p.sipsOnly) {
+		hdrs = append(hdrs, sip.NewHeader("Service-Route", "<"+u.String()+">"))
+	}
 	return &status{code: 200, reason: "OK", hdrs: hdrs}
+}
+
+// supports reports whether the request lists option in a Supported header (RFC 3261 §20.37).
+func supports(req *sip.Request, option string) bool {
+	for _, h := range req.GetHeaders("Supported") {
+		for _, v := range strings.Split(h.Value(), ",") {
+			if strings.EqualFold(strings.TrimSpace(v), option) {
+				return true
+			}
+		}
+	}
+	return false
 }

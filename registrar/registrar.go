@@ -19,6 +19,7 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/sips"
 	"github.com/sipsvc/sipsvc/store"
 )
 
@@ -51,6 +52,12 @@ type Config struct {
 	PurgeInterval time.Duration
 	// NonceCacheSize bounds the nonce-count tracker. Default 100000 nonces.
 	NonceCacheSize int
+	// ServiceRoute, when set, is returned as Service-Route in the 200 OK to every successful
+	// REGISTER (RFC 3608 §6.1), in order: with the sips scheme when the REGISTER's Contacts
+	// are all sips, else with the sip scheme (R34, sips.ServiceRoute). Each entry is a sip: or
+	// sips: URI with a host and no transport=udp (sips.ParseServiceRoute), e.g.
+	// "sip:edge.example.net;lr". Default none.
+	ServiceRoute []string
 	// Secret signs nonces. Empty means 32 random bytes per process (nonces issued before a
 	// restart are then answered with stale=true). Set it to share nonces between nodes.
 	Secret []byte
@@ -75,6 +82,8 @@ type Registrar struct {
 	nonces *nonces
 	nc     *ncTracker
 	lock   *lockout // nil when disabled
+	// serviceRoute is Config.ServiceRoute parsed.
+	serviceRoute []sip.Uri
 
 	// locks serialises the read-check-write of one DN's bindings (striped by number).
 	locks [256]sync.Mutex
@@ -135,6 +144,14 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.DefaultExpires < cfg.MinExpires || cfg.DefaultExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("registrar: default expires %s is outside [%s, %s]", cfg.DefaultExpires, cfg.MinExpires, cfg.MaxExpires)
 	}
+	var routes []sip.Uri
+	for i, v := range cfg.ServiceRoute {
+		u, err := sips.ParseServiceRoute(v)
+		if err != nil {
+			return nil, fmt.Errorf("registrar: service_route[%d]: %w", i, err)
+		}
+		routes = append(routes, u)
+	}
 	if len(cfg.Secret) == 0 {
 		cfg.Secret = make([]byte, 32)
 		if _, err := rand.Read(cfg.Secret); err != nil {
@@ -158,6 +175,8 @@ func New(cfg Config) (*Registrar, error) {
 		now:    cfg.Now,
 		nonces: &nonces{secret: cfg.Secret, ttl: cfg.NonceTTL},
 		nc:     newNCTracker(cfg.NonceCacheSize, cfg.NonceTTL),
+
+		serviceRoute: routes,
 	}
 	if cfg.AuthFailLimit > 0 {
 		r.lock = newLockout(cfg.AuthFailLimit, cfg.Lockout)
