@@ -68,12 +68,26 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		// R33/P7: reach a device that registered over TCP/TLS through its own connection.
 		l.dest = sp.binding.Source
 	}
+	if len(sp.binding.Path) > 0 {
+		// RFC 3327 §5.4, RFC 3261 §8.1.2: the binding's Path is the INVITE's preloaded Route
+		// set, and the INVITE goes to its first entry (loose routing). A sips top route keeps
+		// the leg on TLS; on a sips leg sip entries become sips (R12, R13, R35).
+		routes, err := sips.RouteSet(sp.binding.Path, d)
+		if err != nil {
+			return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "binding " + err.Error()}
+		}
+		l.routeSet = routes
+		l.routeTransportLocked()
+	}
 	l.peer = l.dest
 	l.localCSeq = 1
 	l.ackCh = make(chan []byte, 1)
 
 	inv := sip.NewRequest(sip.INVITE, target)
-	inv.AppendHeader(s.via(d.Transport))
+	inv.AppendHeader(s.via(l.transport))
+	for _, r := range l.routeSet {
+		inv.AppendHeader(&sip.RouteHeader{Address: *r.Clone()})
+	}
 	mf := sip.MaxForwardsHeader(70)
 	if p.maxForwards > 0 {
 		mf = sip.MaxForwardsHeader(p.maxForwards)
