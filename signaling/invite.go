@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"weak"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -126,9 +127,14 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	c.a = a
 	s.addCall(c)
 	s.registerLeg(a)
+	// The server transaction outlives the call by up to 64*T1 (RFC 6026 Timer L); a weak
+	// pointer keeps it from holding the whole call in memory that long.
+	wa := weak.Make(a)
 	tx.OnCancel(func(*sip.Request) {
-		a.span.AddEvent(sc.EventCANCEL)
-		c.cancel()
+		if a := wa.Value(); a != nil {
+			a.span.AddEvent(sc.EventCANCEL)
+			a.c.cancel()
+		}
 	})
 	c.event(EventCallCreated, nil, nil)
 	c.decided(a)

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"weak"
 
 	"github.com/emiago/sipgo/sip"
 	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
@@ -191,9 +192,12 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					// The transaction now only absorbs retransmitted 2xx (RFC 6026 Accepted
 					// state, 64*T1): answer those with an ACK from the hook, and do not keep
 					// a goroutine per call for it. Over TCP/TLS nothing is retransmitted.
+					// The hook holds the leg weakly: the transaction stays for Timer M after
+					// the call has ended, and must not keep the call in memory meanwhile.
 					if inviteTransport == "UDP" {
+						wl := weak.Make(l)
 						tx.OnRetransmission(func(r *sip.Response) {
-							if r.IsSuccess() {
+							if l := wl.Value(); l != nil && r.IsSuccess() {
 								_ = s.write(s.inDialogAck(l, nil))
 							}
 						})
