@@ -102,6 +102,7 @@ type Server struct {
 	wg sync.WaitGroup // call goroutines
 
 	udpReady atomic.Bool // sipgo has our UDP listener in its pool
+	serving  atomic.Bool // Serve has its listeners and has not begun to stop (Ready)
 	draining atomic.Bool // new calls are refused with 503 (graceful shutdown)
 }
 
@@ -304,6 +305,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		tl := tls.NewListener(c, s.verify.serverConfig(s.cfg.ServerTLS))
 		go func() { errc <- s.srv.ServeTLS(tl) }()
 	}
+	s.serving.Store(true)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -312,6 +314,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 			err = nil
 		}
 	}
+	s.serving.Store(false)
 	for _, c := range closers {
 		_ = c()
 	}
@@ -427,6 +430,27 @@ func (s *Server) observe(ctx context.Context, ev Event) {
 	for _, o := range s.cfg.Observers {
 		o.Observe(ctx, ev)
 	}
+}
+
+// Errors of Ready.
+var (
+	// ErrNotServing: Serve is not running (not started yet, or stopping).
+	ErrNotServing = errors.New("signaling: not serving")
+	// ErrDraining: Drain was called; new calls get 503.
+	ErrDraining = errors.New("signaling: draining")
+)
+
+// Ready reports whether the server takes new calls: ErrNotServing until Serve has started
+// its listeners and from the moment it begins to stop, ErrDraining once Drain was called,
+// nil otherwise. It only reads two flags, so it may be polled.
+func (s *Server) Ready() error {
+	if !s.serving.Load() {
+		return ErrNotServing
+	}
+	if s.draining.Load() {
+		return ErrDraining
+	}
+	return nil
 }
 
 // Drain stops taking new calls (they get 503 with Retry-After) and waits until the calls in
