@@ -42,6 +42,9 @@ import (
 // DefaultShutdownTimeout bounds the graceful part of Run's shutdown.
 const DefaultShutdownTimeout = 5 * time.Second
 
+// DefaultReadyInterval is how often the gRPC health status re-reads readiness.
+const DefaultReadyInterval = time.Second
+
 // APIConfig configures the control-plane API. Store and Realm are required.
 type APIConfig struct {
 	// GRPCAddr and HTTPAddr are the listen addresses used by Run; empty skips that server.
@@ -56,7 +59,8 @@ type APIConfig struct {
 	KeyFile      string
 	ClientCAFile string
 
-	// Calls serves CallService; nil leaves it unimplemented (UNIMPLEMENTED, HTTP 501).
+	// Calls serves CallService; nil leaves it unimplemented (UNIMPLEMENTED, HTTP 501). When it
+	// also implements Readiness (*signaling.Server does), the API is ready only when it is.
 	Calls CallControl
 	// Store is the directory (required).
 	Store store.Store
@@ -76,8 +80,14 @@ type APIConfig struct {
 	Propagators    propagation.TextMapPropagator
 	// Metrics, when set, is served at GET /metrics (without auth).
 	Metrics http.Handler
-	// Ready reports readiness for GET /readyz; nil means always ready.
+	// Ready reports readiness (e.g. the store answers); nil means always ready. Readiness is
+	// this, Calls' Readiness and "not shutting down", all three; GET /readyz reads it on each
+	// request and the grpc.health.v1 status follows it (see ReadyInterval).
 	Ready func() error
+	// ReadyInterval is how often the grpc.health.v1 status of every service (and of "")
+	// re-reads readiness: SERVING when ready, NOT_SERVING before and otherwise. Zero means
+	// DefaultReadyInterval.
+	ReadyInterval time.Duration
 	// ShutdownTimeout bounds Run's graceful shutdown; zero means DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
 }
@@ -125,6 +135,13 @@ type API struct {
 
 	grpc   *grpc.Server // public gRPC server
 	health *health.Server
+	// healthNames are the services whose health status follows readiness, "" included.
+	healthNames []string
+	// calls is cfg.Calls when it implements Readiness, else nil.
+	calls Readiness
+	// watchOnce starts watchReadiness with the gRPC server; watchWG waits for it.
+	watchOnce sync.Once
+	watchWG   sync.WaitGroup
 
 	// The REST gateway calls a second, in-process gRPC server over an in-memory listener:
 	// the in-process gateway transport cannot stream (WatchEvents), and the public server
@@ -137,8 +154,10 @@ type API struct {
 
 	http *http.Server
 
-	stopping chan struct{} // closed by Shutdown: ends WatchEvents streams
-	stopOnce sync.Once
+	// ctx is the API's lifetime, cancelled by Shutdown: it ends WatchEvents streams and
+	// the readiness watcher.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 // NewAPI builds the servers. It starts nothing: see Run, ServeGRPC and ServeREST.
@@ -147,10 +166,14 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		return nil, err
 	}
 	a := &API{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		auth:     newTokenAuth(cfg.Tokens),
-		stopping: make(chan struct{}),
+		cfg:  cfg,
+		log:  cfg.Logger,
+		auth: newTokenAuth(cfg.Tokens),
+	}
+	a.ctx, a.cancel = context.WithCancel(context.Background())
+	a.calls, _ = cfg.Calls.(Readiness)
+	if cfg.ReadyInterval <= 0 {
+		cfg.ReadyInterval = DefaultReadyInterval
 	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
@@ -197,7 +220,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		if cfg.Calls != nil {
 			sipsvcv1.RegisterCallServiceServer(s, &callServer{calls: cfg.Calls, enums: enums})
 		}
-		sipsvcv1.RegisterEventServiceServer(s, &eventServer{hub: cfg.Hub, enums: enums, stopping: a.stopping})
+		sipsvcv1.RegisterEventServiceServer(s, &eventServer{hub: cfg.Hub, enums: enums, stopping: a.ctx.Done()})
 		sipsvcv1.RegisterDirectoryServiceServer(s, &directoryServer{store: cfg.Store, regs: cfg.Registrations, realm: cfg.Realm, enums: enums})
 	}
 	interceptors := []grpc.ServerOption{
@@ -219,10 +242,11 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	register(a.grpc)
 	a.health = health.NewServer()
 	healthpb.RegisterHealthServer(a.grpc, a.health)
+	a.healthNames = []string{""}
 	for name := range a.grpc.GetServiceInfo() {
-		a.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+		a.healthNames = append(a.healthNames, name)
 	}
-	a.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	a.setHealth(healthpb.HealthCheckResponse_NOT_SERVING) // until watchReadiness sees ready
 	reflection.Register(a.grpc)
 
 	a.inner = grpc.NewServer(interceptors...)
@@ -301,16 +325,75 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	return a, nil
 }
 
+// ready is the one readiness source of /readyz and the gRPC health status: nil when the
+// API is not shutting down, Calls (when it implements Readiness) is ready and cfg.Ready
+// passes.
 func (a *API) ready() error {
-	select {
-	case <-a.stopping:
+	if a.ctx.Err() != nil {
 		return errors.New("shutting down")
-	default:
+	}
+	if a.calls != nil {
+		if err := a.calls.Ready(); err != nil {
+			return err
+		}
 	}
 	if a.cfg.Ready != nil {
 		return a.cfg.Ready()
 	}
 	return nil
+}
+
+// setHealth sets the grpc.health.v1 status of every service and of "".
+func (a *API) setHealth(st healthpb.HealthCheckResponse_ServingStatus) {
+	for _, name := range a.healthNames {
+		a.health.SetServingStatus(name, st)
+	}
+}
+
+// startWatch starts watchReadiness once, unless the API is already shut down.
+func (a *API) startWatch() {
+	a.watchOnce.Do(func() {
+		if a.ctx.Err() != nil {
+			return
+		}
+		a.watchWG.Add(1)
+		go func() {
+			defer a.watchWG.Done()
+			a.watchReadiness(a.ctx)
+		}()
+	})
+}
+
+// watchReadiness keeps the gRPC health status equal to readiness (a.ready), checking at
+// once and then every ReadyInterval, until ctx ends (Shutdown, which leaves every status
+// NOT_SERVING). It logs each change.
+func (a *API) watchReadiness(ctx context.Context) {
+	t := time.NewTicker(a.cfg.ReadyInterval)
+	defer t.Stop()
+	last := healthpb.HealthCheckResponse_NOT_SERVING // as NewAPI left it
+	for {
+		st, err := healthpb.HealthCheckResponse_SERVING, a.ready()
+		if err != nil {
+			st = healthpb.HealthCheckResponse_NOT_SERVING
+		}
+		if st != last && ctx.Err() == nil {
+			a.setHealth(st)
+			a.log.Info("API readiness changed", "grpc_health", st.String(), "reason", errText(err))
+			last = st
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func errText(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
@@ -331,8 +414,10 @@ func (a *API) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 	return resp, err
 }
 
-// ServeGRPC serves the gRPC API on l until Shutdown; it then returns nil.
+// ServeGRPC serves the gRPC API on l until Shutdown; it then returns nil. It also starts
+// the watcher that keeps the grpc.health.v1 status equal to readiness.
 func (a *API) ServeGRPC(l net.Listener) error {
+	a.startWatch()
 	if err := a.grpc.Serve(l); err != nil {
 		return fmt.Errorf("serve gRPC %s: %w", l.Addr(), err)
 	}
@@ -376,11 +461,12 @@ func (a *API) Handler() http.Handler {
 }
 
 // Shutdown stops both servers: it marks the API not ready and NOT_SERVING, ends WatchEvents
-// streams, lets in-flight requests finish until ctx expires, then closes what remains.
-// It returns ctx's error when it had to stop forcibly.
+// streams and the readiness watcher, lets in-flight requests finish until ctx expires, then
+// closes what remains. It returns ctx's error when it had to stop forcibly.
 func (a *API) Shutdown(ctx context.Context) error {
-	a.stopOnce.Do(func() { close(a.stopping) })
+	a.cancel()
 	a.health.Shutdown()
+	a.watchWG.Wait()
 	herr := a.http.Shutdown(ctx)
 	if herr != nil {
 		_ = a.http.Close()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -109,6 +110,7 @@ func TestHealthAndReadiness(t *testing.T) {
 			return nil
 		}
 		c.Metrics = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "# metrics\n") })
+		c.ReadyInterval = 10 * time.Millisecond
 	})
 	ctx := ctxT(t)
 
@@ -135,10 +137,7 @@ func TestHealthAndReadiness(t *testing.T) {
 
 	hc := healthpb.NewHealthClient(env.conn)
 	for _, svc := range []string{"", "sipsvc.v1.DirectoryService", "sipsvc.v1.EventService"} {
-		r, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: svc})
-		if err != nil || r.GetStatus() != healthpb.HealthCheckResponse_SERVING {
-			t.Errorf("health %q = %v, %v", svc, r, err)
-		}
+		waitHealth(t, hc, svc, healthpb.HealthCheckResponse_SERVING)
 	}
 
 	// Reflection lets grpcurl list the services.

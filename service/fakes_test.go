@@ -152,9 +152,21 @@ type fakeCalls struct {
 	ReleaseCallFunc  func(ctx context.Context, callID string) error
 	GetCallFunc      func(ctx context.Context, callID string) (signaling.CallInfo, error)
 	ListCallsFunc    func(ctx context.Context, f signaling.CallFilter) []signaling.CallInfo
+	// ReadyFunc answers Ready; unset means ready.
+	ReadyFunc func() error
 }
 
-var _ CallControl = (*fakeCalls)(nil)
+var (
+	_ CallControl = (*fakeCalls)(nil)
+	_ Readiness   = (*fakeCalls)(nil)
+)
+
+func (f *fakeCalls) Ready() error {
+	if f.ReadyFunc == nil {
+		return nil
+	}
+	return f.ReadyFunc()
+}
 
 func (f *fakeCalls) MakeCall(ctx context.Context, req signaling.MakeCallRequest) (signaling.CallInfo, error) {
 	if f.MakeCallFunc == nil {

@@ -39,3 +39,12 @@ type Registrations interface {
 	// Remove deletes one binding of a DN.
 	Remove(ctx context.Context, number, contact string) error
 }
+
+// Readiness is implemented by a component whose state decides whether sipsvc is ready:
+// Ready returns nil when it is, else why not. *signaling.Server implements it (not ready
+// until it serves, nor while it drains). When APIConfig.Calls implements it, GET /readyz and
+// the grpc.health.v1 status follow it.
+type Readiness interface {
+	// Ready reports readiness; it must be cheap, as it is polled.
+	Ready() error
+}
