@@ -377,7 +377,7 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 		hdrs = append(hdrs, sip.NewHeader("Contact", v))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
-	if stored && supports(req, "path") {
+	if stored && len(p.path) > 0 && supports(req, "path") {
 		for _, u := range p.path {
 			hdrs = append(hdrs, sip.NewHeader("Path", "<"+u+">"))
 		}
