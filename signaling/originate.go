@@ -510,8 +510,10 @@ func (c *call) finish(a *leg, cause string, status int) {
 func (c *call) end(cause string, status int) {
 	c.endOnce.Do(func() {
 		c.log(slog.LevelInfo, "call ended", "cause", cause, "status", status, "caller", c.caller, "dialed", c.dialed)
-		close(c.done)
+		// Remove before closing done: ReleaseCall waits on done, and its caller may look
+		// the call up at once.
 		c.s.removeCall(c)
+		close(c.done)
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
 		endCallSpan(c.span, status, cause)
 	})

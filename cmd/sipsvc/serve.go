@@ -115,8 +115,8 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 		Store: st, Realm: cfg.Registrar.Realm,
 		DefaultExpires: cfg.Registrar.DefaultExpires, MinExpires: cfg.Registrar.MinExpires, MaxExpires: cfg.Registrar.MaxExpires,
 		NonceTTL: cfg.Registrar.NonceTTL, AuthFailLimit: cfg.Registrar.AuthFailLimit, Lockout: cfg.Registrar.Lockout,
-		Algorithms: cfg.Registrar.DigestAlgorithms,
-		Logger:     log, Observer: observers, TracerProvider: tel.TracerProvider,
+		Algorithms: cfg.Registrar.DigestAlgorithms, ServiceRoute: cfg.Registrar.ServiceRoute,
+		Logger: log, Observer: observers, TracerProvider: tel.TracerProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)
