@@ -9,7 +9,9 @@
 # zero failures with its response-time distribution. The issue's bar: 5,000/s.
 #
 # Knobs: USERS (36000), RATES ("500 1000 2000 3000 5000 7000"), DURATION (5), TRANSPORT
-# (udp|tcp), OUT, PORT_BASE (15100). Ports on 127.0.0.1: BASE+60/61 (sipsvc), BASE+80 (SIPp).
+# (udp|tcp), OUT, PORT_BASE (15100), TRANSACTION_WAIT (32s: sipsvc's sip.transaction_wait; Kamailio's
+# tm wt_timer equivalent is 5s), GOMAXPROCS (Go's own variable, passed through). Ports on 127.0.0.1:
+# BASE+60/61 (sipsvc), BASE+80 (SIPp).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -17,6 +19,7 @@ ROOT=$(cd "$HERE/.." && pwd)
 USERS=${USERS:-36000}
 RATES=${RATES:-"500 1000 2000 3000 5000 7000"}
 DURATION=${DURATION:-5}
+TRANSACTION_WAIT=${TRANSACTION_WAIT:-32s}
 TRANSPORT=${TRANSPORT:-udp}
 OUT=${OUT:-$HERE/out/register-$(date -u +%Y%m%dT%H%M%SZ)}
 BASE=${PORT_BASE:-15100}
@@ -40,7 +43,7 @@ trap cleanup EXIT
 trap "exit 130" INT TERM
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-say "sipsvc bench-register $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $USERS users, $TRANSPORT"
+say "sipsvc bench-register $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $USERS users, $TRANSPORT, transaction_wait $TRANSACTION_WAIT, GOMAXPROCS ${GOMAXPROCS:-default}"
 say "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); results: $OUT"
 
 echo "building sipsvc..."
@@ -52,6 +55,7 @@ sip:
   udp: ["127.0.0.1:$SVC_PORT"]
   tcp: ["127.0.0.1:$SVC_PORT"]
   tls: ["127.0.0.1:$SVC_TLS"]
+  transaction_wait: $TRANSACTION_WAIT
 api:
   grpc_addr: "127.0.0.1:0"
   http_addr: "127.0.0.1:0"

@@ -14,12 +14,15 @@
 # TARGETS ("sipsvc kamailio"), OUT (results directory; default bench/out/<UTC time>),
 # PORT_BASE (15000). Ports on 127.0.0.1: BASE+60/61 sipsvc, BASE+70 kamailio, BASE+90 (udp)
 # and BASE+92 (tcp) the SIPp answering side, BASE+80 the SIPp caller. Loopback only.
+# TRANSACTION_WAIT (32s) is sipsvc's sip.transaction_wait (Kamailio's tm wt_timer, its equivalent,
+# is 5s by default); GOMAXPROCS, Go's own variable, is passed through to sipsvc.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 RATES=${RATES:-"250 500 1000 1500 2000 3000"}
 DURATION=${DURATION:-10}
+TRANSACTION_WAIT=${TRANSACTION_WAIT:-32s}
 CPU_RATE=${CPU_RATE:-1500}
 CPU_SECONDS=${CPU_SECONDS:-10}
 TRANSPORTS=${TRANSPORTS:-"udp tcp"}
@@ -171,7 +174,7 @@ dirty=""
 if [[ -n $(git -C "$ROOT" status --porcelain -- cmd config signaling sips dn registrar store service telemetry go.mod go.sum 2>/dev/null) ]]; then
   dirty=" (+ uncommitted changes in the work tree)"
 fi
-say "sipsvc bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit$dirty"
+say "sipsvc bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit$dirty, sipsvc transaction_wait $TRANSACTION_WAIT, GOMAXPROCS ${GOMAXPROCS:-default}"
 say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 say "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*')"
 say "results: $OUT"
@@ -192,6 +195,7 @@ sip:
   udp: ["127.0.0.1:$SVC_PORT"]
   tcp: ["127.0.0.1:$SVC_PORT"]
   tls: ["127.0.0.1:$SVC_TLS"]
+  transaction_wait: $TRANSACTION_WAIT
 api:
   grpc_addr: "127.0.0.1:0"
   http_addr: "127.0.0.1:0"

@@ -260,6 +260,13 @@ func (r *Registrar) authenticate(req *sip.Request, tx sip.ServerTransaction, num
 			hdrs[i] = sip.NewHeader(chalHeader, c)
 		}
 		r.reply(tx, req, challengeCode, reason, hdrs...)
+		if challengeCode == 401 {
+			// The REGISTER challenge is stateless (RFC 3261 §8.2.7): nothing was stored, so
+			// a retransmitted REGISTER just gets a fresh challenge. Ending the transaction now
+			// spares holding it for Timer J (64*T1) at thousands of registrations a second.
+			// An INVITE's 407 keeps its transaction, which absorbs the ACK.
+			tx.Terminate()
+		}
 		return authAnswered
 	case badCredentials:
 		r.failed(req, ip, number, now)

@@ -39,14 +39,18 @@ func (t *tracedTx) Respond(res *sip.Response) error {
 
 // startRegisterSpan starts the "sip.transaction REGISTER" SERVER span (docs/observability.md).
 func (r *Registrar) startRegisterSpan(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) (context.Context, trace.Span, sip.ServerTransaction) {
+	ctx, span := r.tracer.Start(ctx, sipconv.SpanRegister, trace.WithSpanKind(trace.SpanKindServer))
+	if !span.IsRecording() {
+		// Tracing off or not sampled: building the attributes cost ~9% of a REGISTER's CPU.
+		return ctx, span, tx
+	}
 	tp := sip.NetworkToLower(req.Transport())
-	ctx, span := r.tracer.Start(ctx, sipconv.SpanRegister, trace.WithSpanKind(trace.SpanKindServer),
-		trace.WithAttributes(
-			sipconv.AttrSIPMethod.String("REGISTER"),
-			sipconv.AttrSIPCallID.String(callID(req)),
-			sipconv.AttrSIPTransport.String(req.Transport()),
-			sipconv.AttrNetworkTransport.String(sipconv.NetworkTransport(tp)),
-		))
+	span.SetAttributes(
+		sipconv.AttrSIPMethod.String("REGISTER"),
+		sipconv.AttrSIPCallID.String(callID(req)),
+		sipconv.AttrSIPTransport.String(req.Transport()),
+		sipconv.AttrNetworkTransport.String(sipconv.NetworkTransport(tp)),
+	)
 	if host, port, err := net.SplitHostPort(req.Source()); err == nil {
 		p, _ := strconv.Atoi(port)
 		span.SetAttributes(sipconv.AttrNetworkPeerAddress.String(host), sipconv.AttrNetworkPeerPort.Int(p))
