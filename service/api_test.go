@@ -3,6 +3,7 @@ package service
 import (
 	"encoding/json"
 	"errors"
+	"github.com/sipsvc/sipsvc/store"
 	"io"
 	"net/http"
 	"os"
@@ -88,11 +89,11 @@ func TestAuth(t *testing.T) {
 
 func TestNewAPIRefusesOpenREST(t *testing.T) {
 	for _, cfg := range []APIConfig{
-		{Store: newMemStore(), Realm: "r", HTTPAddr: "0.0.0.0:8080"},
-		{Store: newMemStore(), Realm: "r", GRPCAddr: "10.1.2.3:9090"},
-		{Store: newMemStore(), Realm: "r", HTTPAddr: "[::]:8080", ClientCAFile: "ca.pem"},
+		{Store: store.NewMemory(), Realm: "r", HTTPAddr: "0.0.0.0:8080"},
+		{Store: store.NewMemory(), Realm: "r", GRPCAddr: "10.1.2.3:9090"},
+		{Store: store.NewMemory(), Realm: "r", HTTPAddr: "[::]:8080", ClientCAFile: "ca.pem"},
 		{Realm: "r"},
-		{Store: newMemStore()},
+		{Store: store.NewMemory()},
 	} {
 		if _, err := NewAPI(cfg); err == nil {
 			t.Errorf("NewAPI(%+v) succeeded", cfg)

@@ -178,8 +178,8 @@ func TestDirectoryValidation(t *testing.T) {
 		_, err := c.GetDN(ctx, &sipsvcv1.GetDNRequest{Number: n})
 		wantCode(t, err, codes.InvalidArgument, "number")
 	}
-	if len(env.store.dns) != 0 {
-		t.Errorf("a failed request changed the store: %v", env.store.dns)
+	if dns, err := env.store.ListDNs(ctx); err != nil || len(dns) != 0 {
+		t.Errorf("a failed request changed the store: %v (%v)", dns, err)
 	}
 }
 

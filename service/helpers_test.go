@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"github.com/sipsvc/sipsvc/store"
 	"io"
 	"net"
 	"net/http"
@@ -21,7 +22,7 @@ type testEnv struct {
 	api     *API
 	conn    *grpc.ClientConn
 	baseURL string
-	store   *memStore
+	store   *store.Memory
 	hub     *Hub
 	http    *http.Client
 }
@@ -30,7 +31,7 @@ type testEnv struct {
 // mutate adjusts the config first. Everything stops at test cleanup.
 func startAPI(t *testing.T, calls CallControl, mutate func(*APIConfig)) *testEnv {
 	t.Helper()
-	env := &testEnv{store: newMemStore(), hub: NewHub(16, nil), http: &http.Client{Timeout: 10 * time.Second}}
+	env := &testEnv{store: store.NewMemory(), hub: NewHub(16, nil), http: &http.Client{Timeout: 10 * time.Second}}
 	cfg := APIConfig{Store: env.store, Hub: env.hub, Realm: testRealm}
 	if calls != nil {
 		cfg.Calls = calls

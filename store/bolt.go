@@ -523,6 +523,11 @@ func (s *Bolt) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Bi
 	return out, nil
 }
 
+// Ping implements Store with an empty read transaction on the file.
+func (s *Bolt) Ping(ctx context.Context) error {
+	return s.view(ctx, func(*bolt.Tx) error { return nil })
+}
+
 // Close stops the writer, after the writes it has taken, and closes the database file.
 func (s *Bolt) Close() error {
 	s.closeOnce.Do(func() { close(s.quit) })

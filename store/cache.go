@@ -274,6 +274,14 @@ func (c *Cached) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.
 	return gone, nil
 }
 
+// Ping implements Store: it asks the backing store, which the cache's reads never reach.
+func (c *Cached) Ping(ctx context.Context) error {
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	return c.s.Ping(ctx)
+}
+
 // Close implements Store.
 func (c *Cached) Close() error {
 	if c.closed.Swap(true) {

@@ -275,6 +275,13 @@ func (m *Memory) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.
 	return out, nil
 }
 
+// Ping implements Store.
+func (m *Memory) Ping(ctx context.Context) error {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.check(ctx)
+}
+
 // Close marks the store closed; later calls return ErrClosed.
 func (m *Memory) Close() error {
 	m.mu.Lock()

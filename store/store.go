@@ -35,6 +35,9 @@ type Store interface {
 	// PurgeExpired deletes bindings that expired before now and returns how many.
 	PurgeExpired(ctx context.Context, now time.Time) (int, error)
 
+	// Ping reports whether the store answers (readiness); ErrClosed once it is closed.
+	Ping(ctx context.Context) error
+
 	// Close releases the store.
 	Close() error
 }

@@ -373,7 +373,11 @@ func TestConformance(t *testing.T) {
 			}
 		}},
 		{"Closed", func(t *testing.T, s store.Store, c *clock) {
+			must(t, s.Ping(context.Background()))
 			must(t, s.Close())
+			if err := s.Ping(context.Background()); !errors.Is(err, store.ErrClosed) {
+				t.Fatalf("Ping after Close = %v, want ErrClosed", err)
+			}
 			if _, err := s.Lookup(context.Background(), "1000"); !errors.Is(err, store.ErrClosed) {
 				t.Fatalf("Lookup after Close = %v, want ErrClosed", err)
 			}

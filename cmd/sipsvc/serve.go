@@ -12,7 +12,6 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/sipsvc/sipsvc/config"
-	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/service"
 	"github.com/sipsvc/sipsvc/signaling"
@@ -174,9 +173,9 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagators: tel.Propagator,
 		Metrics: tel.MetricsHandler,
 		Ready: func() error {
-			// A lookup, not a listing: this runs every second for gRPC health, and listing
-			// tens of thousands of DNs each time showed in the REGISTER profile.
-			if _, err := st.Lookup(context.Background(), "sipsvc-readiness-probe"); err != nil && !errors.Is(err, dn.ErrNotFound) {
+			// Ping, not a listing: this runs every second for gRPC health, and listing tens
+			// of thousands of DNs each time showed in the REGISTER profile.
+			if err := st.Ping(context.Background()); err != nil {
 				return fmt.Errorf("store: %w", err)
 			}
 			return nil
