@@ -377,7 +377,7 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 		hdrs = append(hdrs, sip.NewHeader("Contact", v))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
-	if stored && len(p.path) > 0 && supports(req, "path") {
+	if stored && len(p.path) > 0 && signaling.HasOption(req, "Supported", "path") {
 		for _, u := range p.path {
 			hdrs = append(hdrs, sip.NewHeader("Path", "<"+u+">"))
 		}
@@ -386,16 +386,4 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 		hdrs = append(hdrs, sip.NewHeader("Service-Route", "<"+u.String()+">"))
 	}
 	return &status{code: 200, reason: "OK", hdrs: hdrs}
-}
-
-// supports reports whether the request lists option in a Supported header (RFC 3261 §20.37).
-func supports(req *sip.Request, option string) bool {
-	for _, h := range req.GetHeaders("Supported") {
-		for _, v := range strings.Split(h.Value(), ",") {
-			if strings.EqualFold(strings.TrimSpace(v), option) {
-				return true
-			}
-		}
-	}
-	return false
 }

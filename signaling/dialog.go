@@ -214,8 +214,9 @@ func contentType(m interface{ GetHeader(string) sip.Header }) string {
 	return "application/sdp"
 }
 
-// hasOption reports whether a comma-separated header (Supported, Require, Allow…) lists opt.
-func hasOption(m interface{ GetHeaders(string) []sip.Header }, name, opt string) bool {
+// HasOption reports whether a comma-separated header (Supported, Require, Allow…) of a
+// request or response lists opt, case-insensitively (RFC 3261 §20.37 and the like).
+func HasOption(m interface{ GetHeaders(string) []sip.Header }, name, opt string) bool {
 	for _, h := range m.GetHeaders(name) {
 		for _, v := range strings.Split(h.Value(), ",") {
 			if strings.EqualFold(strings.TrimSpace(v), opt) {

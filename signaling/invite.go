@@ -122,7 +122,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.remoteSDP = req.Body()
 	a.allow = headerValue(req, "Allow")
 	a.events = headerValue(req, "Allow-Events")
-	a.needs100rel = hasOption(req, "Require", "100rel")
+	a.needs100rel = HasOption(req, "Require", "100rel")
 	a.ctx, a.span = s.startLegSpan(c, a, req)
 	c.a = a
 	s.addCall(c)

@@ -304,7 +304,7 @@ func (c *call) earlyDialog(l *leg, res *sip.Response) {
 	if firstRing {
 		c.event(EventLegRinging, l, func(e *Event) { e.Status = res.StatusCode })
 	}
-	if hasOption(res, "Require", "100rel") {
+	if HasOption(res, "Require", "100rel") {
 		go c.prack(l, res)
 	}
 }

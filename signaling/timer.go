@@ -60,7 +60,7 @@ func refresherOf(m interface{ GetHeader(string) sip.Header }) string {
 func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
 	var hdrs []sip.Header
 	se, ok := sessionExpiresOf(a.invite)
-	if ok || hasOption(a.invite, "Supported", "timer") {
+	if ok || HasOption(a.invite, "Supported", "timer") {
 		if !ok {
 			se = c.s.cfg.SessionExpires
 		}
