@@ -26,7 +26,7 @@ func ServiceRoute(routes []sip.Uri, sipsOnly bool) []sip.Uri {
 	}
 	out := make([]sip.Uri, len(routes))
 	for i := range routes {
-		out[i] = withScheme(routes[i], scheme)
+		out[i] = TargetURI(routes[i], Decision{Scheme: scheme}, "") // R6 on sips
 	}
 	return out
 }
@@ -63,19 +63,9 @@ func RouteSet(path []string, d Decision) ([]sip.Uri, error) {
 			return nil, fmt.Errorf("path[%d]: %w", i, err)
 		}
 		if d.Scheme == "sips" {
-			u = withScheme(u, "sips") // R12
+			u = TargetURI(u, Decision{Scheme: "sips"}, "") // R12, R6
 		}
 		out[i] = u
 	}
 	return out, nil
-}
-
-// withScheme returns a copy of u in scheme; a sips copy loses transport=tls (R6).
-func withScheme(u sip.Uri, scheme string) sip.Uri {
-	c := *u.Clone()
-	c.Scheme = scheme
-	if tp, ok := dn.TransportParam(c); scheme == "sips" && ok && strings.EqualFold(tp, "tls") {
-		removeTransportParam(&c)
-	}
-	return c
 }

@@ -63,6 +63,7 @@ func TestRouteSet(t *testing.T) {
 			[]string{"sips:edge.example.net;lr", "sips:core.example.net;lr"}, ""},
 		{"R12_sip_entries_become_sips_on_sips_leg", []string{"sip:edge.example.net:5061;lr"}, sipsLeg, []string{"sips:edge.example.net:5061;lr"}, ""},
 		{"R12_R6_transport_tls_dropped_on_sips_leg", []string{"sip:edge.example.net;lr;transport=tls"}, sipsLeg, []string{"sips:edge.example.net;lr"}, ""},
+		{"R12_R4_transport_udp_dropped_when_sip_entry_becomes_sips", []string{"sip:edge.example.net;lr;transport=udp"}, sipsLeg, []string{"sips:edge.example.net;lr"}, ""},
 		{"R13_sips_entry_kept_on_sip_leg", []string{"sips:edge.example.net;lr"}, sipLeg, []string{"sips:edge.example.net;lr"}, ""},
 		{"R4_sips_entry_with_udp_refused", []string{"sip:a.example;lr", "sips:edge.example.net;lr;transport=udp"}, sipLeg, nil, "path[1]"},
 		{"RFC3327_not_a_sip_uri_refused", []string{"http://edge.example.net"}, sipLeg, nil, "path[0]"},
