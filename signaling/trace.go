@@ -307,20 +307,9 @@ func endCallSpan(span trace.Span, code int, cause string) {
 		span.End()
 		return
 	}
-	outcome := sc.OutcomeAnswered
-	switch {
-	case code == 487 || cause == "cancelled":
-		outcome = sc.OutcomeCancelled
-	case code == 486 || code == 600:
-		outcome = sc.OutcomeBusy
-	case code == 408:
-		outcome = sc.OutcomeNoAnswer
-	case code == 480 || code == 503:
-		outcome = sc.OutcomeUnavailable
-	case code >= 400 && code < 500, code >= 600:
-		outcome = sc.OutcomeRejected
-	case code >= 500:
-		outcome = sc.OutcomeFailed
+	outcome := sc.CallOutcome(code, cause)
+	if outcome == "" {
+		outcome = sc.OutcomeAnswered
 	}
 	span.SetAttributes(sc.AttrCallOutcome.String(outcome))
 	if cause != "" {

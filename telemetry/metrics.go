@@ -234,32 +234,8 @@ func (m *Metrics) RoutingDone(d time.Duration, outcome string) {
 // already is one wins; otherwise the outcome follows the final status given to the caller
 // (0 means the call was answered and later released).
 func callOutcome(ev signaling.Event) string {
-	switch ev.Cause {
-	case sipconv.OutcomeAnswered, sipconv.OutcomeBusy, sipconv.OutcomeNoAnswer, sipconv.OutcomeCancelled,
-		sipconv.OutcomeRejected, sipconv.OutcomeUnavailable, sipconv.OutcomeFailed:
-		return ev.Cause
-	}
-	st := ev.Status
-	switch {
-	case st == 0 || (st >= 200 && st < 300):
-		return sipconv.OutcomeAnswered
-	case st == 486 || st == 600:
-		return sipconv.OutcomeBusy
-	case st == 408:
-		return sipconv.OutcomeNoAnswer
-	case st == 480:
-		if strings.Contains(ev.Cause, "answer") || strings.Contains(ev.Cause, "ring timeout") {
-			return sipconv.OutcomeNoAnswer
-		}
-		return sipconv.OutcomeUnavailable
-	case st == 487:
-		return sipconv.OutcomeCancelled
-	case st == 502 || st == 503 || st == 504:
-		return sipconv.OutcomeUnavailable
-	case st >= 500 && st < 600:
-		return sipconv.OutcomeFailed
-	case st >= 300 && st < 700:
-		return sipconv.OutcomeRejected
+	if o := sipconv.CallOutcome(ev.Status, ev.Cause); o != "" {
+		return o
 	}
 	return otherValue
 }

@@ -171,6 +171,40 @@ const (
 	OutcomeFailed      = "failed"
 )
 
+// CallOutcome maps how a call ended to one of the Outcome* values, for the call span and the
+// calls-ended metric alike. A cause that already is an outcome wins; otherwise the final
+// status given to the caller decides (0 means answered and later released). It returns ""
+// for a status it cannot place (1xx).
+func CallOutcome(status int, cause string) string {
+	switch cause {
+	case OutcomeAnswered, OutcomeBusy, OutcomeNoAnswer, OutcomeCancelled,
+		OutcomeRejected, OutcomeUnavailable, OutcomeFailed:
+		return cause
+	}
+	switch st := status; {
+	case st == 0 || (st >= 200 && st < 300):
+		return OutcomeAnswered
+	case st == 486 || st == 600:
+		return OutcomeBusy
+	case st == 408:
+		return OutcomeNoAnswer
+	case st == 480:
+		if strings.Contains(cause, "answer") || strings.Contains(cause, "ring timeout") {
+			return OutcomeNoAnswer
+		}
+		return OutcomeUnavailable
+	case st == 487:
+		return OutcomeCancelled
+	case st == 502 || st == 503 || st == 504:
+		return OutcomeUnavailable
+	case st >= 500 && st < 600:
+		return OutcomeFailed
+	case st >= 300 && st < 700:
+		return OutcomeRejected
+	}
+	return ""
+}
+
 // Values of AttrCallOrigin.
 const (
 	OriginSIP = "sip"
