@@ -11,7 +11,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/sips"
 	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
@@ -41,7 +40,6 @@ type call struct {
 	answered time.Time
 	rewrites []Rewrite
 	nextLeg  int
-	cause    string
 }
 
 type legDirection string
@@ -53,14 +51,13 @@ const (
 
 // leg is one dialog of a call, with sipsvc as UAS (inbound) or UAC (outbound).
 type leg struct {
-	id    string
-	c     *call
-	dir   legDirection
-	dn    string
-	dec   sips.Decision
-	style dn.Style
-	span  trace.Span
-	ctx   context.Context
+	id   string
+	c    *call
+	dir  legDirection
+	dn   string
+	dec  sips.Decision
+	span trace.Span
+	ctx  context.Context
 
 	// dialog state (guarded by c.mu once the leg is shared)
 	callID        string
@@ -74,7 +71,6 @@ type leg struct {
 	remoteTarget  sip.Uri
 	routeSet      []sip.Uri
 	localCSeq     uint32
-	remoteCSeq    uint32
 	transport     string
 	dest          string // host:port in-dialog requests go to (the connection for TCP/TLS, R33)
 	peer          string

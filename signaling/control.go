@@ -162,7 +162,6 @@ func (c *call) endUnanswered(f *failure) {
 	c.mu.Lock()
 	forks := append([]*leg(nil), c.forks...)
 	c.state = StateReleased
-	c.cause = cause
 	c.mu.Unlock()
 	for _, l := range forks {
 		c.releaseLeg(l, cause, status)
@@ -174,7 +173,6 @@ func (c *call) endUnanswered(f *failure) {
 func (c *call) hangupLegs(ctx context.Context, legs []*leg, cause string) {
 	c.mu.Lock()
 	c.state = StateReleased
-	c.cause = cause
 	c.mu.Unlock()
 	for _, l := range legs {
 		c.byeLeg(ctx, l, cause, trace.SpanContext{})

@@ -32,9 +32,6 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	c := l.c
 	c.mu.Lock()
-	if n := req.CSeq().SeqNo; n > l.remoteCSeq {
-		l.remoteCSeq = n
-	}
 	other := c.otherLocked(l)
 	answered := !c.answered.IsZero()
 	c.mu.Unlock()
@@ -239,7 +236,6 @@ func (c *call) hangup(ctx context.Context, from *leg, cause string) {
 		return
 	}
 	c.state = StateReleased
-	c.cause = cause
 	legs := []*leg{c.a, c.b}
 	c.mu.Unlock()
 	var link trace.SpanContext

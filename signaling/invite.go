@@ -110,7 +110,6 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 		a.remoteTarget = *req.From().Address.Clone()
 	}
 	a.routeSet = recordRoutes(req)
-	a.remoteCSeq = req.CSeq().SeqNo
 	a.localCSeq = uint32(time.Now().UnixNano()&0x7fff) + 1
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()

@@ -49,7 +49,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	if r := sips.CheckPolicy(p.policy, p.otherSIPS, d.Scheme == "sips"); r != nil {
 		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: strings.Replace(r.Warning, " ", " sipsvc ", 1)}
 	}
-	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, style: sp.d.Style, state: StateInitiating}
+	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, state: StateInitiating}
 	l.callID = sip.GenerateTagN(20) + "@" + s.local(d.Transport).host
 	l.localTag = sip.GenerateTagN(16)
 	target := sips.TargetURI(sp.uri, d, sp.d.Style)
@@ -435,13 +435,13 @@ func (c *call) cancelForks(keep *leg, cause string) {
 	var todo []*leg
 	for _, f := range c.forks {
 		if f != keep && f.final == nil {
+			f.cause = cause // read under c.mu by releaseLeg
 			todo = append(todo, f)
 		}
 	}
 	c.mu.Unlock()
 	for _, f := range todo {
 		go c.sendCancel(f)
-		f.cause = cause
 	}
 }
 
@@ -496,7 +496,6 @@ func (c *call) releaseLeg(l *leg, cause string, status int) {
 func (c *call) finish(a *leg, cause string, status int) {
 	c.mu.Lock()
 	forks := append([]*leg(nil), c.forks...)
-	c.cause = cause
 	c.state = StateReleased
 	c.mu.Unlock()
 	for _, f := range forks {

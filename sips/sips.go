@@ -115,7 +115,7 @@ func DecideOutbound(out Outbound) (Decision, error) {
 		}
 		tp := strings.ToUpper(out.RegisteredTransport)
 		if tp == "" {
-			tp = transportFor(tparam, hasT, false)
+			tp = transportFor(tparam, hasT)
 		}
 		return Decision{Scheme: "sip", Transport: tp, Secure: false, Reason: "registered with sip", Rule: "R32"}, nil
 	}
@@ -130,7 +130,7 @@ func DecideOutbound(out Outbound) (Decision, error) {
 		}
 		return styled(Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "dn contact sips", Rule: "R3"}, out.Style), nil
 	}
-	tp := transportFor(tparam, hasT, false)
+	tp := transportFor(tparam, hasT)
 	if tp == TLS {
 		// P1: sip:…;transport=tls is best-effort TLS (R7).
 		return Decision{Scheme: "sip", Transport: TLS, Reason: "dn contact sip;transport=tls", Rule: "R7"}, nil
@@ -149,23 +149,16 @@ func styled(d Decision, s dn.Style) Decision {
 	return d
 }
 
-// transportFor applies RFC 3263 §4.1 (R40): an explicit transport wins; otherwise UDP for sip:.
-func transportFor(tparam string, has bool, sipsScheme bool) string {
+// transportFor applies RFC 3263 §4.1 (R40) to a sip: URI: an explicit transport wins;
+// otherwise UDP. (A sips: URI always means TLS and does not come here.)
+func transportFor(tparam string, has bool) string {
 	if has {
 		switch tparam {
 		case "tcp":
-			if sipsScheme {
-				return TLS
-			}
 			return TCP
 		case "tls":
 			return TLS
-		case "udp":
-			return UDP
 		}
-	}
-	if sipsScheme {
-		return TLS
 	}
 	return UDP
 }
