@@ -12,7 +12,6 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
-	"github.com/sipsvc/sipsvc/sips"
 	"github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
@@ -55,7 +54,9 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.
 		r.reply(tx, req, st.code, st.reason, st.hdrs...)
 		return
 	}
-	span.SetAttributes(sipconv.AttrSIPDN.String(p.number))
+	if span.IsRecording() {
+		span.SetAttributes(sipconv.AttrSIPDN.String(p.number))
+	}
 	d, err := r.store.Lookup(ctx, p.number)
 	if err != nil && !errors.Is(err, dn.ErrNotFound) {
 		span.RecordError(err)
@@ -367,7 +368,7 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 		st, _ := failed(err)
 		return st
 	}
-	hdrs := make([]sip.Header, 0, len(bs)+1+len(p.path)+len(r.serviceRoute))
+	hdrs := make([]sip.Header, 0, len(bs)+1+len(p.path)+len(r.serviceRoute[0]))
 	for _, b := range bs {
 		left := int((b.Expires.Sub(now) + time.Second - 1) / time.Second)
 		v := "<" + b.Contact + ">;expires=" + strconv.Itoa(max(left, 1))
@@ -382,8 +383,12 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 			hdrs = append(hdrs, sip.NewHeader("Path", "<"+u+">"))
 		}
 	}
-	for _, u := range sips.ServiceRoute(r.serviceRoute, p.sipsOnly) {
-		hdrs = append(hdrs, sip.NewHeader("Service-Route", "<"+u.String()+">"))
+	routes := r.serviceRoute[0]
+	if p.sipsOnly {
+		routes = r.serviceRoute[1]
+	}
+	for _, v := range routes {
+		hdrs = append(hdrs, sip.NewHeader("Service-Route", v))
 	}
 	return &status{code: 200, reason: "OK", hdrs: hdrs}
 }

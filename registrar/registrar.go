@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,11 +80,13 @@ type Registrar struct {
 	log    *slog.Logger
 	now    func() time.Time
 	tracer trace.Tracer
+	traced bool // false with the no-op provider: no span is started at all
 	nonces *nonces
 	nc     *ncTracker
 	lock   *lockout // nil when disabled
-	// serviceRoute is Config.ServiceRoute parsed.
-	serviceRoute []sip.Uri
+	// serviceRoute holds the Service-Route header values: [0] for a binding that allows sip,
+	// [1] for a sips-only one (R34, sips.ServiceRoute).
+	serviceRoute [2][]string
 
 	// locks serialises the read-check-write of one DN's bindings (striped by number).
 	locks [256]sync.Mutex
@@ -123,18 +126,15 @@ func New(cfg Config) (*Registrar, error) {
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = []string{algSHA256, algMD5}
 	}
-	seen := map[string]bool{}
-	for i, a := range cfg.Algorithms {
-		a = strings.ToUpper(a)
-		if (a != algSHA256 && a != algMD5) || seen[a] {
-			return nil, fmt.Errorf("registrar: digest algorithm %q: want SHA-256 or MD5, each once", cfg.Algorithms[i])
+	algs := make([]string, 0, len(cfg.Algorithms))
+	for _, given := range cfg.Algorithms {
+		a := strings.ToUpper(given)
+		if (a != algSHA256 && a != algMD5) || slices.Contains(algs, a) {
+			return nil, fmt.Errorf("registrar: digest algorithm %q: want SHA-256 or MD5, each once", given)
 		}
-		seen[a] = true
+		algs = append(algs, a)
 	}
-	cfg.Algorithms = append([]string(nil), cfg.Algorithms...)
-	for i := range cfg.Algorithms {
-		cfg.Algorithms[i] = strings.ToUpper(cfg.Algorithms[i])
-	}
+	cfg.Algorithms = algs
 	if cfg.NonceCacheSize <= 0 {
 		cfg.NonceCacheSize = 100_000
 	}
@@ -152,6 +152,13 @@ func New(cfg Config) (*Registrar, error) {
 		}
 		routes = append(routes, u)
 	}
+	// The header values are fixed by config: render both schemes once (R34).
+	var serviceRoute [2][]string // [0] sip, [1] sips
+	for i, sipsOnly := range []bool{false, true} {
+		for _, u := range sips.ServiceRoute(routes, sipsOnly) {
+			serviceRoute[i] = append(serviceRoute[i], "<"+u.String()+">")
+		}
+	}
 	if len(cfg.Secret) == 0 {
 		cfg.Secret = make([]byte, 32)
 		if _, err := rand.Read(cfg.Secret); err != nil {
@@ -167,16 +174,18 @@ func New(cfg Config) (*Registrar, error) {
 	if cfg.TracerProvider == nil {
 		cfg.TracerProvider = noop.NewTracerProvider()
 	}
+	_, isNoop := cfg.TracerProvider.(noop.TracerProvider)
 	r := &Registrar{
 		cfg:    cfg,
 		tracer: cfg.TracerProvider.Tracer(instrumentationName),
+		traced: !isNoop,
 		store:  cfg.Store,
 		log:    cfg.Logger.With("component", "registrar"),
 		now:    cfg.Now,
 		nonces: &nonces{secret: cfg.Secret, ttl: cfg.NonceTTL},
 		nc:     newNCTracker(cfg.NonceCacheSize, cfg.NonceTTL),
 
-		serviceRoute: routes,
+		serviceRoute: serviceRoute,
 	}
 	if cfg.AuthFailLimit > 0 {
 		r.lock = newLockout(cfg.AuthFailLimit, cfg.Lockout)
