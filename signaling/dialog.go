@@ -137,14 +137,18 @@ func (s *Server) write(req *sip.Request) error {
 func (s *Server) respond(l *leg, tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, ctype string, hdrs ...sip.Header) error {
 	res := sip.NewResponseFromRequest(req, code, reason, nil)
 	if to := res.To(); to != nil && code > 100 {
+		withContact := code < 300 && (req.Method == sip.INVITE || req.Method == sip.UPDATE || req.Method == sip.SUBSCRIBE)
+		var contact sip.Uri
 		l.c.mu.Lock()
 		tag := l.localTag
-		contact := *l.localContact.Clone()
+		if withContact {
+			contact = *l.localContact.Clone()
+		}
 		l.c.mu.Unlock()
 		if _, has := req.To().Params.Get("tag"); !has && tag != "" {
 			to.Params.Add("tag", tag)
 		}
-		if code < 300 && (req.Method == sip.INVITE || req.Method == sip.UPDATE || req.Method == sip.SUBSCRIBE) {
+		if withContact {
 			res.AppendHeader(&sip.ContactHeader{Address: contact})
 		}
 	}
@@ -218,10 +222,8 @@ func contentType(m interface{ GetHeader(string) sip.Header }) string {
 // request or response lists opt, case-insensitively (RFC 3261 §20.37 and the like).
 func HasOption(m interface{ GetHeaders(string) []sip.Header }, name, opt string) bool {
 	for _, h := range m.GetHeaders(name) {
-		for _, v := range strings.Split(h.Value(), ",") {
-			if strings.EqualFold(strings.TrimSpace(v), opt) {
-				return true
-			}
+		if listHas(h.Value(), opt) {
+			return true
 		}
 	}
 	return false

@@ -147,18 +147,19 @@ func (t *sessionTimer) expire() {
 func (t *sessionTimer) refresh() {
 	s, l, c := t.c.s, t.l, t.c
 	method := sip.INVITE
-	if strings.Contains(strings.ToUpper(l.allow), "UPDATE") {
-		method = sip.UPDATE
-	}
 	c.mu.Lock()
+	allowsUpdate := listHas(l.allow, "UPDATE")
 	sdp := l.localSDP
 	c.mu.Unlock()
+	if allowsUpdate {
+		method = sip.UPDATE
+	}
 	var body []byte
 	if method == sip.INVITE {
 		body = sdp
 	}
 	req := s.inDialogRequest(l, method, body, "application/sdp")
-	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(t.interval/time.Second))+";refresher="+map[bool]string{true: "uac", false: "uas"}[true]))
+	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(t.interval/time.Second))+";refresher=uac"))
 	if method == sip.INVITE {
 		c.mu.Lock()
 		l.reinviteSeq = req.CSeq().SeqNo
