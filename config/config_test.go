@@ -183,6 +183,7 @@ func TestLoadBadFiles(t *testing.T) {
 		{"bad_policy.yaml", "sip.policy", "relaxed", ""},
 		{"bad_ring_timeout.yaml", "sip.ring_timeout", "positive", ""},
 		{"bad_transaction_wait.yaml", "sip.transaction_wait", "32s", ""},
+		{"bad_api_http_client_ca_only.yaml", "api.tokens", "api.http_addr", ""},
 		{"bad_min_se.yaml", "sip.min_se", "90s", ""},
 		{"bad_session_expires.yaml", "sip.session_expires", "min_se", ""},
 		{"bad_tls_cert_without_key.yaml", "tls.cert_file", "tls.key_file", ""},

@@ -34,6 +34,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/sipsvc/sipsvc/config"
 	"github.com/sipsvc/sipsvc/gen/openapi"
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/store"
@@ -103,25 +104,13 @@ func (c *APIConfig) Validate() error {
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("service: APIConfig.CertFile and KeyFile go together")
 	}
-	if c.HTTPAddr != "" && !isLoopback(c.HTTPAddr) && len(c.Tokens) == 0 {
+	if c.HTTPAddr != "" && !config.IsLoopback(c.HTTPAddr) && len(c.Tokens) == 0 {
 		return fmt.Errorf("service: REST address %s is off loopback: tokens are required (client certificates only protect gRPC)", c.HTTPAddr)
 	}
-	if c.GRPCAddr != "" && !isLoopback(c.GRPCAddr) && len(c.Tokens) == 0 && c.ClientCAFile == "" {
+	if c.GRPCAddr != "" && !config.IsLoopback(c.GRPCAddr) && len(c.Tokens) == 0 && c.ClientCAFile == "" {
 		return fmt.Errorf("service: gRPC address %s is off loopback: tokens or a client CA are required", c.GRPCAddr)
 	}
 	return nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // API is the control-plane server: gRPC on one listener, REST/JSON (grpc-gateway), OpenAPI
