@@ -234,6 +234,18 @@ func HashPassword(number, realm, password string) (md5hex, sha256hex string) {
 	return hex.EncodeToString(m[:]), hex.EncodeToString(h[:])
 }
 
+// RemoveTransportParam removes every transport parameter of u, whatever the case of its
+// name (RFC 3261 §19.1.4), e.g. before storing a sips binding (R26) or writing a sips URI (R6).
+func RemoveTransportParam(u *sip.Uri) {
+	kept := u.UriParams[:0]
+	for _, kv := range u.UriParams {
+		if !strings.EqualFold(kv.K, "transport") {
+			kept = append(kept, kv)
+		}
+	}
+	u.UriParams = kept
+}
+
 // TransportParam returns a URI's transport parameter. Its name is matched case-insensitively
 // (RFC 3261 §19.1.4, §25.1); sipgo keeps parameter names as written and its Get is
 // case-sensitive, so "sips:x@h;Transport=udp" would otherwise escape R4.

@@ -184,7 +184,7 @@ func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (con
 	c.secure = u.Scheme == "sips"
 	if c.secure {
 		// The modelled product's rule: a sips binding is stored without transport (T4).
-		removeParamFold(&u.UriParams, "transport")
+		dn.RemoveTransportParam(u)
 	}
 	c.contact = u.String()
 	if _, err := dn.ParseContact(c.contact); err != nil {
@@ -208,17 +208,6 @@ func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (con
 		c.instance = strings.Trim(v, `"`)
 	}
 	return c, nil
-}
-
-// removeParamFold removes a URI parameter whatever the case of its name.
-func removeParamFold(ps *sip.HeaderParams, name string) {
-	out := (*ps)[:0]
-	for _, kv := range *ps {
-		if !strings.EqualFold(kv.K, name) {
-			out = append(out, kv)
-		}
-	}
-	*ps = out
 }
 
 // parsePath returns the URI of every Path value in order (RFC 3327 §5.3), as the binding

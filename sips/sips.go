@@ -197,7 +197,7 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 		}
 		u.UriParams = kept
 	case d.Transport == TLS && style == dn.StyleSIPTransportTLS:
-		removeTransportParam(&u)
+		dn.RemoveTransportParam(&u)
 		u.UriParams.Add("transport", "tls")
 	case d.Transport == TLS:
 		// best-effort TLS (R7): leave as configured
@@ -205,17 +205,6 @@ func TargetURI(target sip.Uri, d Decision, style dn.Style) sip.Uri {
 		// keep transport=tcp/udp as configured
 	}
 	return u
-}
-
-// removeTransportParam removes every transport parameter of u, whatever the case of its name.
-func removeTransportParam(u *sip.Uri) {
-	kept := u.UriParams[:0]
-	for _, kv := range u.UriParams {
-		if !strings.EqualFold(kv.K, "transport") {
-			kept = append(kept, kv)
-		}
-	}
-	u.UriParams = kept
 }
 
 // PartyURI writes From/To URIs of a leg: user@host in the leg's scheme, no parameters (R8).
