@@ -27,6 +27,7 @@ import (
 	"github.com/sipsvc/sipsvc/dn"
 	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/telemetry"
 )
 
 // Defaults of RoutingClientConfig.
@@ -115,16 +116,7 @@ func NewRoutingClient(ctx context.Context, cfg RoutingClientConfig) (*RoutingCli
 	}
 	c.queue = make(chan *routingv1.NotifyLegDecisionRequest, qn)
 
-	tp, mp, props := cfg.TracerProvider, cfg.MeterProvider, cfg.Propagators
-	if tp == nil {
-		tp = tracenoop.NewTracerProvider()
-	}
-	if mp == nil {
-		mp = metricnoop.NewMeterProvider()
-	}
-	if props == nil {
-		props = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
-	}
+	tp, mp, props := otelDefaults(cfg.TracerProvider, cfg.MeterProvider, cfg.Propagators)
 	creds := insecure.NewCredentials()
 	if cfg.TLS {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.ServerName}
@@ -344,4 +336,19 @@ func routeDecisionFromProto(resp *routingv1.RouteCallResponse) (signaling.RouteD
 		return d, nil
 	}
 	return d, errors.New("response has neither targets nor reject")
+}
+
+// otelDefaults fills in what the caller left nil: no-op tracer and meter providers, and the
+// W3C propagators that telemetry.Setup installs.
+func otelDefaults(tp trace.TracerProvider, mp metric.MeterProvider, props propagation.TextMapPropagator) (trace.TracerProvider, metric.MeterProvider, propagation.TextMapPropagator) {
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	if props == nil {
+		props = telemetry.Propagator()
+	}
+	return tp, mp, props
 }
