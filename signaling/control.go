@@ -51,10 +51,10 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 
 // parseTarget reads a DN number or a sip:/sips: URI.
 func (s *Server) parseTarget(ctx context.Context, to string) (Target, string, error) {
-	if strings.HasPrefix(to, "sip:") || strings.HasPrefix(to, "sips:") {
-		var u sip.Uri
-		if err := sip.ParseUri(to, &u); err != nil || u.Host == "" {
-			return Target{}, "", fmt.Errorf("to %q: %w", to, ErrBadTarget)
+	if lower := strings.ToLower(to); strings.HasPrefix(lower, "sip:") || strings.HasPrefix(lower, "sips:") {
+		u, err := dn.ParseContact(to)
+		if err != nil {
+			return Target{}, "", fmt.Errorf("%w: %w", ErrBadTarget, err)
 		}
 		return Target{URI: to}, u.User, nil
 	}
