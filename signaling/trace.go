@@ -43,10 +43,10 @@ func (c sipCarrier) Keys() []string { return []string{"traceparent", "tracestate
 // MakeCall), or of an incoming INVITE's traceparent.
 func (s *Server) startCallSpan(parent context.Context, req *sip.Request, c *call) (context.Context, trace.Span) {
 	ctx := parent
-	origin := "api"
+	origin := sc.OriginAPI
 	received := false
 	if req != nil {
-		origin = "sip"
+		origin = sc.OriginSIP
 		if req.GetHeader("traceparent") != nil {
 			ctx = tc.Extract(ctx, sipCarrier{req})
 			received = trace.SpanContextFromContext(ctx).IsValid()
@@ -205,7 +205,7 @@ func (s *Server) sendOn(ctx context.Context, l *leg, req *sip.Request, link trac
 	span.SetAttributes(sc.AttrSIPStatusCode.Int(res.StatusCode))
 	if sc.StatusIsError(res.StatusCode, true, false) {
 		span.SetStatus(codes.Error, res.Reason)
-		span.SetAttributes(sc.AttrErrorType.String(strconv.Itoa(res.StatusCode)))
+		span.SetAttributes(sc.AttrErrorType.String(sc.StatusString(res.StatusCode)))
 	}
 	return res, nil
 }
@@ -286,13 +286,13 @@ func endLegSpan(span trace.Span, code int, cause string, client bool) {
 		return
 	}
 	if cause != "" {
-		span.SetAttributes(attribute.String("sip.cause", cause))
+		span.SetAttributes(sc.AttrSIPCause.String(cause))
 	}
 	if code != 0 {
 		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
 		if sc.StatusIsError(code, client, cause == "cancelled" || cause == "answered elsewhere" || cause == "ring timeout" && code == 487) {
 			span.SetStatus(codes.Error, cause)
-			span.SetAttributes(sc.AttrErrorType.String(strconv.Itoa(code)))
+			span.SetAttributes(sc.AttrErrorType.String(sc.StatusString(code)))
 		}
 	}
 	span.End()
@@ -313,7 +313,7 @@ func endCallSpan(span trace.Span, code int, cause string) {
 	}
 	span.SetAttributes(sc.AttrCallOutcome.String(outcome))
 	if cause != "" {
-		span.SetAttributes(attribute.String("sip.cause", cause))
+		span.SetAttributes(sc.AttrSIPCause.String(cause))
 	}
 	if code != 0 {
 		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
