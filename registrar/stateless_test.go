@@ -31,6 +31,11 @@ func TestRegister_ChallengeIsStateless(t *testing.T) {
 
 	nonces := make([]string, 0, 2)
 	for i := range 2 {
+		if i > 0 {
+			// A UAC retransmits after T1 (500 ms). The server ends the transaction just after
+			// sending the 401, so a copy sent the instant the 401 arrives could still meet it.
+			time.Sleep(100 * time.Millisecond)
+		}
 		if _, err := conn.Write(raw); err != nil {
 			t.Fatal(err)
 		}
