@@ -10,8 +10,15 @@
 #
 # Knobs: USERS (36000), RATES ("500 1000 2000 3000 5000 7000"), DURATION (5), TRANSPORT
 # (udp|tcp), OUT, PORT_BASE (15100), TRANSACTION_WAIT (32s: sipsvc's sip.transaction_wait; Kamailio's
-# tm wt_timer equivalent is 5s), GOMAXPROCS (Go's own variable, passed through). Ports on 127.0.0.1:
-# BASE+60/61 (sipsvc), BASE+80 (SIPp).
+# tm wt_timer equivalent is 5s), GOMAXPROCS (Go's own variable, passed through), SIPP_BUFFER
+# (4194304: SIPp's -buff_size, its socket buffers in bytes; capped by net.core.rmem_max/wmem_max).
+# Ports on 127.0.0.1: BASE+60/61 (sipsvc), BASE+80 (SIPp).
+#
+# SIPp's own default buffer is 64 KB. At 5,000 REGISTER/s (20,000 datagrams/s) it overflows
+# whenever SIPp falls behind for a few milliseconds: the kernel drops the 401s and 200s
+# sipsvc sent, SIPp retransmits until the server transaction is gone, and the late
+# retransmission is then rightly refused as a replayed nonce-count. Each step reports the
+# host's UDP RcvbufErrors delta ("drops") so a run that lost datagrams in a socket buffer says so.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -21,6 +28,7 @@ RATES=${RATES:-"500 1000 2000 3000 5000 7000"}
 DURATION=${DURATION:-5}
 TRANSACTION_WAIT=${TRANSACTION_WAIT:-32s}
 TRANSPORT=${TRANSPORT:-udp}
+SIPP_BUFFER=${SIPP_BUFFER:-4194304}
 OUT=${OUT:-$HERE/out/register-$(date -u +%Y%m%dT%H%M%SZ)}
 BASE=${PORT_BASE:-15100}
 SVC_PORT=$((BASE + 60)) SVC_TLS=$((BASE + 61)) UAC_PORT=$((BASE + 80)) FIRST=100000
@@ -43,7 +51,11 @@ trap cleanup EXIT
 trap "exit 130" INT TERM
 
 commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-say "sipsvc bench-register $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $USERS users, $TRANSPORT, transaction_wait $TRANSACTION_WAIT, GOMAXPROCS ${GOMAXPROCS:-default}"
+say "sipsvc bench-register $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $USERS users, $TRANSPORT, transaction_wait $TRANSACTION_WAIT, GOMAXPROCS ${GOMAXPROCS:-default}, SIPp buffers $SIPP_BUFFER B"
+rmem_max=$(cat /proc/sys/net/core/rmem_max 2>/dev/null || echo 0)
+if ((rmem_max < SIPP_BUFFER)); then
+  say "note: net.core.rmem_max is $rmem_max, below SIPP_BUFFER: SIPp's buffer is capped there (sysctl -w net.core.rmem_max=$SIPP_BUFFER)"
+fi
 say "machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg); results: $OUT"
 
 echo "building sipsvc..."
@@ -109,7 +121,12 @@ persec() {
     awk '{v[n++]=$1} END {if (!n) print "0 0"; else print v[int((n-1)/2)], v[0]}'
 }
 
-# run RATE COUNT OFFSET: one fixed-rate SIPp run; sets OK FAILED ACHIEVED PERSEC PERSEC_MIN DIR.
+# rcvbuf_errors: the host's count of UDP datagrams dropped because a socket's receive buffer
+# was full (RcvbufErrors in /proc/net/snmp), every socket included.
+rcvbuf_errors() { awk '/^Udp:/ {v=$6} END {print v+0}' /proc/net/snmp; }
+
+# run RATE COUNT OFFSET: one fixed-rate SIPp run; sets OK FAILED ACHIEVED PERSEC PERSEC_MIN
+# DROPS DIR.
 # A registration that did not complete counts as failed; ACHIEVED is completed registrations
 # per second of wall-clock time, SIPp's start and end included (a lower bound: SIPp's start-up
 # is ~10% of a 5 s step); PERSEC is the median per-second rate while SIPp was placing them.
@@ -118,11 +135,14 @@ run() {
   DIR=$OUT/runs/register-$rate-$(date +%s%N)
   mkdir -p "$DIR"
   users "$off" "$n" "$DIR/users.csv"
+  local d0
+  d0=$(rcvbuf_errors)
   s=$(date +%s.%N)
   (cd "$DIR" && timeout -s INT $((n / rate + 25)) sipp -sf "$HERE/register.xml" -inf users.csv 127.0.0.1:$SVC_PORT -t $t \
-     -i 127.0.0.1 -p $UAC_PORT -r "$rate" -m "$n" -l 5000 -nostdin -trace_screen -trace_err -trace_stat -fd 1 \
+     -i 127.0.0.1 -p $UAC_PORT -buff_size "$SIPP_BUFFER" -r "$rate" -m "$n" -l 5000 -nostdin -trace_screen -trace_err -trace_stat -fd 1 \
      -timeout $((n / rate + 20)) > sipp.out 2>&1) || true
   e=$(date +%s.%N)
+  DROPS=$(($(rcvbuf_errors) - d0))
   stat=$(ls "$DIR"/*_.csv 2>/dev/null | head -1 || true)
   OK=$(statcol "$stat" 'SuccessfulCall(C)')
   OK=${OK:-0}
@@ -147,14 +167,14 @@ fi
 
 say ""
 say "== REGISTER with digest over $TRANSPORT, rising rates, ${DURATION}s each"
-say "$(printf '   %-6s %9s %7s %7s %9s %12s %12s' rate registers ok failed achieved per-s-median per-s-lowest)"
+say "$(printf '   %-6s %9s %7s %7s %9s %12s %12s %7s' rate registers ok failed achieved per-s-median per-s-lowest drops)"
 best=0 bestdir="" off=1
 for rate in $RATES; do
   n=$((rate * DURATION))
   if ((n > USERS)); then say "   (rate $rate: $n registrations > $USERS users: some users register twice)"; fi
   run "$rate" "$n" "$off"
   off=$(((off + n) % USERS))
-  say "$(printf '   %-6s %9s %7s %7s %9s %12s %12s' "$rate" "$n" "$OK" "$FAILED" "$ACHIEVED" "$PERSEC" "$PERSEC_MIN")"
+  say "$(printf '   %-6s %9s %7s %7s %9s %12s %12s %7s' "$rate" "$n" "$OK" "$FAILED" "$ACHIEVED" "$PERSEC" "$PERSEC_MIN" "$DROPS")"
   # a step passes when nothing failed and sipsvc kept up: the median second completed at
   # least 98% of the offered rate (SIPp's own pacing wobbles by a percent or two)
   if [[ $FAILED == 0 ]] && ((PERSEC * 100 >= rate * 98)); then best=$rate bestdir=$DIR; fi

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,26 +155,35 @@ func ParseContact(s string) (sip.Uri, error) {
 	if err := sip.ParseUri(s, &u); err != nil {
 		return u, fmt.Errorf("%q is not a valid URI: %w", s, err)
 	}
+	if err := CheckContact(&u); err != nil {
+		return u, fmt.Errorf("%q: %w", s, err)
+	}
+	return u, nil
+}
+
+// CheckContact applies ParseContact's rules to a URI parsed already, e.g. by the SIP
+// parser, and lower-cases its scheme.
+func CheckContact(u *sip.Uri) error {
 	scheme := strings.ToLower(u.Scheme)
 	if scheme != "sip" && scheme != "sips" {
-		return u, fmt.Errorf("%q: scheme must be sip or sips", s)
+		return errors.New("scheme must be sip or sips")
 	}
 	u.Scheme = scheme
 	if u.Host == "" {
-		return u, fmt.Errorf("%q has no host", s)
+		return errors.New("has no host")
 	}
-	if t, ok := TransportParam(u); ok {
+	if t, ok := TransportParam(*u); ok {
 		switch strings.ToLower(t) {
 		case "udp":
 			if scheme == "sips" {
-				return u, fmt.Errorf("%q: sips with transport=udp cannot work, UDP is not a valid transport for SIPS (R4)", s)
+				return errors.New("sips with transport=udp cannot work, UDP is not a valid transport for SIPS (R4)")
 			}
 		case "tcp", "tls":
 		default:
-			return u, fmt.Errorf("%q: transport %q is not udp, tcp or tls", s, t)
+			return fmt.Errorf("transport %q is not udp, tcp or tls", t)
 		}
 	}
-	return u, nil
+	return nil
 }
 
 // Binding is one registered contact of a self-registered DN.
@@ -182,6 +192,11 @@ type Binding struct {
 	Number string `json:"number"`
 	// Contact is the registered contact URI. For a sips binding it has no transport parameter.
 	Contact string `json:"contact"`
+	// Key identifies the binding within its DN: BindingKey(Contact), which is derived data
+	// and not stored. A writer that has parsed the contact sets it with KeyOf, sparing the
+	// store a parse; the store fills it when empty, checks it on write and sets it on every
+	// binding it returns.
+	Key string `json:"-"`
 	// Secure is true when the device registered with sips: it is then always reached with sips (R8, T4).
 	Secure bool `json:"secure"`
 	// Transport is the transport the REGISTER arrived on: UDP, TCP or TLS.
@@ -208,21 +223,32 @@ type Binding struct {
 	Updated time.Time `json:"updated"`
 }
 
-// Key identifies a binding within its DN: the contact compared without scheme, so that
-// re-registering the same device with the other scheme replaces it (R29).
-func (b Binding) Key() string { return BindingKey(b.Contact) }
-
-// BindingKey returns the scheme-insensitive key of a contact URI (R29).
+// BindingKey returns the key that identifies a contact within its DN: the contact compared
+// without scheme, so that re-registering the same device with the other scheme replaces
+// it (R29). A contact that does not parse is its own key, lower-cased.
 func BindingKey(contact string) string {
 	var u sip.Uri
 	if err := sip.ParseUri(contact, &u); err != nil {
 		return strings.ToLower(contact)
 	}
+	return KeyOf(u)
+}
+
+// KeyOf is BindingKey for a parsed contact URI.
+func KeyOf(u sip.Uri) string {
 	k := strings.ToLower(u.User) + "@" + strings.ToLower(u.Host)
 	if u.Port > 0 {
-		k += fmt.Sprintf(":%d", u.Port)
+		k += ":" + strconv.Itoa(u.Port)
 	}
 	return k
+}
+
+// WithKey returns b with Key set to BindingKey(b.Contact) when it is empty.
+func (b Binding) WithKey() Binding {
+	if b.Key == "" {
+		b.Key = BindingKey(b.Contact)
+	}
+	return b
 }
 
 // HashPassword returns the MD5 and SHA-256 digest HA1 values, H(username:realm:password),

@@ -207,8 +207,11 @@ func TestBindingKey(t *testing.T) {
 			if strings.Contains(ka, "sip:") || strings.Contains(ka, "sips:") {
 				t.Errorf("R29: key %q carries the scheme", ka)
 			}
-			if got := (Binding{Contact: tc.a}).Key(); got != ka {
-				t.Errorf("Binding.Key() = %q, BindingKey = %q", got, ka)
+			if got := (Binding{Contact: tc.a}).WithKey().Key; got != ka {
+				t.Errorf("Binding.WithKey().Key = %q, BindingKey = %q", got, ka)
+			}
+			if u, err := ParseContact(tc.a); err == nil && KeyOf(u) != ka {
+				t.Errorf("KeyOf(%q) = %q, BindingKey = %q", tc.a, KeyOf(u), ka)
 			}
 		})
 	}

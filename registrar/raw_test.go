@@ -105,7 +105,7 @@ func TestServeRegister_Raw(t *testing.T) {
 		})
 	}
 	bs, _ := st.Bindings(ctx, "1001")
-	want := dn.Binding{Number: "1001", Contact: "sip:1001@127.0.0.1:5060", Transport: "UDP", Source: "127.0.0.1:5060",
+	want := dn.Binding{Number: "1001", Contact: "sip:1001@127.0.0.1:5060", Key: "1001@127.0.0.1:5060", Transport: "UDP", Source: "127.0.0.1:5060",
 		InstanceID: "<urn:uuid:00000000-0000-0000-0000-000000000001>", CallID: "ok@test", CSeq: 1, UserAgent: "raw-test",
 		Expires: now.Add(600 * time.Second), Updated: now}
 	if len(bs) != 1 || !reflect.DeepEqual(bs[0], want) {

@@ -186,11 +186,11 @@ func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (con
 		// The modelled product's rule: a sips binding is stored without transport (T4).
 		dn.RemoveTransportParam(u)
 	}
-	c.contact = u.String()
-	if _, err := dn.ParseContact(c.contact); err != nil {
+	if err := dn.CheckContact(u); err != nil {
 		return c, badRequest("Malformed Contact")
 	}
-	c.key = dn.BindingKey(c.contact)
+	c.contact = u.String()
+	c.key = dn.KeyOf(*u)
 
 	exp := uint32(r.cfg.DefaultExpires / time.Second)
 	if hdrExpires != nil {
@@ -285,7 +285,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	}
 	existing := make(map[string]dn.Binding, len(current))
 	for _, b := range current {
-		existing[b.Key()] = b
+		existing[b.Key] = b
 	}
 
 	if p.star {
@@ -326,7 +326,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 			continue
 		}
 		b := dn.Binding{
-			Number: p.number, Contact: c.contact, Secure: c.secure,
+			Number: p.number, Contact: c.contact, Key: c.key, Secure: c.secure,
 			Transport: strings.ToUpper(req.Transport()), Source: req.Source(),
 			InstanceID: c.instance, Path: p.path, CallID: cid, CSeq: cseq, UserAgent: ua,
 			Expires: now.Add(c.expires), Updated: now,

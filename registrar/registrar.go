@@ -379,7 +379,7 @@ func (r *Registrar) removeLocked(ctx context.Context, number, key string) (dn.Bi
 		return dn.Binding{}, fmt.Errorf("registrar: remove %s: %w", number, err)
 	}
 	for _, b := range bs {
-		if b.Key() != key {
+		if b.Key != key {
 			continue
 		}
 		if err := r.store.DeleteBinding(ctx, number, key); err != nil {

@@ -242,3 +242,53 @@ func TestBolt_GroupCommitIsolatesFailures(t *testing.T) {
 		t.Fatalf("PutBinding after Close = %v", err)
 	}
 }
+
+// TestBolt_CommitInterval: a lone writer commits at once, write after write; writes that
+// come concurrently wait until CommitInterval has passed since the previous commit
+// started, and commit together.
+func TestBolt_CommitInterval(t *testing.T) {
+	ctx := context.Background()
+	c := newClock()
+	const interval = time.Second
+	s, err := store.OpenBolt(ctx, store.BoltConfig{Path: filepath.Join(t.TempDir(), "sipsvc.db"), Now: c.Now, CommitInterval: interval})
+	must(t, err)
+	defer s.Close()
+	must(t, s.CreateDN(ctx, ext("1000")))
+
+	start := time.Now()
+	for i := range 3 {
+		must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0."+strconv.Itoa(i), time.Hour)))
+	}
+	if d := time.Since(start); d >= interval*8/10 {
+		t.Fatalf("three writes, one after the other, took %v: a lone writer must not wait", d)
+	}
+	// concurrent writes n at a time; returns how long each took
+	burst := func(round, n int) []time.Duration {
+		took := make([]time.Duration, n)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10."+strconv.Itoa(round)+".1."+strconv.Itoa(i), time.Hour)))
+				took[i] = time.Since(start)
+			}()
+		}
+		wg.Wait()
+		return took
+	}
+	// The first burst follows lone commits: its writes queue behind one commit and the
+	// rest go together. The second burst follows a commit of several writes: it waits.
+	burst(1, 20)
+	for i, d := range burst(2, 20) {
+		if d < interval/2 {
+			t.Fatalf("write %d of a concurrent burst committed after %v, want it to wait for the commit interval (%v)", i, d, interval)
+		}
+	}
+	bs, err := s.Bindings(ctx, "1000")
+	must(t, err)
+	if len(bs) != 43 {
+		t.Fatalf("%d bindings stored, want 43", len(bs))
+	}
+}

@@ -53,18 +53,19 @@ func NewCached(ctx context.Context, s Store, now func() time.Time) (*Cached, err
 		return nil, fmt.Errorf("store cache: load bindings: %w", err)
 	}
 	for _, b := range bs {
-		c.putBindingLocked(b)
+		c.putBindingLocked(b.WithKey())
 	}
 	return c, nil
 }
 
+// putBindingLocked stores b, whose Key is set, in the copy.
 func (c *Cached) putBindingLocked(b dn.Binding) {
 	m := c.bindings[b.Number]
 	if m == nil {
 		m = map[string]dn.Binding{}
 		c.bindings[b.Number] = m
 	}
-	m[b.Key()] = b
+	m[b.Key] = b
 }
 
 // CreateDN implements Store.
@@ -163,7 +164,7 @@ func (c *Cached) PutBinding(ctx context.Context, b dn.Binding) error {
 	if err := c.s.PutBinding(ctx, b); err != nil {
 		return err
 	}
-	b = cloneBinding(b) // the caller may reuse b.Path; reads share the cached slice
+	b = cloneBinding(b).WithKey() // the caller may reuse b.Path; reads share the cached slice
 	c.mu.Lock()
 	c.putBindingLocked(b)
 	c.mu.Unlock()

@@ -156,10 +156,11 @@ func (m *Memory) TrustedDNs(ctx context.Context) ([]dn.DN, error) {
 	return out, nil
 }
 
-// PutBinding creates or replaces the binding with the same Number and Key(); dn.ErrNotFound
+// PutBinding creates or replaces the binding with the same Number and Key; dn.ErrNotFound
 // if the DN does not exist.
 func (m *Memory) PutBinding(ctx context.Context, b dn.Binding) error {
-	if err := validateBinding(b); err != nil {
+	b, err := validateBinding(b)
+	if err != nil {
 		return err
 	}
 	m.mu.Lock()
@@ -175,7 +176,7 @@ func (m *Memory) PutBinding(ctx context.Context, b dn.Binding) error {
 		bs = map[string]dn.Binding{}
 		m.bindings[b.Number] = bs
 	}
-	bs[b.Key()] = cloneBinding(b)
+	bs[b.Key] = cloneBinding(b)
 	return nil
 }
 

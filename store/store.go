@@ -22,13 +22,14 @@ type Store interface {
 	// ListDNs returns every DN sorted by number.
 	ListDNs(ctx context.Context) ([]dn.DN, error)
 
-	// PutBinding creates or replaces the binding with the same Number and Key().
+	// PutBinding creates or replaces the binding with the same Number and Key. It sets an
+	// empty Key, and refuses one that is not the contact's.
 	PutBinding(ctx context.Context, b dn.Binding) error
 	// DeleteBinding removes one binding by its key (dn.BindingKey); dn.ErrNotFound if absent.
 	DeleteBinding(ctx context.Context, number, key string) error
 	// DeleteBindings removes every binding of a DN.
 	DeleteBindings(ctx context.Context, number string) error
-	// Bindings returns the unexpired bindings of a DN, sorted by contact.
+	// Bindings returns the unexpired bindings of a DN, sorted by contact, with Key set.
 	Bindings(ctx context.Context, number string) ([]dn.Binding, error)
 	// AllBindings returns every unexpired binding.
 	AllBindings(ctx context.Context) ([]dn.Binding, error)

@@ -179,6 +179,8 @@ func TestConformance(t *testing.T) {
 				binding(c, "1000", "", time.Hour),
 				binding(c, "1000", "http://x", time.Hour),
 				{Number: "1000", Contact: "sip:1000@h"}, // no expiry
+				// a Key that is not the contact's
+				{Number: "1000", Contact: "sip:1000@h", Key: "1000@other", Expires: c.Now().Add(time.Hour)},
 			} {
 				if err := s.PutBinding(ctx, b); !errors.Is(err, dn.ErrInvalid) {
 					t.Errorf("PutBinding(%+v) = %v, want ErrInvalid", b, err)
@@ -197,6 +199,15 @@ func TestConformance(t *testing.T) {
 			must(t, err)
 			if len(bs) != 1 || bs[0].Contact != "sips:7789@10.0.0.1:5061" || !bs[0].Secure {
 				t.Fatalf("Bindings = %+v", bs)
+			}
+			// The binding comes back with its Key, which the caller left empty.
+			if bs[0].Key != "7789@10.0.0.1:5061" {
+				t.Fatalf("Bindings()[0].Key = %q, want 7789@10.0.0.1:5061", bs[0].Key)
+			}
+			all, err := s.AllBindings(ctx)
+			must(t, err)
+			if len(all) != 1 || all[0].Key != "7789@10.0.0.1:5061" {
+				t.Fatalf("AllBindings = %+v", all)
 			}
 		}},
 		{"BindingsSortedAndFiltered", func(t *testing.T, s store.Store, c *clock) {
@@ -248,8 +259,8 @@ func TestConformance(t *testing.T) {
 			b := binding(c, "1000", "sip:1000@10.0.0.1:5060", time.Hour)
 			must(t, s.PutBinding(ctx, b))
 			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.2:5060", time.Hour)))
-			must(t, s.DeleteBinding(ctx, "1000", b.Key()))
-			if err := s.DeleteBinding(ctx, "1000", b.Key()); !errors.Is(err, dn.ErrNotFound) {
+			must(t, s.DeleteBinding(ctx, "1000", dn.BindingKey(b.Contact)))
+			if err := s.DeleteBinding(ctx, "1000", dn.BindingKey(b.Contact)); !errors.Is(err, dn.ErrNotFound) {
 				t.Fatalf("second DeleteBinding = %v", err)
 			}
 			bs, _ := s.Bindings(ctx, "1000")
@@ -276,6 +287,7 @@ func TestConformance(t *testing.T) {
 			}
 			got := bs[0]
 			got.Expires, got.Updated = b.Expires, b.Updated
+			b.Key = "1000@10.0.0.1:5061" // set by the store: the contact without its scheme (R29)
 			if !reflect.DeepEqual(got, b) {
 				t.Fatalf("round trip:\n got %+v\nwant %+v", got, b)
 			}

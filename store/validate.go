@@ -35,27 +35,34 @@ func trusts(d dn.DN) bool { return len(d.TrustedSources) > 0 || len(d.TrustedCer
 // unknown schema version.
 var ErrSchemaVersion = errors.New("store: unsupported schema version")
 
-// validateBinding checks the fields a binding needs to be usable.
-func validateBinding(b dn.Binding) error {
+// validateBinding checks the fields a binding needs to be usable, and returns it with its
+// Key set (from the contact it parsed; a Key the caller set must match it).
+func validateBinding(b dn.Binding) (dn.Binding, error) {
 	if !dn.ValidNumber(b.Number) {
-		return &dn.FieldError{Field: "number", Msg: fmt.Sprintf("%q is not a valid DN number", b.Number)}
+		return b, &dn.FieldError{Field: "number", Msg: fmt.Sprintf("%q is not a valid DN number", b.Number)}
 	}
 	if b.Contact == "" {
-		return &dn.FieldError{Field: "contact", Msg: "is required"}
+		return b, &dn.FieldError{Field: "contact", Msg: "is required"}
 	}
-	if _, err := dn.ParseContact(b.Contact); err != nil {
-		return &dn.FieldError{Field: "contact", Msg: err.Error()}
+	u, err := dn.ParseContact(b.Contact)
+	if err != nil {
+		return b, &dn.FieldError{Field: "contact", Msg: err.Error()}
+	}
+	if k := dn.KeyOf(u); b.Key == "" {
+		b.Key = k
+	} else if b.Key != k {
+		return b, &dn.FieldError{Field: "key", Msg: fmt.Sprintf("%q is not the key of contact %q (%q)", b.Key, b.Contact, k)}
 	}
 	if b.Expires.IsZero() {
-		return &dn.FieldError{Field: "expires", Msg: "is required"}
+		return b, &dn.FieldError{Field: "expires", Msg: "is required"}
 	}
 	for i, p := range b.Path {
 		// RFC 3327 §5.4: calls to the binding are sent to these URIs.
 		if _, err := dn.ParseContact(p); err != nil {
-			return &dn.FieldError{Field: fmt.Sprintf("path[%d]", i), Msg: err.Error()}
+			return b, &dn.FieldError{Field: fmt.Sprintf("path[%d]", i), Msg: err.Error()}
 		}
 	}
-	return nil
+	return b, nil
 }
 
 // live reports whether the binding has not expired at now.
