@@ -224,7 +224,7 @@ func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h ha
 // findCredentials returns the first parseable Digest credentials for our realm.
 func (r *Registrar) findCredentials(req *sip.Request, header string) *digest.Credentials {
 	for _, h := range req.GetHeaders(header) {
-		c, err := digest.ParseCredentials(h.Value())
+		c, err := parseCredentials(h.Value())
 		if err != nil || c.Realm != r.cfg.Realm {
 			continue
 		}
