@@ -3,6 +3,8 @@ package registrar
 import (
 	"testing"
 	"time"
+
+	"github.com/icholy/digest"
 )
 
 func TestNonces(t *testing.T) {
@@ -109,5 +111,23 @@ func TestLockout(t *testing.T) {
 	l.sweep(later.Add(3 * time.Minute))
 	if len(l.sources) != 0 {
 		t.Fatalf("sweep left %d", len(l.sources))
+	}
+}
+
+// TestChallengeFmt: a challenge rendered ahead of time is what the library writes for the
+// same nonce, fresh and stale, in a realm that needs quoting.
+func TestChallengeFmt(t *testing.T) {
+	n := &nonces{secret: []byte("k"), ttl: time.Minute}
+	for _, realm := range []string{"sipsvc", `a "quoted" realm`} {
+		for _, alg := range []string{algSHA256, algMD5} {
+			f := newChallengeFmt(realm, alg)
+			for _, stale := range []bool{false, true} {
+				nonce := n.issue(time.Now())
+				want := (&digest.Challenge{Realm: realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}).String()
+				if got := f.render(nonce, stale); got != want {
+					t.Errorf("render(%s, %s, stale=%v)\n got %s\nwant %s", realm, alg, stale, got, want)
+				}
+			}
+		}
 	}
 }

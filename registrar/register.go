@@ -283,9 +283,15 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	if err != nil {
 		return failed(err)
 	}
-	existing := make(map[string]dn.Binding, len(current))
-	for _, b := range current {
-		existing[b.Key] = b
+	// existing finds a current binding by key; a DN has a handful, so a scan beats a map
+	// (whose first group, on this goroutine's fresh stack, cost a stack copy per REGISTER).
+	existing := func(key string) (dn.Binding, bool) {
+		for _, b := range current {
+			if b.Key == key {
+				return b, true
+			}
+		}
+		return dn.Binding{}, false
 	}
 
 	if p.star {
@@ -302,7 +308,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	// RFC 3261 §10.3 step 7: the same Call-ID with a CSeq that is not higher is out of
 	// order; check every contact before writing any.
 	for _, c := range p.contacts {
-		if old, ok := existing[c.key]; ok && old.CallID == cid && cseq <= old.CSeq {
+		if old, ok := existing(c.key); ok && old.CallID == cid && cseq <= old.CSeq {
 			return &status{code: 500, reason: "Server Internal Error",
 				hdrs: []sip.Header{sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`)}}, nil
 		}
@@ -313,7 +319,7 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	}
 	stored := false
 	for _, c := range p.contacts {
-		old, had := existing[c.key]
+		old, had := existing(c.key)
 		if c.expires == 0 {
 			if !had {
 				continue

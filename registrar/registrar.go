@@ -87,6 +87,8 @@ type Registrar struct {
 	// serviceRoute holds the Service-Route header values: [0] for a binding that allows sip,
 	// [1] for a sips-only one (R34, sips.ServiceRoute).
 	serviceRoute [2][]string
+	// challengeFmt is the challenge of each of cfg.Algorithms, in order, rendered once.
+	challengeFmt []challengeFmt
 
 	// locks serialises the read-check-write of one DN's bindings (striped by number).
 	locks [256]sync.Mutex
@@ -186,6 +188,9 @@ func New(cfg Config) (*Registrar, error) {
 		nc:     newNCTracker(cfg.NonceCacheSize, cfg.NonceTTL),
 
 		serviceRoute: serviceRoute,
+	}
+	for _, alg := range cfg.Algorithms {
+		r.challengeFmt = append(r.challengeFmt, newChallengeFmt(cfg.Realm, alg))
 	}
 	if cfg.AuthFailLimit > 0 {
 		r.lock = newLockout(cfg.AuthFailLimit, cfg.Lockout)
