@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -107,10 +106,24 @@ var ErrInvalid = errors.New("dn: invalid")
 // Is lets errors.Is(err, ErrInvalid) match a FieldError.
 func (e *FieldError) Is(target error) bool { return target == ErrInvalid }
 
-var numberRE = regexp.MustCompile(`^[A-Za-z0-9+*#._-]{1,64}$`)
-
-// ValidNumber reports whether s can be a DN number.
-func ValidNumber(s string) bool { return numberRE.MatchString(s) }
+// ValidNumber reports whether s can be a DN number: 1 to 64 of A-Z a-z 0-9 + * # . _ -.
+// It runs on every binding write, so it is a loop over the bytes: the regular expression
+// it replaces cost 10% of the CPU at 5,000 REGISTER/s, mostly growing the stack of the
+// goroutine sipgo starts per request.
+func ValidNumber(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '+' || c == '*' || c == '#' || c == '.' || c == '_' || c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks a DN and returns a *FieldError naming the first bad field.
 func (d DN) Validate() error {

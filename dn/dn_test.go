@@ -2,6 +2,7 @@ package dn
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -287,4 +288,41 @@ func TestDNPredicates(t *testing.T) {
 			}
 		})
 	}
+}
+
+// numberPattern is ValidNumber's rule as a regular expression: the reference its byte loop
+// is checked against.
+var numberPattern = regexp.MustCompile(`^[A-Za-z0-9+*#._-]{1,64}$`)
+
+// TestValidNumber: extensions, trunks and service codes are numbers; empty, too long,
+// spaces, '@', ':', NUL (the store's key separator) and non-ASCII are not.
+func TestValidNumber(t *testing.T) {
+	tests := []struct {
+		in   string
+		want bool
+	}{
+		{"1000", true}, {"+15551234567", true}, {"*98", true}, {"#1", true}, {"trunk-a.b_c", true},
+		{strings.Repeat("9", 64), true}, {strings.Repeat("9", 65), false}, {"", false},
+		{"10 00", false}, {"1000@h", false}, {"sip:1000", false}, {"10\x0000", false}, {"1000é", false},
+	}
+	for _, tc := range tests {
+		if got := ValidNumber(tc.in); got != tc.want {
+			t.Errorf("ValidNumber(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+		if ref := numberPattern.MatchString(tc.in); ref != tc.want {
+			t.Errorf("reference pattern on %q = %v, want %v", tc.in, ref, tc.want)
+		}
+	}
+}
+
+// FuzzValidNumber: ValidNumber agrees with the regular expression of its rule.
+func FuzzValidNumber(f *testing.F) {
+	for _, s := range []string{"1000", "+1-2.3_4*5#6", "", "a b", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidNumber(s), numberPattern.MatchString(s); got != want {
+			t.Fatalf("ValidNumber(%q) = %v, the pattern says %v", s, got, want)
+		}
+	})
 }
