@@ -57,12 +57,11 @@ type BoltConfig struct {
 	CommitInterval time.Duration
 }
 
-// DefaultCommitInterval is BoltConfig.CommitInterval's default. It adds at most 5 ms to a
-// REGISTER under load (bbolt's own Batch waits up to 10 ms), and caps binding commits at
-// 200 a second: at 5,000 REGISTER/s a commit then carries about 25 writes, and the CPU
-// that each commit's page writes and fdatasync cost is shared by all of them
-// (docs/performance.md).
-const DefaultCommitInterval = 5 * time.Millisecond
+// DefaultCommitInterval is BoltConfig.CommitInterval's default, bbolt's own Batch delay.
+// It adds at most 10 ms to a REGISTER under load and caps binding commits at 100 a second:
+// at 5,000 REGISTER/s a commit carries about 50 writes, and the page writes and the two
+// fdatasyncs of each commit are shared by all of them (docs/performance.md).
+const DefaultCommitInterval = 10 * time.Millisecond
 
 // Bolt is the embedded bbolt Store. Every write commits (and fsyncs) before it returns.
 // Binding writes go through one writer goroutine that commits, in one transaction, every
