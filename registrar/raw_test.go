@@ -126,3 +126,33 @@ func TestNew_Validates(t *testing.T) {
 		}
 	}
 }
+
+// refusingStore refuses every binding as invalid, as the store does a contact whose stored
+// form does not parse.
+type refusingStore struct{ store.Store }
+
+func (refusingStore) PutBinding(context.Context, dn.Binding) error {
+	return &dn.FieldError{Field: "contact", Msg: "refused by the test store"}
+}
+
+// TestServeRegister_StoreRefusesBinding: a binding the store finds invalid is the request's
+// fault, answered 400, not a server error.
+func TestServeRegister_StoreRefusesBinding(t *testing.T) {
+	ctx := context.Background()
+	mem := store.NewMemory()
+	if err := mem.PutDN(ctx, dn.DN{Number: "1001", Type: dn.TypeExtension, Contact: "*"}); err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registrar.New(registrar.Config{Store: refusingStore{mem}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx := newFakeTx()
+	reg.ServeRegister(ctx, readRaw(t, "register-ok.sip"), tx)
+	if res := tx.last(); res == nil || res.StatusCode != 400 {
+		t.Fatalf("response %v, want 400", res)
+	}
+	if bs, _ := mem.Bindings(ctx, "1001"); len(bs) != 0 {
+		t.Fatalf("bindings stored: %+v", bs)
+	}
+}

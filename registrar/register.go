@@ -340,6 +340,12 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 			Expires: now.Add(c.expires), Updated: now,
 		}
 		if err := r.store.PutBinding(ctx, b); err != nil {
+			if errors.Is(err, dn.ErrInvalid) {
+				// The store's check of the stored form refused what parseContact let
+				// through: the request's fault, not the server's.
+				r.log.Debug("register: binding refused", "dn", p.number, "error", err)
+				return badRequest("Malformed Contact"), evs
+			}
 			return failed(err)
 		}
 		stored = true
