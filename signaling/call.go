@@ -100,6 +100,29 @@ type leg struct {
 	ackCh chan []byte
 }
 
+// replaceLegLocked puts nl in the bridged slot that old holds: c.a when old is c.a, else c.b
+// (as every transfer did before this helper). nl may be nil to empty the slot. The caller
+// holds c.mu.
+func (c *call) replaceLegLocked(old, nl *leg) {
+	if c.a == old {
+		c.a = nl
+		return
+	}
+	c.b = nl
+}
+
+// removeForkLocked drops l from the unanswered originated legs, in place and keeping their
+// order. The caller holds c.mu.
+func (c *call) removeForkLocked(l *leg) {
+	out := c.forks[:0]
+	for _, f := range c.forks {
+		if f != l {
+			out = append(out, f)
+		}
+	}
+	c.forks = out
+}
+
 func (s *Server) newCallID() string {
 	s.mu.Lock()
 	s.seq++

@@ -143,16 +143,6 @@ func (c *call) confirm(l *leg, res *sip.Response) {
 	}
 }
 
-func (c *call) removeForkLocked(l *leg) {
-	out := c.forks[:0]
-	for _, f := range c.forks {
-		if f != l {
-			out = append(out, f)
-		}
-	}
-	c.forks = out
-}
-
 // endUnanswered ends a call that no party answered.
 func (c *call) endUnanswered(f *failure) {
 	cause, status := "no answer", 480
@@ -428,11 +418,7 @@ func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Ta
 		return fmt.Errorf("REFER answered %d %s: %w", res.StatusCode, res.Reason, ErrNotSupported)
 	}
 	c.mu.Lock()
-	if c.a == other {
-		c.a = nil
-	} else {
-		c.b = nil
-	}
+	c.replaceLegLocked(other, nil)
 	c.mu.Unlock()
 	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "REFER to " + referTo })
@@ -463,11 +449,7 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
 	c.mu.Lock()
-	if c.a == other {
-		c.a = nl
-	} else {
-		c.b = nl
-	}
+	c.replaceLegLocked(other, nl)
 	c.removeForkLocked(nl)
 	nl.state = StateTalking
 	nl.localSDP = offer
@@ -521,19 +503,11 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	}
 	// Move far into call c, in place of the transferor.
 	c2.mu.Lock()
-	if c2.a == far {
-		c2.a = nil
-	} else {
-		c2.b = nil
-	}
+	c2.replaceLegLocked(far, nil)
 	c2.mu.Unlock()
 	c.mu.Lock()
 	far.c = c
-	if c.a == other {
-		c.a = far
-	} else {
-		c.b = far
-	}
+	c.replaceLegLocked(other, far)
 	c.mu.Unlock()
 	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c2.hangupLegs(ctx, []*leg{near}, "transferred")

@@ -352,13 +352,7 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	b.state = StateTalking
 	b.localSDP = b.invite.Body()
 	c.b = b
-	forks := c.forks[:0]
-	for _, f := range c.forks {
-		if f != b {
-			forks = append(forks, f)
-		}
-	}
-	c.forks = forks
+	c.removeForkLocked(b)
 	c.state = StateTalking
 	c.answered = time.Now()
 	a.state = StateTalking
