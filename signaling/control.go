@@ -143,20 +143,14 @@ func (c *call) confirm(l *leg, res *sip.Response) {
 	}
 }
 
-// endUnanswered ends a call that no party answered.
+// endUnanswered ends a MakeCall whose origin never answered (no leg A): 480 "no answer"
+// unless f tells why.
 func (c *call) endUnanswered(f *failure) {
 	cause, status := "no answer", 480
 	if f != nil {
 		cause, status = f.cause, f.status
 	}
-	c.mu.Lock()
-	forks := append([]*leg(nil), c.forks...)
-	c.state = StateReleased
-	c.mu.Unlock()
-	for _, l := range forks {
-		c.releaseLeg(l, cause, status)
-	}
-	c.end(cause, status)
+	c.finish(nil, cause, status)
 }
 
 // hangupLegs sends BYE on the given legs and ends the call.

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"slices"
 	"testing"
 )
@@ -53,6 +54,78 @@ func TestRemoveForkLocked(t *testing.T) {
 			c.removeForkLocked(tt.drop)
 			if !slices.Equal(c.forks, tt.want) {
 				t.Errorf("forks = %v, want %v", c.forks, tt.want)
+			}
+		})
+	}
+}
+
+// TestFinishUnanswered checks both ways an unanswered call ends: finish after leg A's final
+// response, and endUnanswered for a MakeCall whose origin never answered (no leg A). Forks
+// are released first, then leg A, then the call ends; legs and call are unregistered.
+func TestFinishUnanswered(t *testing.T) {
+	tests := []struct {
+		name       string
+		withA      bool
+		end        func(c *call, a *leg)
+		wantCause  string
+		wantStatus int
+	}{
+		{"finish", true, func(c *call, a *leg) { c.finish(a, "no target answered", 480) }, "no target answered", 480},
+		{"endUnanswered no failure", false, func(c *call, _ *leg) { c.endUnanswered(nil) }, "no answer", 480},
+		{"endUnanswered failure", false, func(c *call, _ *leg) { c.endUnanswered(&failure{status: 486, cause: "leg B1 answered 486"}) }, "leg B1 answered 486", 486},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rec := &recorder{}
+			s, err := New(Config{Directory: newMemDir(), Observers: []Observer{rec}, Logger: testLogger()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &call{id: "c1", s: s, ctx: context.Background(), state: StateRinging, cancelled: make(chan struct{}), done: make(chan struct{})}
+			var a *leg
+			want := []string{"B1", "B2"}
+			if tt.withA {
+				a = &leg{id: "A", c: c, dir: inbound, callID: "a@x", state: StateRinging}
+				c.a = a
+				s.registerLeg(a)
+				want = append(want, "A")
+			}
+			for _, id := range []string{"B1", "B2"} {
+				f := &leg{id: id, c: c, dir: outbound, callID: id + "@x", state: StateRinging}
+				c.forks = append(c.forks, f)
+				s.registerLeg(f)
+			}
+			s.addCall(c)
+			tt.end(c, a)
+
+			var got []string
+			for _, e := range rec.all() {
+				switch e.Kind {
+				case EventLegReleased:
+					got = append(got, e.Leg)
+					if e.Cause != tt.wantCause || e.Status != tt.wantStatus {
+						t.Errorf("leg %s released with %q %d, want %q %d", e.Leg, e.Cause, e.Status, tt.wantCause, tt.wantStatus)
+					}
+				case EventCallEnded:
+					got = append(got, "end")
+					if e.Cause != tt.wantCause || e.Status != tt.wantStatus {
+						t.Errorf("call ended with %q %d, want %q %d", e.Cause, e.Status, tt.wantCause, tt.wantStatus)
+					}
+				}
+			}
+			if want = append(want, "end"); !slices.Equal(got, want) {
+				t.Errorf("events %v, want %v", got, want)
+			}
+			if c.state != StateReleased {
+				t.Errorf("state %s, want %s", c.state, StateReleased)
+			}
+			select {
+			case <-c.done:
+			default:
+				t.Error("done not closed")
+			}
+			if len(s.calls) != 0 || len(s.legs) != 0 {
+				t.Errorf("%d calls and %d legs left registered", len(s.calls), len(s.legs))
 			}
 		})
 	}

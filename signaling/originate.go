@@ -486,7 +486,9 @@ func (c *call) releaseLeg(l *leg, cause string, status int) {
 	endLegSpan(l.span, status, cause, l.dir == outbound)
 }
 
-// finish ends a call that never got answered, after leg A got its final response.
+// finish ends a call that never got answered: it releases the unanswered forks, then leg A
+// (after it got its final response; nil when there is none, as for a MakeCall whose origin
+// never answered), then ends the call.
 func (c *call) finish(a *leg, cause string, status int) {
 	c.mu.Lock()
 	forks := append([]*leg(nil), c.forks...)
@@ -495,7 +497,9 @@ func (c *call) finish(a *leg, cause string, status int) {
 	for _, f := range forks {
 		c.releaseLeg(f, cause, status)
 	}
-	c.releaseLeg(a, cause, status)
+	if a != nil {
+		c.releaseLeg(a, cause, status)
+	}
 	c.end(cause, status)
 }
 
