@@ -64,7 +64,7 @@ func (s *Server) rejectInbound(req *sip.Request, tx sip.ServerTransaction, err e
 		s.reply(tx, req, 416, "Unsupported URI Scheme") // R18
 	case errors.Is(err, sips.ErrSIPSOverInsecure):
 		// R4/T6/P11: rather fail than be reached without TLS; 480 + Warning 380 (R19).
-		s.reply(tx, req, 480, "Temporarily Unavailable", sip.NewHeader("Warning", `380 sipsvc "SIPS Not Allowed"`))
+		s.reply(tx, req, 480, "Temporarily Unavailable", withWarning(380, "SIPS Not Allowed"))
 	case errors.Is(err, sips.ErrInconsistentContact):
 		s.reply(tx, req, 400, "Bad Request", withWarning(399, "sips Request-URI with a sip Contact (R21)"))
 	default:

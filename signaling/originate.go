@@ -47,7 +47,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
 	}
 	if r := sips.CheckPolicy(p.policy, p.otherSIPS, d.Scheme == "sips"); r != nil {
-		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: strings.Replace(r.Warning, " ", " sipsvc ", 1)}
+		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning)}
 	}
 	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, state: StateInitiating}
 	l.callID = sip.GenerateTagN(20) + "@" + s.local(d.Transport).host

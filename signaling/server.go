@@ -396,8 +396,31 @@ func (s *Server) countOut(m sip.Message) {
 	}
 }
 
+// warnAgent is the warn-agent sipsvc writes in its Warning headers.
+const warnAgent = "sipsvc"
+
+// warningValue formats a Warning header value as RFC 3261 §20.43 has it:
+// warn-code SP warn-agent SP warn-text, e.g. `380 sipsvc "SIPS Not Allowed"`.
+func warningValue(code int, text string) string {
+	return strconv.Itoa(code) + " " + warnAgent + " " + strconv.Quote(text)
+}
+
+// withWarning is a Warning header with our agent (see warningValue).
 func withWarning(code int, text string) sip.Header {
-	return sip.NewHeader("Warning", fmt.Sprintf("%d sipsvc %q", code, text))
+	return sip.NewHeader("Warning", warningValue(code, text))
+}
+
+// refusalWarning turns a sips.Refusal's Warning, written without an agent (`381 "SIPS
+// Required"`), into our Warning value. A value that is not a code and a quoted text becomes
+// the text of a 399 (miscellaneous) warning.
+func refusalWarning(w string) string {
+	code, quoted, _ := strings.Cut(w, " ")
+	n, err := strconv.Atoi(code)
+	text, qerr := strconv.Unquote(quoted)
+	if err != nil || qerr != nil || n < 300 || n > 399 {
+		return warningValue(399, w)
+	}
+	return warningValue(n, text)
 }
 
 // Allowed lists the methods sipsvc handles, for Allow headers.
