@@ -85,6 +85,7 @@ type leg struct {
 	state     CallState
 	cause     string
 	timer     *sessionTimer
+	se        sessionExpires // Session-Expires of the initial INVITE received (leg A)
 	held      bool
 	rang      bool
 

@@ -39,7 +39,8 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.rejectInbound(req, tx, err)
 		return
 	}
-	if se, ok := sessionExpiresOf(req); ok && se < s.cfg.MinSE {
+	se := parseSessionExpires(req) // parsed once for the call: leg A keeps it for setupTimers
+	if se.interval > 0 && se.interval < s.cfg.MinSE {
 		// RFC 4028 §8.1: too small an interval gets 422 with our Min-SE.
 		s.reply(tx, req, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
 		return
@@ -53,7 +54,7 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
-	c, a := s.newInboundCall(req, tx, dec, caller)
+	c, a := s.newInboundCall(req, tx, dec, caller, se)
 	c.runInbound(a)
 }
 
@@ -85,8 +86,9 @@ func inboundOf(req *sip.Request) sips.Inbound {
 	return in
 }
 
-// newInboundCall creates the call and its leg A from an INVITE.
-func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec sips.Decision, caller *dn.DN) (*call, *leg) {
+// newInboundCall creates the call and its leg A from an INVITE, with the INVITE's parsed
+// Session-Expires.
+func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec sips.Decision, caller *dn.DN, se sessionExpires) (*call, *leg) {
 	c := &call{
 		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
 		caller: req.From().Address.User, dialed: req.Recipient.User,
@@ -122,6 +124,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.allow = headerValue(req, "Allow")
 	a.events = headerValue(req, "Allow-Events")
 	a.needs100rel = HasOption(req, "Require", "100rel")
+	a.se = se
 	a.ctx, a.span = s.startLegSpan(c, a, req)
 	c.a = a
 	s.addCall(c)

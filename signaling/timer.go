@@ -25,49 +25,52 @@ type sessionTimer struct {
 	stopped bool
 }
 
-// sessionExpiresOf parses Session-Expires (or its compact form x) in seconds.
-func sessionExpiresOf(m interface{ GetHeader(string) sip.Header }) (time.Duration, bool) {
-	v := headerValue(m, "Session-Expires")
-	if v == "" {
-		v = headerValue(m, "x")
-	}
-	if v == "" {
-		return 0, false
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(v, ";", 2)[0]))
-	if err != nil || n <= 0 {
-		return 0, false
-	}
-	return time.Duration(n) * time.Second, true
+// sessionExpires is a parsed Session-Expires header (RFC 4028 §4).
+type sessionExpires struct {
+	// interval is the delta-seconds; 0 when the header is absent or its value is not a
+	// positive number.
+	interval time.Duration
+	// refresher is the refresher parameter in lower case ("uac", "uas"), or "". It is read
+	// even when interval is 0.
+	refresher string
 }
 
-func refresherOf(m interface{ GetHeader(string) sip.Header }) string {
+// parseSessionExpires reads Session-Expires (or its compact form x) once: the interval and
+// the refresher parameter.
+func parseSessionExpires(m interface{ GetHeader(string) sip.Header }) sessionExpires {
 	v := headerValue(m, "Session-Expires")
 	if v == "" {
 		v = headerValue(m, "x")
 	}
-	for _, p := range strings.Split(v, ";")[1:] {
-		kv := strings.SplitN(strings.TrimSpace(p), "=", 2)
-		if len(kv) == 2 && strings.EqualFold(kv[0], "refresher") {
-			return strings.ToLower(kv[1])
+	var se sessionExpires
+	delta, params, _ := strings.Cut(v, ";")
+	if n, err := strconv.Atoi(strings.TrimSpace(delta)); err == nil && n > 0 {
+		se.interval = time.Duration(n) * time.Second
+	}
+	for params != "" {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		if k, val, ok := strings.Cut(strings.TrimSpace(p), "="); ok && strings.EqualFold(k, "refresher") {
+			se.refresher = strings.ToLower(val)
+			break
 		}
 	}
-	return ""
+	return se
 }
 
 // setupTimers starts session timers on both legs after answer and returns the headers for
-// leg A's 2xx (the seed's example: Session-Expires: 1800;refresher=uas).
+// leg A's 2xx. Leg A's Session-Expires is the one onInvite parsed (a.se) (the seed's example: Session-Expires: 1800;refresher=uas).
 func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
 	var hdrs []sip.Header
-	se, ok := sessionExpiresOf(a.invite)
-	if ok || HasOption(a.invite, "Supported", "timer") {
-		if !ok {
+	se := a.se.interval // parsed once, by onInvite
+	if se > 0 || HasOption(a.invite, "Supported", "timer") {
+		if se <= 0 {
 			se = c.s.cfg.SessionExpires
 		}
 		if se < c.s.cfg.MinSE {
 			se = c.s.cfg.MinSE
 		}
-		weRefresh := refresherOf(a.invite) != "uac"
+		weRefresh := a.se.refresher != "uac"
 		at := c.newTimer(a, se, weRefresh)
 		c.mu.Lock()
 		a.timer = at
@@ -77,8 +80,8 @@ func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
 			hdrs = append(hdrs, sip.NewHeader("Require", "timer"))
 		}
 	}
-	if bse, ok := sessionExpiresOf(res); ok {
-		bt := c.newTimer(b, bse, refresherOf(res) != "uas")
+	if bse := parseSessionExpires(res); bse.interval > 0 {
+		bt := c.newTimer(b, bse.interval, bse.refresher != "uas")
 		c.mu.Lock()
 		b.timer = bt
 		c.mu.Unlock()
