@@ -84,6 +84,10 @@ type DN struct {
 	TrustedCertSubjects []string `json:"trusted_cert_subjects,omitempty" yaml:"trusted_cert_subjects,omitempty"`
 	// Traceparent adds a W3C traceparent header to INVITEs sent to this DN.
 	Traceparent bool `json:"traceparent,omitempty" yaml:"traceparent,omitempty"`
+
+	// sources is TrustedSources parsed by WithSourcesParsed, or nil. Being unexported, it
+	// is not encoded: the stored JSON and the YAML configuration are unchanged.
+	sources *sourceSet
 }
 
 // SelfRegistered reports whether the DN's contact is "*".

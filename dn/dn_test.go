@@ -1,6 +1,7 @@
 package dn
 
 import (
+	"encoding/json"
 	"errors"
 	"regexp"
 	"strings"
@@ -239,15 +240,86 @@ func TestTrustsSource(t *testing.T) {
 		{"empty", "", false},
 		{"bad_entries_match_nothing", "not-an-ip", false},
 	}
+	// The same answers whether the sources are parsed on each call or once, up front.
+	forms := []struct {
+		name string
+		d    DN
+	}{
+		{"parsed_each_call", d},
+		{"parsed_once", d.WithSourcesParsed()},
+	}
+	for _, f := range forms {
+		for _, tc := range tests {
+			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
+				if got := f.d.TrustsSource(tc.ip); got != tc.want {
+					t.Errorf("TrustsSource(%q) = %v, want %v", tc.ip, got, tc.want)
+				}
+			})
+		}
+	}
+	for _, e := range []DN{{}, (DN{}).WithSourcesParsed()} {
+		if e.TrustsSource("192.0.2.7") {
+			t.Error("a DN without trusted sources trusts 192.0.2.7")
+		}
+	}
+}
+
+// TestWithSourcesParsedStale checks that a DN whose TrustedSources changed after
+// WithSourcesParsed is matched against the new list, however it was changed.
+func TestWithSourcesParsedStale(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(d *DN)
+		ip     string
+		want   bool
+	}{
+		{"unchanged", func(d *DN) {}, "192.0.2.7", true},
+		{"replaced", func(d *DN) { d.TrustedSources = []string{"198.51.100.1"} }, "198.51.100.1", true},
+		{"replaced_old_address", func(d *DN) { d.TrustedSources = []string{"198.51.100.1"} }, "192.0.2.7", false},
+		{"entry_changed_in_place", func(d *DN) { d.TrustedSources[0] = "198.51.100.0/24" }, "198.51.100.9", true},
+		{"entry_changed_in_place_old_address", func(d *DN) { d.TrustedSources[0] = "198.51.100.0/24" }, "192.0.2.7", false},
+		{"appended", func(d *DN) { d.TrustedSources = append(d.TrustedSources, "203.0.113.5") }, "203.0.113.5", true},
+		{"truncated", func(d *DN) { d.TrustedSources = d.TrustedSources[:1] }, "10.1.2.3", false},
+		{"cleared", func(d *DN) { d.TrustedSources = nil }, "192.0.2.7", false},
+	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			d := DN{TrustedSources: []string{"192.0.2.7", "10.1.0.0/16"}}.WithSourcesParsed()
+			tc.change(&d)
 			if got := d.TrustsSource(tc.ip); got != tc.want {
 				t.Errorf("TrustsSource(%q) = %v, want %v", tc.ip, got, tc.want)
 			}
+			// Parsing again takes the change into account too.
+			if got := d.WithSourcesParsed().TrustsSource(tc.ip); got != tc.want {
+				t.Errorf("WithSourcesParsed().TrustsSource(%q) = %v, want %v", tc.ip, got, tc.want)
+			}
 		})
 	}
-	if (DN{}).TrustsSource("192.0.2.7") {
-		t.Error("a DN without trusted sources trusts 192.0.2.7")
+}
+
+// TestWithSourcesParsedJSON checks that the parsed form is not part of the stored JSON.
+func TestWithSourcesParsedJSON(t *testing.T) {
+	tests := []struct {
+		name string
+		d    DN
+	}{
+		{"no_sources", DN{Number: "1000", Type: TypeExtension, Contact: "*"}},
+		{"sources", DN{Number: "9000", Type: TypeTrunk, Contact: "sip:gw@192.0.2.1", TrustedSources: []string{"192.0.2.0/24", "bad"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			want, err := json.Marshal(tc.d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := json.Marshal(tc.d.WithSourcesParsed())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != string(want) {
+				t.Errorf("JSON with parsed sources = %s, want %s", got, want)
+			}
+		})
 	}
 }
 

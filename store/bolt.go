@@ -68,8 +68,7 @@ const DefaultCommitInterval = 10 * time.Millisecond
 // write that queued up while the previous commit was syncing (group commit): concurrent
 // REGISTERs share an fsync, and the group grows with the load instead of with a timer.
 //
-// This process holds the database file lock, so it sees every DN write and can cache the
-// small list of trusted DNs (TrustedDNs) between writes.
+// Its reads go to the database; sipsvc serves calls from a Cached wrapped around it.
 type Bolt struct {
 	db       *bolt.DB
 	now      func() time.Time
@@ -80,12 +79,6 @@ type Bolt struct {
 	quit      chan struct{}
 	loopDone  chan struct{}
 	closeOnce sync.Once
-
-	mu sync.Mutex // guards the fields below
-	// gen counts DN writes; trusted is the cached TrustedDNs answer, valid when trustedOK.
-	gen       uint64
-	trusted   []dn.DN
-	trustedOK bool
 }
 
 var (
@@ -248,53 +241,19 @@ func (s *Bolt) update(ctx context.Context, fn func(*bolt.Tx) error) error {
 	return mapClosed(s.db.Update(fn))
 }
 
-// updateDN runs a DN write and invalidates the trusted-DN cache, whatever the outcome.
-func (s *Bolt) updateDN(ctx context.Context, fn func(*bolt.Tx) error) error {
-	defer func() {
-		s.mu.Lock()
-		s.gen++
-		s.trustedOK = false
-		s.trusted = nil
-		s.mu.Unlock()
-	}()
-	return s.update(ctx, fn)
-}
-
-// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number. The
-// answer is cached until the next DN write.
+// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number. It
+// reads every DN: Cached, which sipsvc wraps around Bolt, keeps the list in memory instead.
 func (s *Bolt) TrustedDNs(ctx context.Context) ([]dn.DN, error) {
-	s.mu.Lock()
-	if s.trustedOK {
-		out := make([]dn.DN, len(s.trusted))
-		for i, d := range s.trusted {
-			out[i] = cloneDN(d)
-		}
-		s.mu.Unlock()
-		return out, nil
-	}
-	gen := s.gen
-	s.mu.Unlock()
-
 	ds, err := s.ListDNs(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var out []dn.DN
+	out := ds[:0]
 	for _, d := range ds {
 		if trusts(d) {
 			out = append(out, d)
 		}
 	}
-	s.mu.Lock()
-	if s.gen == gen { // no DN write raced with the read
-		s.trusted, s.trustedOK = out, true
-		cp := make([]dn.DN, len(out))
-		for i, d := range out {
-			cp[i] = cloneDN(d)
-		}
-		out = cp
-	}
-	s.mu.Unlock()
 	return out, nil
 }
 
@@ -358,7 +317,7 @@ func (s *Bolt) CreateDN(ctx context.Context, d dn.DN) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	return s.updateDN(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDNs)
 		if b.Get([]byte(d.Number)) != nil {
 			return existsDN(d.Number)
@@ -372,7 +331,7 @@ func (s *Bolt) UpdateDN(ctx context.Context, d dn.DN) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	return s.updateDN(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDNs)
 		if b.Get([]byte(d.Number)) == nil {
 			return notFoundDN(d.Number)
@@ -386,14 +345,14 @@ func (s *Bolt) PutDN(ctx context.Context, d dn.DN) error {
 	if err := d.Validate(); err != nil {
 		return err
 	}
-	return s.updateDN(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		return putJSON(tx.Bucket(bucketDNs), []byte(d.Number), d)
 	})
 }
 
 // DeleteDN removes a DN and its bindings; dn.ErrNotFound if it does not exist.
 func (s *Bolt) DeleteDN(ctx context.Context, number string) error {
-	return s.updateDN(ctx, func(tx *bolt.Tx) error {
+	return s.update(ctx, func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketDNs)
 		if b.Get([]byte(number)) == nil {
 			return notFoundDN(number)

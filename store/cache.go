@@ -3,7 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,14 +18,19 @@ import (
 // of a database transaction and a JSON decode. Writes go to the wrapped store first (durable
 // before they return) and then update the copy. It assumes it is the only writer of the
 // wrapped store (one sipsvc process per data directory, which the bbolt file lock enforces).
+//
+// It also keeps the short list of trusted DNs (TrustIndex) up to date on every DN write,
+// with their trusted sources parsed, so that authorizing a call from a trunk costs a copy
+// of that list rather than a scan of every DN.
 type Cached struct {
 	s   Store
 	now func() time.Time
 
 	closed atomic.Bool
 
-	mu       sync.RWMutex // guards dns and bindings
+	mu       sync.RWMutex // guards dns, trusted and bindings
 	dns      map[string]dn.DN
+	trusted  []dn.DN                          // the DNs of dns that trust (see trusts), by number, sources parsed
 	bindings map[string]map[string]dn.Binding // number → binding key → binding
 }
 
@@ -46,7 +53,7 @@ func NewCached(ctx context.Context, s Store, now func() time.Time) (*Cached, err
 		return nil, fmt.Errorf("store cache: load DNs: %w", err)
 	}
 	for _, d := range ds {
-		c.dns[d.Number] = d
+		c.putDNLocked(d)
 	}
 	bs, err := s.AllBindings(ctx)
 	if err != nil {
@@ -56,6 +63,36 @@ func NewCached(ctx context.Context, s Store, now func() time.Time) (*Cached, err
 		c.putBindingLocked(b.WithKey())
 	}
 	return c, nil
+}
+
+// putDNLocked stores a copy of d in the copy and in the trusted list, replacing the DN
+// with the same number.
+func (c *Cached) putDNLocked(d dn.DN) {
+	d = cloneDN(d) // the caller may reuse d's slices
+	c.dns[d.Number] = d
+	i, found := c.trustedIndexLocked(d.Number)
+	switch {
+	case trusts(d) && found:
+		c.trusted[i] = d.WithSourcesParsed()
+	case trusts(d):
+		c.trusted = slices.Insert(c.trusted, i, d.WithSourcesParsed())
+	case found:
+		c.trusted = slices.Delete(c.trusted, i, i+1)
+	}
+}
+
+// deleteDNLocked removes the DN number, and its bindings, from the copy.
+func (c *Cached) deleteDNLocked(number string) {
+	delete(c.dns, number)
+	delete(c.bindings, number)
+	if i, found := c.trustedIndexLocked(number); found {
+		c.trusted = slices.Delete(c.trusted, i, i+1)
+	}
+}
+
+// trustedIndexLocked finds number in the trusted list: its index, or where it would go.
+func (c *Cached) trustedIndexLocked(number string) (int, bool) {
+	return slices.BinarySearchFunc(c.trusted, number, func(d dn.DN, n string) int { return strings.Compare(d.Number, n) })
 }
 
 // putBindingLocked stores b, whose Key is set, in the copy.
@@ -74,7 +111,7 @@ func (c *Cached) CreateDN(ctx context.Context, d dn.DN) error {
 		return err
 	}
 	c.mu.Lock()
-	c.dns[d.Number] = d
+	c.putDNLocked(d)
 	c.mu.Unlock()
 	return nil
 }
@@ -85,7 +122,7 @@ func (c *Cached) UpdateDN(ctx context.Context, d dn.DN) error {
 		return err
 	}
 	c.mu.Lock()
-	c.dns[d.Number] = d
+	c.putDNLocked(d)
 	c.mu.Unlock()
 	return nil
 }
@@ -96,7 +133,7 @@ func (c *Cached) PutDN(ctx context.Context, d dn.DN) error {
 		return err
 	}
 	c.mu.Lock()
-	c.dns[d.Number] = d
+	c.putDNLocked(d)
 	c.mu.Unlock()
 	return nil
 }
@@ -107,8 +144,7 @@ func (c *Cached) DeleteDN(ctx context.Context, number string) error {
 		return err
 	}
 	c.mu.Lock()
-	delete(c.dns, number)
-	delete(c.bindings, number)
+	c.deleteDNLocked(number)
 	c.mu.Unlock()
 	return nil
 }
@@ -124,7 +160,7 @@ func (c *Cached) Lookup(_ context.Context, number string) (dn.DN, error) {
 	if !ok {
 		return dn.DN{}, fmt.Errorf("DN %q: %w", number, dn.ErrNotFound)
 	}
-	return d, nil
+	return cloneDN(d), nil
 }
 
 // ListDNs implements Store from memory, sorted by number.
@@ -135,27 +171,43 @@ func (c *Cached) ListDNs(context.Context) ([]dn.DN, error) {
 	c.mu.RLock()
 	out := make([]dn.DN, 0, len(c.dns))
 	for _, d := range c.dns {
-		out = append(out, d)
+		out = append(out, cloneDN(d))
 	}
 	c.mu.RUnlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
 	return out, nil
 }
 
-// TrustedDNs implements TrustIndex from memory.
+// TrustedDNs implements TrustIndex from memory: a copy of the trusted list kept by the DN
+// writes, whose trusted sources are parsed already (dn.DN.WithSourcesParsed). The DNs'
+// slices are copied too, into one allocation, so callers cannot alias the cache.
 func (c *Cached) TrustedDNs(context.Context) ([]dn.DN, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
 	c.mu.RLock()
-	var out []dn.DN
-	for _, d := range c.dns {
-		if len(d.TrustedSources) > 0 || len(d.TrustedCertSubjects) > 0 {
-			out = append(out, d)
-		}
+	defer c.mu.RUnlock()
+	n := 0
+	for _, d := range c.trusted {
+		n += len(d.TrustedSources) + len(d.TrustedCertSubjects)
 	}
-	c.mu.RUnlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Number < out[j].Number })
+	out := make([]dn.DN, len(c.trusted))
+	strs := make([]string, 0, n)
+	// clip copies ss to the end of strs and returns the copy, capacity clipped so that an
+	// append by the caller reallocates instead of overwriting the next DN's strings.
+	clip := func(ss []string) []string {
+		if ss == nil {
+			return nil
+		}
+		i := len(strs)
+		strs = append(strs, ss...)
+		return strs[i:len(strs):len(strs)]
+	}
+	for i, d := range c.trusted {
+		d.TrustedSources = clip(d.TrustedSources)
+		d.TrustedCertSubjects = clip(d.TrustedCertSubjects)
+		out[i] = d
+	}
 	return out, nil
 }
 

@@ -377,6 +377,139 @@ func TestConformance(t *testing.T) {
 				t.Fatalf("TrustedDNs after delete = %+v", ds)
 			}
 		}},
+		{"TrustedDNsFollowWrites", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			ti := s.(store.TrustIndex)
+			trunk := func(number string, sources, subjects []string) dn.DN {
+				return dn.DN{Number: number, Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.1", TrustedSources: sources, TrustedCertSubjects: subjects}
+			}
+			steps := []struct {
+				name  string
+				write func() error
+				want  []dn.DN // number, TrustedSources and TrustedCertSubjects of each, in order
+			}{
+				{"create", func() error {
+					must(t, s.CreateDN(ctx, ext("1000")))
+					return s.CreateDN(ctx, trunk("9000", []string{"192.0.2.0/24"}, nil))
+				}, []dn.DN{trunk("9000", []string{"192.0.2.0/24"}, nil)}},
+				{"put_new", func() error { return s.PutDN(ctx, trunk("9001", nil, []string{"gw.example.net"})) },
+					[]dn.DN{trunk("9000", []string{"192.0.2.0/24"}, nil), trunk("9001", nil, []string{"gw.example.net"})}},
+				{"put_new_sorts_first", func() error { return s.PutDN(ctx, trunk("0500", []string{"198.51.100.7"}, nil)) },
+					[]dn.DN{trunk("0500", []string{"198.51.100.7"}, nil), trunk("9000", []string{"192.0.2.0/24"}, nil), trunk("9001", nil, []string{"gw.example.net"})}},
+				{"update_drops_trust", func() error { return s.UpdateDN(ctx, trunk("9000", nil, nil)) },
+					[]dn.DN{trunk("0500", []string{"198.51.100.7"}, nil), trunk("9001", nil, []string{"gw.example.net"})}},
+				{"update_adds_trust", func() error {
+					d := ext("1000")
+					d.TrustedSources = []string{"203.0.113.0/24"}
+					return s.UpdateDN(ctx, d)
+				}, []dn.DN{trunk("0500", []string{"198.51.100.7"}, nil), {Number: "1000", TrustedSources: []string{"203.0.113.0/24"}}, trunk("9001", nil, []string{"gw.example.net"})}},
+				{"put_changes_trust", func() error { return s.PutDN(ctx, trunk("0500", []string{"192.0.2.9"}, []string{"gw2.example.net"})) },
+					[]dn.DN{trunk("0500", []string{"192.0.2.9"}, []string{"gw2.example.net"}), {Number: "1000", TrustedSources: []string{"203.0.113.0/24"}}, trunk("9001", nil, []string{"gw.example.net"})}},
+				{"failed_writes_change_nothing", func() error {
+					if err := s.UpdateDN(ctx, trunk("9999", []string{"192.0.2.1"}, nil)); !errors.Is(err, dn.ErrNotFound) {
+						t.Fatalf("UpdateDN(missing) = %v", err)
+					}
+					if err := s.CreateDN(ctx, trunk("9001", []string{"192.0.2.1"}, nil)); !errors.Is(err, dn.ErrExists) {
+						t.Fatalf("CreateDN(duplicate) = %v", err)
+					}
+					if err := s.PutDN(ctx, trunk("9001", []string{"not-an-ip"}, nil)); !errors.Is(err, dn.ErrInvalid) {
+						t.Fatalf("PutDN(invalid) = %v", err)
+					}
+					return nil
+				}, []dn.DN{trunk("0500", []string{"192.0.2.9"}, []string{"gw2.example.net"}), {Number: "1000", TrustedSources: []string{"203.0.113.0/24"}}, trunk("9001", nil, []string{"gw.example.net"})}},
+				{"delete", func() error { return s.DeleteDN(ctx, "0500") },
+					[]dn.DN{{Number: "1000", TrustedSources: []string{"203.0.113.0/24"}}, trunk("9001", nil, []string{"gw.example.net"})}},
+				{"delete_untrusted", func() error { return s.DeleteDN(ctx, "9000") },
+					[]dn.DN{{Number: "1000", TrustedSources: []string{"203.0.113.0/24"}}, trunk("9001", nil, []string{"gw.example.net"})}},
+			}
+			for _, st := range steps {
+				must(t, st.write())
+				for range 2 { // the second read may come from a cache
+					ds, err := ti.TrustedDNs(ctx)
+					must(t, err)
+					if len(ds) != len(st.want) {
+						t.Fatalf("%s: TrustedDNs = %+v, want %+v", st.name, ds, st.want)
+					}
+					for i, w := range st.want {
+						if d := ds[i]; d.Number != w.Number || !reflect.DeepEqual(d.TrustedSources, w.TrustedSources) ||
+							!reflect.DeepEqual(d.TrustedCertSubjects, w.TrustedCertSubjects) {
+							t.Fatalf("%s: TrustedDNs[%d] = %+v, want %+v", st.name, i, d, w)
+						}
+					}
+				}
+			}
+			// The sources are matched as they are now, not as they were first parsed.
+			ds, err := ti.TrustedDNs(ctx)
+			must(t, err)
+			if !ds[0].TrustsSource("203.0.113.5") || ds[0].TrustsSource("198.51.100.7") {
+				t.Fatalf("DN %s: TrustsSource(203.0.113.5), TrustsSource(198.51.100.7) = %v, %v, want true, false",
+					ds[0].Number, ds[0].TrustsSource("203.0.113.5"), ds[0].TrustsSource("198.51.100.7"))
+			}
+		}},
+		{"TrustedDNsNotAliased", func(t *testing.T, s store.Store, c *clock) {
+			ctx := context.Background()
+			ti := s.(store.TrustIndex)
+			a := dn.DN{Number: "9000", Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.1",
+				TrustedSources: []string{"192.0.2.1", "192.0.2.2"}, TrustedCertSubjects: []string{"a.example.net"}}
+			b := dn.DN{Number: "9001", Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.3",
+				TrustedSources: []string{"192.0.2.3"}, TrustedCertSubjects: []string{"b.example.net"}}
+			must(t, s.CreateDN(ctx, a))
+			must(t, s.PutDN(ctx, b))
+			want := []dn.DN{cloneDN(a), cloneDN(b)}
+			// The caller's slices are the caller's after the write.
+			a.TrustedSources[0], a.TrustedCertSubjects[0] = "10.0.0.1", "mutated"
+			b.TrustedSources[0] = "10.0.0.3"
+			check := func(what string) {
+				t.Helper()
+				ds, err := ti.TrustedDNs(ctx)
+				must(t, err)
+				if len(ds) != 2 {
+					t.Fatalf("%s: TrustedDNs = %+v", what, ds)
+				}
+				for i := range want {
+					if !reflect.DeepEqual(ds[i].TrustedSources, want[i].TrustedSources) ||
+						!reflect.DeepEqual(ds[i].TrustedCertSubjects, want[i].TrustedCertSubjects) {
+						t.Fatalf("%s: TrustedDNs[%d] = %+v, want %+v", what, i, ds[i], want[i])
+					}
+				}
+				if !ds[0].TrustsSource("192.0.2.1") || ds[0].TrustsSource("10.0.0.1") {
+					t.Fatalf("%s: DN 9000 trusts the mutated source", what)
+				}
+				for _, n := range []string{"9000", "9001"} {
+					d, err := s.Lookup(ctx, n)
+					must(t, err)
+					if d.TrustedSources[0] == "10.0.0.1" || d.TrustedSources[0] == "10.0.0.3" || d.TrustedCertSubjects[0] == "mutated" {
+						t.Fatalf("%s: Lookup(%s) = %+v", what, n, d)
+					}
+				}
+			}
+			check("after mutating the written DNs")
+			for range 2 { // the second read may come from a cache
+				ds, err := ti.TrustedDNs(ctx)
+				must(t, err)
+				ds[0].TrustedSources[0] = "10.0.0.1"
+				ds[0].TrustedCertSubjects[0] = "mutated"
+				// Appending to one DN's slice must not overwrite another's.
+				ds[0].TrustedSources = append(ds[0].TrustedSources, "10.0.0.9")
+				ds[0].TrustedCertSubjects = append(ds[0].TrustedCertSubjects, "mutated")
+				if !reflect.DeepEqual(ds[1].TrustedSources, want[1].TrustedSources) ||
+					!reflect.DeepEqual(ds[1].TrustedCertSubjects, want[1].TrustedCertSubjects) {
+					t.Fatalf("appending to TrustedDNs[0] changed TrustedDNs[1]: %+v", ds[1])
+				}
+				ds[1].TrustedSources[0] = "10.0.0.3"
+				check("after mutating the TrustedDNs answer")
+			}
+			for _, read := range []func() (dn.DN, error){
+				func() (dn.DN, error) { return s.Lookup(ctx, "9000") },
+				func() (dn.DN, error) { ds, err := s.ListDNs(ctx); return ds[0], err },
+			} {
+				d, err := read()
+				must(t, err)
+				d.TrustedSources[0] = "10.0.0.1"
+				d.TrustedCertSubjects[0] = "mutated"
+				check("after mutating a Lookup or ListDNs answer")
+			}
+		}},
 		{"CanceledContext", func(t *testing.T, s store.Store, c *clock) {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
@@ -409,7 +542,14 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func must(t *testing.T, err error) {
+// cloneDN copies the slices of d.
+func cloneDN(d dn.DN) dn.DN {
+	d.TrustedSources = append([]string(nil), d.TrustedSources...)
+	d.TrustedCertSubjects = append([]string(nil), d.TrustedCertSubjects...)
+	return d
+}
+
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -21,8 +21,9 @@ type ExpiredPurger interface {
 }
 
 // TrustIndex is implemented by stores that list the DNs trusted by source address or
-// client certificate (non-empty TrustedSources or TrustedCertSubjects) without reading
-// every DN. The registrar uses it on every INVITE. Both Bolt and Memory implement it.
+// client certificate (non-empty TrustedSources or TrustedCertSubjects). The registrar uses
+// it on every out-of-dialog INVITE. Cached keeps the list up to date on DN writes, so its
+// answer costs a copy of the list; Bolt and Memory read every DN.
 type TrustIndex interface {
 	// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number.
 	TrustedDNs(ctx context.Context) ([]dn.DN, error)
