@@ -95,9 +95,12 @@ type Server struct {
 	// calls by sipsvc call id; legs by SIP Call-ID (each leg has its own Call-ID).
 	calls map[string]*call
 	legs  map[string]*leg
-	// advertised listen addresses per transport ("UDP", "TCP", "TLS").
-	listen map[string]listenAddr
-	seq    uint64
+	seq   uint64
+
+	// listen holds the advertised listen addresses per transport ("UDP", "TCP", "TLS"): an
+	// immutable map, replaced whole by addListen (under mu) before serving, so that every
+	// outgoing request reads it without a lock.
+	listen atomic.Pointer[map[string]listenAddr]
 
 	wg sync.WaitGroup // call goroutines
 
@@ -149,7 +152,6 @@ func New(cfg Config) (*Server, error) {
 		traced: !isNoop,
 		calls:  map[string]*call{},
 		legs:   map[string]*leg{},
-		listen: map[string]listenAddr{},
 	}
 	s.verify = newVerifyPolicy(cfg.ClientTLS, cfg.Metrics)
 	ua, err := sipgo.NewUA(
@@ -340,20 +342,32 @@ func (s *Server) addListen(transport string, a net.Addr) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.listen[transport]; !ok {
-		s.listen[transport] = listenAddr{host: adv, port: port, ip: ip}
+	var cur map[string]listenAddr
+	if p := s.listen.Load(); p != nil {
+		cur = *p
 	}
+	if _, ok := cur[transport]; ok {
+		return // the first listener of a transport is the advertised one
+	}
+	next := make(map[string]listenAddr, len(cur)+1)
+	for t, a := range cur {
+		next[t] = a
+	}
+	next[transport] = listenAddr{host: adv, port: port, ip: ip}
+	s.listen.Store(&next) // never written again: readers need no lock
 }
 
-// local returns our advertised host and port for a transport.
+// local returns our advertised host and port for a transport. It takes no lock.
 func (s *Server) local(transport string) listenAddr {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if a, ok := s.listen[strings.ToUpper(transport)]; ok {
+	var m map[string]listenAddr
+	if p := s.listen.Load(); p != nil {
+		m = *p
+	}
+	if a, ok := m[strings.ToUpper(transport)]; ok {
 		return a
 	}
 	for _, t := range []string{"TLS", "TCP", "UDP"} {
-		if a, ok := s.listen[t]; ok {
+		if a, ok := m[t]; ok {
 			return a
 		}
 	}
