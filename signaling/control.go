@@ -130,10 +130,13 @@ func (c *call) confirm(l *leg, res *sip.Response) {
 		l.remoteTarget = *ct.Address.Clone()
 	}
 	l.routeSet = reverse(recordRoutes(res))
-	if l.transport == "UDP" || len(l.routeSet) > 0 {
-		l.dest = targetDest(l.remoteTarget, l.routeSet, l.transport)
+	switch {
+	case len(l.routeSet) > 0:
+		l.routeTransportLocked() // the top route decides transport and destination (R35)
+	case l.transport == "UDP":
+		l.dest = hostPort(l.remoteTarget, l.transport)
 	}
-	l.routeTransportLocked()
+	// Over TCP/TLS without a route set the dialog stays on the INVITE's connection (R33).
 	l.remoteSDP = res.Body()
 	if v := headerValue(res, "Allow"); v != "" {
 		l.allow = v

@@ -176,15 +176,6 @@ func hostPort(u sip.Uri, transport string) string {
 	return net.JoinHostPort(strings.Trim(u.Host, "[]"), strconv.Itoa(port))
 }
 
-// targetDest is where an in-dialog request goes: the first route if there is a route set
-// (loose routing), else the remote target.
-func targetDest(remote sip.Uri, routes []sip.Uri, transport string) string {
-	if len(routes) > 0 {
-		return hostPort(routes[0], transport)
-	}
-	return hostPort(remote, transport)
-}
-
 // recordRoutes returns the Record-Route URIs of a message in order.
 func recordRoutes(m interface{ GetHeaders(string) []sip.Header }) []sip.Uri {
 	var out []sip.Uri

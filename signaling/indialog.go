@@ -58,7 +58,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 			c.mu.Lock()
 			l.remoteTarget = *ct.Address.Clone()
 			if l.transport == "UDP" && len(l.routeSet) == 0 {
-				l.dest = targetDest(l.remoteTarget, nil, l.transport)
+				l.dest = hostPort(l.remoteTarget, l.transport)
 			}
 			c.mu.Unlock()
 		}

@@ -115,8 +115,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.localCSeq = uint32(time.Now().UnixNano()&0x7fff) + 1
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
-	a.dest = s.dialogDest(a.transport, req.Source(), a.remoteTarget, a.routeSet)
-	a.routeTransportLocked()
+	a.setDialogDestLocked(a.peer)
 	a.localContact = s.contactFor(c.dialed, dec, "")
 	a.invite = req
 	a.serverTx = tx
@@ -144,13 +143,19 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	return c, a
 }
 
-// dialogDest picks where in-dialog requests to a peer go: over TCP/TLS the connection the
-// peer opened (RFC 3261 §18.2.2, R33, P7); over UDP the route set or remote target.
-func (s *Server) dialogDest(transport, source string, target sip.Uri, routes []sip.Uri) string {
-	if transport != "UDP" && source != "" && len(routes) == 0 {
-		return source
+// setDialogDestLocked sets, once, where in-dialog requests to leg A's peer go: with a route
+// set, its top entry decides transport and address (routeTransportLocked: R35, P6); without,
+// over TCP/TLS the connection the peer opened from source (RFC 3261 §18.2.2, R33, P7), over
+// UDP the remote target. The caller holds c.mu (or owns the leg alone).
+func (l *leg) setDialogDestLocked(source string) {
+	switch {
+	case len(l.routeSet) > 0:
+		l.routeTransportLocked()
+	case l.transport != "UDP" && source != "":
+		l.dest = source
+	default:
+		l.dest = hostPort(l.remoteTarget, l.transport)
 	}
-	return targetDest(target, routes, transport)
 }
 
 // contactFor writes our Contact for a leg: user@our host, the leg's scheme, our port for the

@@ -64,12 +64,8 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	l.localDisplay = p.callerDisplay
 	l.localContact = s.contactFor(caller, d, sp.d.Style)
 	l.transport = d.Transport
-	l.dest = hostPort(target, d.Transport)
-	if sp.registered && d.Transport != "UDP" && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "" {
-		// R33/P7: reach a device that registered over TCP/TLS through its own connection.
-		l.dest = sp.binding.Source
-	}
-	if len(sp.binding.Path) > 0 {
+	switch {
+	case len(sp.binding.Path) > 0:
 		// RFC 3327 §5.4, RFC 3261 §8.1.2: the binding's Path is the INVITE's preloaded Route
 		// set, and the INVITE goes to its first entry (loose routing). A sips top route keeps
 		// the leg on TLS; on a sips leg sip entries become sips (R12, R13, R35).
@@ -79,6 +75,11 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		}
 		l.routeSet = routes
 		l.routeTransportLocked()
+	case sp.registered && d.Transport != "UDP" && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "":
+		// R33/P7: reach a device that registered over TCP/TLS through its own connection.
+		l.dest = sp.binding.Source
+	default:
+		l.dest = hostPort(target, d.Transport)
 	}
 	l.peer = l.dest
 	l.localCSeq = 1
