@@ -414,20 +414,23 @@ func (s *Bolt) ListDNs(ctx context.Context) ([]dn.DN, error) {
 // PutBinding creates or replaces the binding with the same Number and Key; dn.ErrNotFound
 // if the DN does not exist.
 func (s *Bolt) PutBinding(ctx context.Context, b dn.Binding) error {
-	b, err := validateBinding(b)
-	if err != nil {
-		return err
-	}
-	buf, err := json.Marshal(b)
-	if err != nil {
-		return fmt.Errorf("store: encode binding: %w", err)
-	}
-	key := bindingKey(b.Number, b.Key)
+	// Validation and encoding run in the writer, in the transaction, not on the caller's
+	// goroutine: a REGISTER's goroutine, which sipgo starts per request with a small stack,
+	// then stops short of the contact parser and the JSON encoder, and does not have to grow
+	// its stack (a copy of ~8 KB per REGISTER). An invalid binding fails alone (commitGroup).
 	return s.batch(ctx, func(tx *bolt.Tx) error {
+		b, err := validateBinding(b)
+		if err != nil {
+			return err
+		}
 		if tx.Bucket(bucketDNs).Get([]byte(b.Number)) == nil {
 			return notFoundDN(b.Number)
 		}
-		return tx.Bucket(bucketBindings).Put(key, buf)
+		buf, err := json.Marshal(b)
+		if err != nil {
+			return fmt.Errorf("store: encode binding: %w", err)
+		}
+		return tx.Bucket(bucketBindings).Put(bindingKey(b.Number, b.Key), buf)
 	})
 }
 
