@@ -101,15 +101,23 @@ type leg struct {
 	ackCh chan []byte
 }
 
-// replaceLegLocked puts nl in the bridged slot that old holds: c.a when old is c.a, else c.b
-// (as every transfer did before this helper). nl may be nil to empty the slot. The caller
-// holds c.mu.
-func (c *call) replaceLegLocked(old, nl *leg) {
-	if c.a == old {
+// replaceLegLocked puts nl in the bridged slot (c.a or c.b) that old holds, and reports
+// whether old held one. nl may be nil to empty the slot. A transfer reads the legs, then
+// talks to the network, then replaces: a hang-up or another transfer may have changed the
+// call meanwhile, and then nothing is replaced (writing c.b regardless, as the transfers
+// once did, could drop the party's own leg). The caller holds c.mu.
+func (c *call) replaceLegLocked(old, nl *leg) bool {
+	switch {
+	case old == nil:
+		return false
+	case c.a == old:
 		c.a = nl
-		return
+	case c.b == old:
+		c.b = nl
+	default:
+		return false
 	}
-	c.b = nl
+	return true
 }
 
 // removeForkLocked drops l from the unanswered originated legs, in place and keeping their

@@ -446,8 +446,13 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
 	c.mu.Lock()
-	c.replaceLegLocked(other, nl)
 	c.removeForkLocked(nl)
+	if !c.replaceLegLocked(other, nl) {
+		// The call changed while the target was called (a hang-up, another transfer).
+		c.mu.Unlock()
+		c.byeLeg(ctx, nl, "transfer failed", trace.SpanContext{})
+		return fmt.Errorf("transfer: the call changed while the target answered: %w", ErrWrongState)
+	}
 	nl.state = StateTalking
 	nl.localSDP = offer
 	c.mu.Unlock()
@@ -503,8 +508,13 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	c2.replaceLegLocked(far, nil)
 	c2.mu.Unlock()
 	c.mu.Lock()
+	if !c.replaceLegLocked(other, far) {
+		// The transferor's call changed meanwhile: far stays out of it, and is released.
+		c.mu.Unlock()
+		c2.hangupLegs(ctx, []*leg{near, far}, "transfer failed")
+		return fmt.Errorf("transfer: the call changed during the transfer: %w", ErrWrongState)
+	}
 	far.c = c
-	c.replaceLegLocked(other, far)
 	c.mu.Unlock()
 	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c2.hangupLegs(ctx, []*leg{near}, "transferred")

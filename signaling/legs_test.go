@@ -13,18 +13,23 @@ func TestReplaceLegLocked(t *testing.T) {
 		name         string
 		old, nl      *leg
 		wantA, wantB *leg
+		want         bool
 	}{
-		{"replace a", a, n, n, b},
-		{"replace b", b, n, a, n},
-		{"empty a", a, nil, nil, b},
-		{"empty b", b, nil, a, nil},
-		// Not a bridged leg: the b slot is taken, as the transfers always did.
-		{"other leg", &leg{id: "X"}, n, a, n},
+		{"replace a", a, n, n, b, true},
+		{"replace b", b, n, a, n, true},
+		{"empty a", a, nil, nil, b, true},
+		{"empty b", b, nil, a, nil, true},
+		// No longer a bridged leg (the call changed during a transfer): nothing is replaced,
+		// least of all the party's own leg.
+		{"other leg", &leg{id: "X"}, n, a, b, false},
+		{"nil old", nil, n, a, b, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := &call{a: a, b: b}
-			c.replaceLegLocked(tt.old, tt.nl)
+			if got := c.replaceLegLocked(tt.old, tt.nl); got != tt.want {
+				t.Errorf("replaceLegLocked = %v, want %v", got, tt.want)
+			}
 			if c.a != tt.wantA || c.b != tt.wantB {
 				t.Errorf("a, b = %v, %v; want %v, %v", c.a, c.b, tt.wantA, tt.wantB)
 			}
