@@ -212,7 +212,7 @@ func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (con
 
 // parsePath returns the URI of every Path value in order (RFC 3327 §5.3), as the binding
 // stores it, and whether all of them are sips (R28). ok is false when a value is not a
-// sip:/sips: URI that sipsvc could send a request to (dn.ParseContact): the binding could
+// sip:/sips: URI that sipsvc could send a request to (dn.CheckContact): the binding could
 // not be reached through it.
 func parsePath(req *sip.Request) (path []string, allSecure, ok bool) {
 	allSecure = true
@@ -222,12 +222,11 @@ func parsePath(req *sip.Request) (path []string, allSecure, ok bool) {
 			if _, err := sip.ParseAddressValue(v, &u, nil); err != nil {
 				return nil, false, false
 			}
-			u2, err := dn.ParseContact(u.String())
-			if err != nil {
+			if err := dn.CheckContact(&u); err != nil {
 				return nil, false, false
 			}
-			allSecure = allSecure && u2.Scheme == "sips"
-			path = append(path, u2.String())
+			allSecure = allSecure && u.Scheme == "sips"
+			path = append(path, u.String())
 		}
 	}
 	return path, allSecure, true
