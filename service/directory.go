@@ -177,7 +177,7 @@ func (s *directoryServer) ListDNs(ctx context.Context, req *sipsvcv1.ListDNsRequ
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("list DNs: %w", err), "")
 	}
-	slices.SortFunc(all, func(a, b dn.DN) int { return strings.Compare(a.Number, b.Number) })
+	// store.Store.ListDNs returns the DNs sorted by number, which the page token relies on.
 	start := 0
 	if after != "" {
 		start, _ = slices.BinarySearchFunc(all, after, func(d dn.DN, k string) int {
@@ -207,6 +207,7 @@ func (s *directoryServer) ListRegistrations(ctx context.Context, req *sipsvcv1.L
 	if err != nil {
 		return nil, grpcError(fmt.Errorf("registrations of DN %s: %w", req.GetNumber(), err), "")
 	}
+	// Registrations.List promises no order; the API lists by contact.
 	slices.SortFunc(bs, func(a, b dn.Binding) int { return strings.Compare(a.Contact, b.Contact) })
 	resp := &sipsvcv1.ListRegistrationsResponse{}
 	for _, b := range bs {
