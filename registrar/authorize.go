@@ -11,7 +11,6 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/dn"
-	"github.com/sipsvc/sipsvc/store"
 )
 
 // AuthorizeCall decides whether an out-of-dialog INVITE may be routed and who calls. A
@@ -58,13 +57,7 @@ func (r *Registrar) AuthorizeCall(ctx context.Context, req *sip.Request, tx sip.
 // trusted finds a DN that trusts the request's source IP or TLS client certificate,
 // preferring the From user's own DN.
 func (r *Registrar) trusted(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, from string) (dn.DN, bool, error) {
-	var ds []dn.DN
-	var err error
-	if ti, ok := r.store.(store.TrustIndex); ok {
-		ds, err = ti.TrustedDNs(ctx)
-	} else {
-		ds, err = r.store.ListDNs(ctx)
-	}
+	ds, err := r.store.TrustedDNs(ctx)
 	if err != nil {
 		return dn.DN{}, false, err
 	}

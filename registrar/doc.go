@@ -87,7 +87,7 @@
 // the transaction must be the one sipgo handed to the handler, and it must have been
 // verified (tls.VerifyClientCertIfGiven or RequireAndVerifyClientCert with ClientCAs): an
 // unverified certificate (tls.RequestClientCert) is ignored. The trusted DNs come from
-// store.TrustIndex when the store has it. Otherwise the caller is the
+// store.Store.TrustedDNs. Otherwise the caller is the
 // From user: a DN with a password is challenged (407), a disabled DN gets 403, and a DN
 // without a password or an unknown user passes (caller that DN, or nil).
 package registrar

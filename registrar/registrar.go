@@ -327,15 +327,7 @@ func (r *Registrar) Purge(ctx context.Context) (int, error) {
 	if r.lock != nil {
 		r.lock.sweep(now)
 	}
-	p, ok := r.store.(store.ExpiredPurger)
-	if !ok {
-		n, err := r.store.PurgeExpired(ctx, now)
-		if err != nil {
-			return 0, fmt.Errorf("registrar: purge: %w", err)
-		}
-		return n, nil
-	}
-	gone, err := p.PurgeExpiredBindings(ctx, now)
+	gone, err := r.store.PurgeExpiredBindings(ctx, now)
 	if err != nil {
 		return 0, fmt.Errorf("registrar: purge: %w", err)
 	}

@@ -81,11 +81,7 @@ type Bolt struct {
 	closeOnce sync.Once
 }
 
-var (
-	_ Store         = (*Bolt)(nil)
-	_ ExpiredPurger = (*Bolt)(nil)
-	_ TrustIndex    = (*Bolt)(nil)
-)
+var _ Store = (*Bolt)(nil)
 
 // OpenBolt opens or creates the database at cfg.Path, creates the buckets and checks the
 // schema version. It waits for the file lock until ctx is done (at most 5 s without a
@@ -493,12 +489,6 @@ func (s *Bolt) AllBindings(ctx context.Context) ([]dn.Binding, error) {
 	})
 	sortBindings(out)
 	return out, err
-}
-
-// PurgeExpired deletes bindings that expired at or before now and returns how many.
-func (s *Bolt) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
-	bs, err := s.PurgeExpiredBindings(ctx, now)
-	return len(bs), err
 }
 
 // PurgeExpiredBindings deletes bindings that expired at or before now and returns them.

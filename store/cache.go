@@ -19,7 +19,7 @@ import (
 // before they return) and then update the copy. It assumes it is the only writer of the
 // wrapped store (one sipsvc process per data directory, which the bbolt file lock enforces).
 //
-// It also keeps the short list of trusted DNs (TrustIndex) up to date on every DN write,
+// It also keeps the short list of trusted DNs (TrustedDNs) up to date on every DN write,
 // with their trusted sources parsed, so that authorizing a call from a trunk costs a copy
 // of that list rather than a scan of every DN.
 type Cached struct {
@@ -35,11 +35,7 @@ type Cached struct {
 }
 
 // Interface guards.
-var (
-	_ Store         = (*Cached)(nil)
-	_ ExpiredPurger = (*Cached)(nil)
-	_ TrustIndex    = (*Cached)(nil)
-)
+var _ Store = (*Cached)(nil)
 
 // NewCached loads every DN and unexpired binding of s into memory. now is the clock used to
 // hide expired bindings; nil means time.Now.
@@ -178,7 +174,7 @@ func (c *Cached) ListDNs(context.Context) ([]dn.DN, error) {
 	return out, nil
 }
 
-// TrustedDNs implements TrustIndex from memory: a copy of the trusted list kept by the DN
+// TrustedDNs implements Store from memory: a copy of the trusted list kept by the DN
 // writes, whose trusted sources are parsed already (dn.DN.WithSourcesParsed). The DNs'
 // slices are copied too, into one allocation, so callers cannot alias the cache.
 func (c *Cached) TrustedDNs(context.Context) ([]dn.DN, error) {
@@ -289,24 +285,11 @@ func (c *Cached) AllBindings(context.Context) ([]dn.Binding, error) {
 	return out, nil
 }
 
-// PurgeExpired implements Store.
-func (c *Cached) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
-	gone, err := c.PurgeExpiredBindings(ctx, now)
-	return len(gone), err
-}
-
-// PurgeExpiredBindings implements ExpiredPurger: the wrapped store purges (and reports) when
-// it can; the copy drops the same bindings.
+// PurgeExpiredBindings implements Store: the wrapped store purges and reports the bindings;
+// the copy drops the same ones.
 func (c *Cached) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error) {
-	var gone []dn.Binding
-	purger, reports := c.s.(ExpiredPurger)
-	if reports {
-		g, err := purger.PurgeExpiredBindings(ctx, now)
-		if err != nil {
-			return nil, err
-		}
-		gone = g
-	} else if _, err := c.s.PurgeExpired(ctx, now); err != nil {
+	gone, err := c.s.PurgeExpiredBindings(ctx, now)
+	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
@@ -314,9 +297,6 @@ func (c *Cached) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.
 		for k, b := range m {
 			if !b.Expires.After(now) {
 				delete(m, k)
-				if !reports {
-					gone = append(gone, b)
-				}
 			}
 		}
 		if len(m) == 0 {

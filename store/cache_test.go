@@ -56,7 +56,7 @@ func TestCachedTrustedDNsLoaded(t *testing.T) {
 }
 
 // BenchmarkCachedTrustedDNs measures the trusted-DN lookup every out-of-dialog INVITE makes
-// (store.TrustIndex) on a production-sized directory: 36,000 DNs, 5 of them trunks.
+// (store.Store.TrustedDNs) on a production-sized directory: 36,000 DNs, 5 of them trunks.
 func BenchmarkCachedTrustedDNs(b *testing.B) {
 	ctx := context.Background()
 	m := store.NewMemory()

@@ -7,5 +7,5 @@
 //
 // Both validate what they are given: a DN must pass dn.DN.Validate and a binding must name
 // an existing DN and carry a parseable sip:/sips: contact. Bindings are stored with their
-// absolute expiry; reads filter expired ones and PurgeExpired deletes them.
+// absolute expiry; reads filter expired ones and PurgeExpiredBindings deletes them.
 package store

@@ -21,11 +21,7 @@ type Memory struct {
 	closed   bool
 }
 
-var (
-	_ Store         = (*Memory)(nil)
-	_ ExpiredPurger = (*Memory)(nil)
-	_ TrustIndex    = (*Memory)(nil)
-)
+var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty in-memory store that uses the wall clock.
 func NewMemory() *Memory { return NewMemoryClock(nil) }
@@ -245,12 +241,6 @@ func (m *Memory) AllBindings(ctx context.Context) ([]dn.Binding, error) {
 	}
 	sortBindings(out)
 	return out, nil
-}
-
-// PurgeExpired deletes bindings that expired at or before now and returns how many.
-func (m *Memory) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
-	bs, err := m.PurgeExpiredBindings(ctx, now)
-	return len(bs), err
 }
 
 // PurgeExpiredBindings deletes bindings that expired at or before now and returns them.

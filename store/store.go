@@ -21,6 +21,10 @@ type Store interface {
 	Lookup(ctx context.Context, number string) (dn.DN, error)
 	// ListDNs returns every DN sorted by number.
 	ListDNs(ctx context.Context) ([]dn.DN, error)
+	// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, sorted by
+	// number. The registrar asks on every out-of-dialog INVITE: Cached keeps the list up to
+	// date on DN writes, so its answer costs a copy of the list; Bolt reads every DN.
+	TrustedDNs(ctx context.Context) ([]dn.DN, error)
 
 	// PutBinding creates or replaces the binding with the same Number and Key. It sets an
 	// empty Key, and refuses one that is not the contact's.
@@ -33,8 +37,9 @@ type Store interface {
 	Bindings(ctx context.Context, number string) ([]dn.Binding, error)
 	// AllBindings returns every unexpired binding.
 	AllBindings(ctx context.Context) ([]dn.Binding, error)
-	// PurgeExpired deletes bindings that expired before now and returns how many.
-	PurgeExpired(ctx context.Context, now time.Time) (int, error)
+	// PurgeExpiredBindings deletes the bindings that expired at or before now and returns
+	// them, sorted by number then contact, so the registrar can report each removal.
+	PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error)
 
 	// Ping reports whether the store answers (readiness); ErrClosed once it is closed.
 	Ping(ctx context.Context) error

@@ -229,13 +229,13 @@ func TestConformance(t *testing.T) {
 			if len(all) != 2 {
 				t.Fatalf("AllBindings = %+v", all)
 			}
-			n, err := s.PurgeExpired(ctx, c.Now())
+			gone, err := s.PurgeExpiredBindings(ctx, c.Now())
 			must(t, err)
-			if n != 2 {
-				t.Fatalf("PurgeExpired = %d, want 2", n)
+			if len(gone) != 2 {
+				t.Fatalf("PurgeExpiredBindings = %+v, want 2 bindings", gone)
 			}
-			if n, _ := s.PurgeExpired(ctx, c.Now()); n != 0 {
-				t.Fatalf("second PurgeExpired = %d", n)
+			if gone, _ := s.PurgeExpiredBindings(ctx, c.Now()); len(gone) != 0 {
+				t.Fatalf("second PurgeExpiredBindings = %+v", gone)
 			}
 		}},
 		{"PurgeExpiredBindings", func(t *testing.T, s store.Store, c *clock) {
@@ -243,11 +243,7 @@ func TestConformance(t *testing.T) {
 			must(t, s.CreateDN(ctx, ext("1000")))
 			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.1", time.Second)))
 			must(t, s.PutBinding(ctx, binding(c, "1000", "sip:1000@10.0.0.2", time.Hour)))
-			p, ok := s.(store.ExpiredPurger)
-			if !ok {
-				t.Fatal("store does not implement ExpiredPurger")
-			}
-			gone, err := p.PurgeExpiredBindings(ctx, c.Now().Add(time.Minute))
+			gone, err := s.PurgeExpiredBindings(ctx, c.Now().Add(time.Minute))
 			must(t, err)
 			if len(gone) != 1 || gone[0].Contact != "sip:1000@10.0.0.1" {
 				t.Fatalf("purged %+v", gone)
@@ -345,15 +341,11 @@ func TestConformance(t *testing.T) {
 		}},
 		{"TrustedDNs", func(t *testing.T, s store.Store, c *clock) {
 			ctx := context.Background()
-			ti, ok := s.(store.TrustIndex)
-			if !ok {
-				t.Fatal("store does not implement TrustIndex")
-			}
 			must(t, s.CreateDN(ctx, ext("1000")))
 			trunk := dn.DN{Number: "9000", Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.1", TrustedSources: []string{"192.0.2.0/24"}}
 			must(t, s.CreateDN(ctx, trunk))
 			for range 2 { // second read may come from a cache
-				ds, err := ti.TrustedDNs(ctx)
+				ds, err := s.TrustedDNs(ctx)
 				must(t, err)
 				if len(ds) != 1 || ds[0].Number != "9000" {
 					t.Fatalf("TrustedDNs = %+v", ds)
@@ -366,20 +358,19 @@ func TestConformance(t *testing.T) {
 			must(t, s.UpdateDN(ctx, trunk))
 			c2 := dn.DN{Number: "9001", Type: dn.TypeTrunk, Contact: "sip:gw2@192.0.2.2", TrustedSources: []string{"192.0.2.2"}}
 			must(t, s.PutDN(ctx, c2))
-			ds, err := ti.TrustedDNs(ctx)
+			ds, err := s.TrustedDNs(ctx)
 			must(t, err)
 			if len(ds) != 2 || ds[0].TrustedCertSubjects[0] != "gw.example.net" || ds[1].Number != "9001" {
 				t.Fatalf("TrustedDNs after update = %+v", ds)
 			}
 			must(t, s.DeleteDN(ctx, "9000"))
-			ds, _ = ti.TrustedDNs(ctx)
+			ds, _ = s.TrustedDNs(ctx)
 			if len(ds) != 1 || ds[0].Number != "9001" {
 				t.Fatalf("TrustedDNs after delete = %+v", ds)
 			}
 		}},
 		{"TrustedDNsFollowWrites", func(t *testing.T, s store.Store, c *clock) {
 			ctx := context.Background()
-			ti := s.(store.TrustIndex)
 			trunk := func(number string, sources, subjects []string) dn.DN {
 				return dn.DN{Number: number, Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.1", TrustedSources: sources, TrustedCertSubjects: subjects}
 			}
@@ -425,7 +416,7 @@ func TestConformance(t *testing.T) {
 			for _, st := range steps {
 				must(t, st.write())
 				for range 2 { // the second read may come from a cache
-					ds, err := ti.TrustedDNs(ctx)
+					ds, err := s.TrustedDNs(ctx)
 					must(t, err)
 					if len(ds) != len(st.want) {
 						t.Fatalf("%s: TrustedDNs = %+v, want %+v", st.name, ds, st.want)
@@ -439,7 +430,7 @@ func TestConformance(t *testing.T) {
 				}
 			}
 			// The sources are matched as they are now, not as they were first parsed.
-			ds, err := ti.TrustedDNs(ctx)
+			ds, err := s.TrustedDNs(ctx)
 			must(t, err)
 			if !ds[0].TrustsSource("203.0.113.5") || ds[0].TrustsSource("198.51.100.7") {
 				t.Fatalf("DN %s: TrustsSource(203.0.113.5), TrustsSource(198.51.100.7) = %v, %v, want true, false",
@@ -448,7 +439,6 @@ func TestConformance(t *testing.T) {
 		}},
 		{"TrustedDNsNotAliased", func(t *testing.T, s store.Store, c *clock) {
 			ctx := context.Background()
-			ti := s.(store.TrustIndex)
 			a := dn.DN{Number: "9000", Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.1",
 				TrustedSources: []string{"192.0.2.1", "192.0.2.2"}, TrustedCertSubjects: []string{"a.example.net"}}
 			b := dn.DN{Number: "9001", Type: dn.TypeTrunk, Contact: "sip:gw@192.0.2.3",
@@ -461,7 +451,7 @@ func TestConformance(t *testing.T) {
 			b.TrustedSources[0] = "10.0.0.3"
 			check := func(what string) {
 				t.Helper()
-				ds, err := ti.TrustedDNs(ctx)
+				ds, err := s.TrustedDNs(ctx)
 				must(t, err)
 				if len(ds) != 2 {
 					t.Fatalf("%s: TrustedDNs = %+v", what, ds)
@@ -485,7 +475,7 @@ func TestConformance(t *testing.T) {
 			}
 			check("after mutating the written DNs")
 			for range 2 { // the second read may come from a cache
-				ds, err := ti.TrustedDNs(ctx)
+				ds, err := s.TrustedDNs(ctx)
 				must(t, err)
 				ds[0].TrustedSources[0] = "10.0.0.1"
 				ds[0].TrustedCertSubjects[0] = "mutated"

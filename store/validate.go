@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"sort"
@@ -12,22 +11,6 @@ import (
 
 // ErrClosed is returned by every method of a closed store.
 var ErrClosed = errors.New("store: closed")
-
-// ExpiredPurger is implemented by stores that can return the bindings they purge, so the
-// registrar can report each removal. Both Bolt and Memory implement it.
-type ExpiredPurger interface {
-	// PurgeExpiredBindings deletes bindings that expired at or before now and returns them.
-	PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.Binding, error)
-}
-
-// TrustIndex is implemented by stores that list the DNs trusted by source address or
-// client certificate (non-empty TrustedSources or TrustedCertSubjects). The registrar uses
-// it on every out-of-dialog INVITE. Cached keeps the list up to date on DN writes, so its
-// answer costs a copy of the list; Bolt and Memory read every DN.
-type TrustIndex interface {
-	// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number.
-	TrustedDNs(ctx context.Context) ([]dn.DN, error)
-}
 
 // trusts reports whether the DN carries trust configuration.
 func trusts(d dn.DN) bool { return len(d.TrustedSources) > 0 || len(d.TrustedCertSubjects) > 0 }
