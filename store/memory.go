@@ -2,21 +2,28 @@ package store
 
 import (
 	"context"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/sipsvc/sipsvc/dn"
 )
 
-// Memory is an in-memory Store for tests. It is safe for concurrent use and loses
-// everything when the process exits.
+// Memory is an in-memory Store for tests, and the in-memory copy that Cached keeps. It is
+// safe for concurrent use and loses everything when the process exits.
+//
+// It keeps the short list of trusted DNs up to date on every DN write, with their trusted
+// sources parsed (dn.DN.WithSourcesParsed), so that TrustedDNs costs a copy of that list
+// rather than a scan of every DN.
 type Memory struct {
 	now func() time.Time
 
 	mu sync.RWMutex // guards the fields below
 	// dns by number; bindings by number, then by binding key.
 	dns      map[string]dn.DN
+	trusted  []dn.DN // the DNs of dns that trust (see trusts), by number, sources parsed
 	bindings map[string]map[string]dn.Binding
 	closed   bool
 }
@@ -35,6 +42,7 @@ func NewMemoryClock(now func() time.Time) *Memory {
 	return &Memory{now: now, dns: map[string]dn.DN{}, bindings: map[string]map[string]dn.Binding{}}
 }
 
+// check returns ctx's error, or ErrClosed once the store is closed; the caller holds mu.
 func (m *Memory) check(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -58,7 +66,7 @@ func (m *Memory) CreateDN(ctx context.Context, d dn.DN) error {
 	if _, ok := m.dns[d.Number]; ok {
 		return existsDN(d.Number)
 	}
-	m.dns[d.Number] = cloneDN(d)
+	m.putDNLocked(d)
 	return nil
 }
 
@@ -75,7 +83,7 @@ func (m *Memory) UpdateDN(ctx context.Context, d dn.DN) error {
 	if _, ok := m.dns[d.Number]; !ok {
 		return notFoundDN(d.Number)
 	}
-	m.dns[d.Number] = cloneDN(d)
+	m.putDNLocked(d)
 	return nil
 }
 
@@ -89,7 +97,7 @@ func (m *Memory) PutDN(ctx context.Context, d dn.DN) error {
 	if err := m.check(ctx); err != nil {
 		return err
 	}
-	m.dns[d.Number] = cloneDN(d)
+	m.putDNLocked(d)
 	return nil
 }
 
@@ -103,9 +111,38 @@ func (m *Memory) DeleteDN(ctx context.Context, number string) error {
 	if _, ok := m.dns[number]; !ok {
 		return notFoundDN(number)
 	}
+	m.deleteDNLocked(number)
+	return nil
+}
+
+// putDNLocked stores a copy of d, and keeps the trusted list, replacing the DN with the
+// same number; the caller holds mu and has validated d.
+func (m *Memory) putDNLocked(d dn.DN) {
+	d = cloneDN(d) // the caller may reuse d's slices
+	m.dns[d.Number] = d
+	i, found := m.trustedIndexLocked(d.Number)
+	switch {
+	case trusts(d) && found:
+		m.trusted[i] = d.WithSourcesParsed()
+	case trusts(d):
+		m.trusted = slices.Insert(m.trusted, i, d.WithSourcesParsed())
+	case found:
+		m.trusted = slices.Delete(m.trusted, i, i+1)
+	}
+}
+
+// deleteDNLocked removes the DN number and its bindings, if any; the caller holds mu.
+func (m *Memory) deleteDNLocked(number string) {
 	delete(m.dns, number)
 	delete(m.bindings, number)
-	return nil
+	if i, found := m.trustedIndexLocked(number); found {
+		m.trusted = slices.Delete(m.trusted, i, i+1)
+	}
+}
+
+// trustedIndexLocked finds number in the trusted list: its index, or where it would go.
+func (m *Memory) trustedIndexLocked(number string) (int, bool) {
+	return slices.BinarySearchFunc(m.trusted, number, func(d dn.DN, n string) int { return strings.Compare(d.Number, n) })
 }
 
 // Lookup returns one DN; dn.ErrNotFound if it does not exist.
@@ -137,17 +174,36 @@ func (m *Memory) ListDNs(ctx context.Context) ([]dn.DN, error) {
 	return out, nil
 }
 
-// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number.
+// TrustedDNs returns the DNs with TrustedSources or TrustedCertSubjects, by number: a copy
+// of the trusted list kept by the DN writes, whose trusted sources are parsed already
+// (dn.DN.WithSourcesParsed). The DNs' slices are copied too, into one allocation, so
+// callers cannot alias the store.
 func (m *Memory) TrustedDNs(ctx context.Context) ([]dn.DN, error) {
-	ds, err := m.ListDNs(ctx)
-	if err != nil {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if err := m.check(ctx); err != nil {
 		return nil, err
 	}
-	out := ds[:0]
-	for _, d := range ds {
-		if trusts(d) {
-			out = append(out, d)
+	n := 0
+	for i := range m.trusted { // by index: a DN is too large to copy for two lengths
+		n += len(m.trusted[i].TrustedSources) + len(m.trusted[i].TrustedCertSubjects)
+	}
+	out := make([]dn.DN, len(m.trusted))
+	strs := make([]string, 0, n)
+	// clip copies ss to the end of strs and returns the copy, capacity clipped so that an
+	// append by the caller reallocates instead of overwriting the next DN's strings.
+	clip := func(ss []string) []string {
+		if ss == nil {
+			return nil
 		}
+		i := len(strs)
+		strs = append(strs, ss...)
+		return strs[i:len(strs):len(strs)]
+	}
+	copy(out, m.trusted)
+	for i := range out {
+		out[i].TrustedSources = clip(out[i].TrustedSources)
+		out[i].TrustedCertSubjects = clip(out[i].TrustedCertSubjects)
 	}
 	return out, nil
 }
@@ -167,13 +223,19 @@ func (m *Memory) PutBinding(ctx context.Context, b dn.Binding) error {
 	if _, ok := m.dns[b.Number]; !ok {
 		return notFoundDN(b.Number)
 	}
+	m.putBindingLocked(b)
+	return nil
+}
+
+// putBindingLocked stores a copy of b, whose Key is set and whose DN exists; the caller
+// holds mu.
+func (m *Memory) putBindingLocked(b dn.Binding) {
 	bs := m.bindings[b.Number]
 	if bs == nil {
 		bs = map[string]dn.Binding{}
 		m.bindings[b.Number] = bs
 	}
-	bs[b.Key] = cloneBinding(b)
-	return nil
+	bs[b.Key] = cloneBinding(b) // the caller may reuse b.Path
 }
 
 // DeleteBinding removes one binding by its key; dn.ErrNotFound if absent.
@@ -183,15 +245,24 @@ func (m *Memory) DeleteBinding(ctx context.Context, number, key string) error {
 	if err := m.check(ctx); err != nil {
 		return err
 	}
+	if !m.deleteBindingLocked(number, key) {
+		return notFoundBinding(number, key)
+	}
+	return nil
+}
+
+// deleteBindingLocked removes one binding by its key and reports whether it was there; the
+// caller holds mu.
+func (m *Memory) deleteBindingLocked(number, key string) bool {
 	bs := m.bindings[number]
 	if _, ok := bs[key]; !ok {
-		return notFoundBinding(number, key)
+		return false
 	}
 	delete(bs, key)
 	if len(bs) == 0 {
 		delete(m.bindings, number)
 	}
-	return nil
+	return true
 }
 
 // DeleteBindings removes every binding of a DN.
@@ -250,6 +321,14 @@ func (m *Memory) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.
 	if err := m.check(ctx); err != nil {
 		return nil, err
 	}
+	out := m.purgeLocked(now)
+	sortBindings(out)
+	return out, nil
+}
+
+// purgeLocked deletes the bindings that expired at or before now and returns them, in no
+// order; the caller holds mu.
+func (m *Memory) purgeLocked(now time.Time) []dn.Binding {
 	var out []dn.Binding
 	for number, bs := range m.bindings {
 		for k, b := range bs {
@@ -262,8 +341,7 @@ func (m *Memory) PurgeExpiredBindings(ctx context.Context, now time.Time) ([]dn.
 			delete(m.bindings, number)
 		}
 	}
-	sortBindings(out)
-	return out, nil
+	return out
 }
 
 // Ping implements Store.
