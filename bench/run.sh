@@ -15,7 +15,10 @@
 # PORT_BASE (15000). Ports on 127.0.0.1: BASE+60/61 sipsvc, BASE+70 kamailio, BASE+90 (udp)
 # and BASE+92 (tcp) the SIPp answering side, BASE+80 the SIPp caller. Loopback only.
 # TRANSACTION_WAIT (32s) is sipsvc's sip.transaction_wait (Kamailio's tm wt_timer, its equivalent,
-# is 5s by default); GOMAXPROCS, Go's own variable, is passed through to sipsvc.
+# is 5s by default); GOMAXPROCS, Go's own variable, is passed through to sipsvc. SIPP_BUFFER
+# (4194304) is every SIPp's -buff_size, its socket buffers in bytes (SIPp's own default is 64 KB,
+# which overflows at a few thousand datagrams a second; capped by net.core.rmem_max). Each step
+# reports the host's UDP receive-buffer drops (RcvbufErrors), every socket counted.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -31,6 +34,7 @@ OUT=${OUT:-$HERE/out/$(date -u +%Y%m%dT%H%M%SZ)}
 BASE=${PORT_BASE:-15000}
 SVC_PORT=$((BASE + 60)) SVC_TLS=$((BASE + 61)) KAM_PORT=$((BASE + 70)) UAS_UDP=$((BASE + 90)) UAS_TCP=$((BASE + 92)) UAC_PORT=$((BASE + 80))
 SETTLE=${SETTLE:-5}
+SIPP_BUFFER=${SIPP_BUFFER:-4194304}
 
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
@@ -91,18 +95,24 @@ statcol() {
   awk -F';' -v c="$2" 'NR==1 {for (i=1;i<=NF;i++) if ($i==c) k=i; next} k {v=$k} END {print v}' "$1"
 }
 
+# rcvbuf_errors: UDP datagrams the host dropped because a socket's receive buffer was full.
+rcvbuf_errors() { awk '/^Udp:/ {v=$6} END {print v+0}' /proc/net/snmp; }
+
 # run_sipp LABEL TARGET_HOSTPORT TRANSPORT DIAL RATE CALLS: one fixed-rate SIPp run.
-# Sets OK FAILED WALL ACHIEVED P50 P90 P99 PMAX DIR.
+# Sets OK FAILED WALL ACHIEVED P50 P90 P99 PMAX DROPS DIR.
 run_sipp() {
   local label=$1 target=$2 tr=$3 dial=$4 rate=$5 calls=$6 t s e stat rtt
   DIR=$OUT/runs/$label-$tr-$rate-$(date +%s%N)
   mkdir -p "$DIR"
   t=u1; [[ $tr == tcp ]] && t=t1
+  local d0
+  d0=$(rcvbuf_errors)
   s=$(date +%s.%N)
   (cd "$DIR" && timeout -s INT $((calls / rate + 25)) sipp -sf "$HERE/uac.xml" "$target" -t $t -i 127.0.0.1 -p $UAC_PORT \
-     -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_err -trace_stat -fd 1 -trace_rtt -rtt_freq 100 \
+     -buff_size "$SIPP_BUFFER" -s "$dial" -r "$rate" -m "$calls" -l 5000 -nostdin -trace_screen -trace_err -trace_stat -fd 1 -trace_rtt -rtt_freq 100 \
      -timeout $((calls / rate + 20)) > sipp.out 2>&1) || true
   e=$(date +%s.%N)
+  DROPS=$(($(rcvbuf_errors) - d0))
   # Counters from the statistics file SIPp writes every second (-trace_stat -fd 1): it is
   # there even when SIPp had to be killed. A call that did not complete counts as failed.
   stat=$(ls "$DIR"/*_.csv 2>/dev/null | head -1 || true)
@@ -135,7 +145,7 @@ bench_target() {
     dial=$dial_udp; [[ $tr == tcp ]] && dial=$dial_tcp
     say ""
     say "== $name over $tr: rising rates, ${DURATION}s each (response time INVITE->200 in ms)"
-    say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s' rate calls ok failed achieved p50 p90 p99 max)"
+    say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s %6s' rate calls ok failed achieved p50 p90 p99 max drops)"
     say "   (failed = placed but not completed; achieved = completed calls per wall-clock second of the run)"
     best=0 bestdir="" misses=0
     for rate in $RATES; do
@@ -145,7 +155,7 @@ bench_target() {
       fi
       calls=$((rate * DURATION))
       run_sipp "$name" "$hp" "$tr" "$dial" "$rate" "$calls"
-      say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s' "$rate" "$calls" "$OK" "$FAILED" "$ACHIEVED" "$P50" "$P90" "$P99" "$PMAX")"
+      say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s %6s' "$rate" "$calls" "$OK" "$FAILED" "$ACHIEVED" "$P50" "$P90" "$P99" "$PMAX" "$DROPS")"
       if [[ $FAILED == 0 && $OK == "$calls" ]]; then best=$rate bestdir=$DIR misses=0; else misses=$((misses + 1)); fi
       sleep "$SETTLE"
     done
@@ -161,7 +171,7 @@ bench_target() {
     t1=$(ticks $pids)
     cpu=$(echo "scale=2; ($t1 - $t0) / $HZ" | bc)
     us=$(echo "scale=0; ($t1 - $t0) * 1000000 / $HZ / $(( OK > 0 ? OK : 1 ))" | bc)
-    say "   CPU per call at $CPU_RATE calls/s: ${us} us ($name pids [$pids] used ${cpu}s for $OK completed calls, $FAILED failed, p50 ${P50} ms p99 ${P99} ms)"
+    say "   CPU per call at $CPU_RATE calls/s: ${us} us ($name pids [$pids] used ${cpu}s for $OK completed calls, $FAILED failed, p50 ${P50} ms p99 ${P99} ms, $DROPS UDP drops)"
     RESULT["$name/$tr"]="best=$best cpu_us_per_call=$us ok=$OK failed=$FAILED"
     sleep "$SETTLE"
   done
@@ -176,13 +186,13 @@ if [[ -n $(git -C "$ROOT" status --porcelain -- cmd config signaling sips dn reg
 fi
 say "sipsvc bench $(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit$dirty, sipsvc transaction_wait $TRANSACTION_WAIT, GOMAXPROCS ${GOMAXPROCS:-default}"
 say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load $(cut -d' ' -f1-3 /proc/loadavg)"
-say "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*')"
+say "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*'), socket buffers $SIPP_BUFFER B"
 say "results: $OUT"
 
 # The answering side, shared by both targets.
-(cd "$OUT" && exec sipp -sf "$HERE/uas.xml" -i 127.0.0.1 -p $UAS_UDP -nostdin > uas-udp.out 2>&1) &
+(cd "$OUT" && exec sipp -sf "$HERE/uas.xml" -i 127.0.0.1 -p $UAS_UDP -buff_size "$SIPP_BUFFER" -nostdin > uas-udp.out 2>&1) &
 BGPIDS+=($!)
-(cd "$OUT" && exec sipp -sf "$HERE/uas.xml" -t t1 -i 127.0.0.1 -p $UAS_TCP -nostdin -max_socket 5000 > uas-tcp.out 2>&1) &
+(cd "$OUT" && exec sipp -sf "$HERE/uas.xml" -t t1 -i 127.0.0.1 -p $UAS_TCP -buff_size "$SIPP_BUFFER" -nostdin -max_socket 5000 > uas-tcp.out 2>&1) &
 BGPIDS+=($!)
 wait_tcp $UAS_TCP
 
