@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/sips"
 )
 
@@ -164,15 +165,15 @@ func Default() Config {
 		TLS:     TLSConfig{ClientAuth: "none", MinVersion: "1.2"},
 		API:     APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
 		Routing: RoutingConfig{Timeout: time.Second},
-		Registrar: RegistrarConfig{
-			Realm:            "sipsvc",
-			DefaultExpires:   3600 * time.Second,
-			MinExpires:       60 * time.Second,
-			MaxExpires:       7200 * time.Second,
-			NonceTTL:         5 * time.Minute,
-			AuthFailLimit:    10,
-			Lockout:          5 * time.Minute,
-			DigestAlgorithms: []string{"SHA-256", "MD5"},
+		Registrar: RegistrarConfig{ // the registrar package's own defaults
+			Realm:            registrar.DefaultRealm,
+			DefaultExpires:   registrar.DefaultExpires,
+			MinExpires:       registrar.DefaultMinExpires,
+			MaxExpires:       registrar.DefaultMaxExpires,
+			NonceTTL:         registrar.DefaultNonceTTL,
+			AuthFailLimit:    registrar.DefaultAuthFailLimit,
+			Lockout:          registrar.DefaultLockout,
+			DigestAlgorithms: registrar.DefaultAlgorithms(),
 		},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Telemetry: TelemetryConfig{OTLPProtocol: "grpc", ServiceName: "sipsvc", SampleRatio: 1},

@@ -72,6 +72,23 @@ type Config struct {
 	TracerProvider trace.TracerProvider
 }
 
+// The defaults of Config, which sipsvc's configuration file defaults (config.Default) use too.
+const (
+	DefaultRealm          = "sipsvc"
+	DefaultExpires        = 3600 * time.Second
+	DefaultMinExpires     = 60 * time.Second
+	DefaultMaxExpires     = 7200 * time.Second
+	DefaultNonceTTL       = 5 * time.Minute
+	DefaultAuthFailLimit  = 10
+	DefaultLockout        = 5 * time.Minute
+	DefaultPurgeInterval  = 30 * time.Second
+	DefaultNonceCacheSize = 100000
+)
+
+// DefaultAlgorithms returns the digest algorithms offered by default, in order: SHA-256
+// then MD5 (RFC 8760 §2.4: strongest first).
+func DefaultAlgorithms() []string { return []string{algSHA256, algMD5} }
+
 // Registrar serves REGISTER, authorizes calls and purges expired bindings. It implements
 // signaling.Registrar and signaling.Authenticator. Create it with New.
 type Registrar struct {
@@ -111,22 +128,22 @@ func New(cfg Config) (*Registrar, error) {
 		}
 	}
 	if cfg.Realm == "" {
-		cfg.Realm = "sipsvc"
+		cfg.Realm = DefaultRealm
 	}
 	if strings.ContainsAny(cfg.Realm, "\"\\\r\n") {
 		return nil, fmt.Errorf("registrar: realm %q: quotes, backslashes and line breaks are not allowed", cfg.Realm)
 	}
-	def(&cfg.DefaultExpires, 3600*time.Second)
-	def(&cfg.MinExpires, 60*time.Second)
-	def(&cfg.MaxExpires, 7200*time.Second)
-	def(&cfg.NonceTTL, 5*time.Minute)
-	def(&cfg.Lockout, 5*time.Minute)
-	def(&cfg.PurgeInterval, 30*time.Second)
+	def(&cfg.DefaultExpires, DefaultExpires)
+	def(&cfg.MinExpires, DefaultMinExpires)
+	def(&cfg.MaxExpires, DefaultMaxExpires)
+	def(&cfg.NonceTTL, DefaultNonceTTL)
+	def(&cfg.Lockout, DefaultLockout)
+	def(&cfg.PurgeInterval, DefaultPurgeInterval)
 	if cfg.AuthFailLimit == 0 {
-		cfg.AuthFailLimit = 10
+		cfg.AuthFailLimit = DefaultAuthFailLimit
 	}
 	if len(cfg.Algorithms) == 0 {
-		cfg.Algorithms = []string{algSHA256, algMD5}
+		cfg.Algorithms = DefaultAlgorithms()
 	}
 	algs := make([]string, 0, len(cfg.Algorithms))
 	for _, given := range cfg.Algorithms {
@@ -138,7 +155,7 @@ func New(cfg Config) (*Registrar, error) {
 	}
 	cfg.Algorithms = algs
 	if cfg.NonceCacheSize <= 0 {
-		cfg.NonceCacheSize = 100_000
+		cfg.NonceCacheSize = DefaultNonceCacheSize
 	}
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("registrar: min expires %s is above max expires %s", cfg.MinExpires, cfg.MaxExpires)
