@@ -241,14 +241,7 @@ func TestTrustsSource(t *testing.T) {
 		{"bad_entries_match_nothing", "not-an-ip", false},
 	}
 	// The same answers whether the sources are parsed on each call or once, up front.
-	forms := []struct {
-		name string
-		d    DN
-	}{
-		{"parsed_each_call", d},
-		{"parsed_once", d.WithSourcesParsed()},
-	}
-	for _, f := range forms {
+	for _, f := range sourceForms(d) {
 		for _, tc := range tests {
 			t.Run(f.name+"/"+tc.name, func(t *testing.T) {
 				if got := f.d.TrustsSource(tc.ip); got != tc.want {

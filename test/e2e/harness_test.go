@@ -154,14 +154,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcp, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tcp := listenTCP(t)
+	tl := listenTCP(t)
 	s.sipUDP, s.sipTCP, s.sipTLS = udp.LocalAddr().String(), tcp.Addr().String(), tl.Addr().String()
 	sigCtx, sigCancel := context.WithCancel(ctx)
 	sigDone := make(chan error, 1)
@@ -188,14 +182,8 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		t.Fatalf("NewAPI: %v", err)
 	}
 	s.api = api
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gl := listenTCP(t)
+	hl := listenTCP(t)
 	s.grpcAddr, s.baseURL = gl.Addr().String(), "http://"+hl.Addr().String()
 	apiErr := make(chan error, 2)
 	go func() { apiErr <- api.ServeGRPC(gl) }()
@@ -264,6 +252,16 @@ func (s *stack) addDN(d dn.DN) {
 }
 
 // sipAddr is the B2BUA's listen address for a transport.
+// listenTCP listens on an ephemeral loopback TCP port and fails the test on error.
+func listenTCP(t *testing.T) net.Listener {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
 func (s *stack) sipAddr(transport string) string {
 	switch transport {
 	case "UDP":
@@ -486,10 +484,7 @@ func (r *testRouter) signal() {
 // start serves the router on 127.0.0.1:0 until the test ends and returns its address.
 func (r *testRouter) start(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := listenTCP(t)
 	srv := grpc.NewServer()
 	routingv1.RegisterRoutingServiceServer(srv, r)
 	done := make(chan struct{})

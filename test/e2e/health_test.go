@@ -35,14 +35,8 @@ func TestHealth_FollowsSignalingReadiness(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	gl := listenTCP(t)
+	hl := listenTCP(t)
 	apiErr := make(chan error, 2)
 	go func() { apiErr <- api.ServeGRPC(gl) }()
 	go func() { apiErr <- api.ServeREST(hl) }()

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/dn"
@@ -24,34 +23,7 @@ func TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33(t *testing.T) {
 	phone.setAnswer(answerOK)
 
 	contact := "sips:7789@" + phone.Addr + ";transport=tls"
-	var ruri, aor, cu sip.Uri
-	must(t, sip.ParseUri("sips:"+s.sipTLS, &ruri))
-	must(t, sip.ParseUri("sips:7789@127.0.0.1", &aor))
-	must(t, sip.ParseUri(contact, &cu))
-	req := sip.NewRequest(sip.REGISTER, ruri)
-	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "TLS", Host: "127.0.0.1", Port: phone.Port(), Params: sip.NewParams()}
-	via.Params.Add("branch", sip.GenerateBranch())
-	req.AppendHeader(via)
-	from := &sip.FromHeader{Address: aor, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(8))
-	req.AppendHeader(from)
-	req.AppendHeader(&sip.ToHeader{Address: aor, Params: sip.NewParams()})
-	cid := sip.CallIDHeader("reg-" + sip.GenerateTagN(8))
-	req.AppendHeader(&cid)
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.REGISTER})
-	mf := sip.MaxForwardsHeader(70)
-	req.AppendHeader(&mf)
-	req.AppendHeader(&sip.ContactHeader{Address: cu})
-	req.AppendHeader(sip.NewHeader("Expires", "600"))
-	req.SetBody(nil)
-	req.SetTransport("TLS")
-	req.SetDestination(s.sipTLS)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := phone.Client.Do(ctx, req, func(*sipgo.Client, *sip.Request) error { return nil })
-	if err != nil {
-		t.Fatalf("REGISTER: %v", err)
-	}
+	res := register(t, s, phone, "TLS", "sips", "7789", contact)
 	if res.StatusCode != 200 {
 		t.Fatalf("REGISTER → %d %s", res.StatusCode, res.Reason)
 	}
