@@ -97,19 +97,9 @@ func (d DN) TrustsSource(ip string) bool {
 		return false
 	}
 	a = a.Unmap()
-	if d.sources.parsedFrom(d.TrustedSources) {
-		return d.sources.contains(a)
+	ss := d.sources
+	if !ss.parsedFrom(d.TrustedSources) {
+		ss = parseSources(d.TrustedSources) // a DN built by hand, or changed since
 	}
-	for _, s := range d.TrustedSources {
-		if strings.Contains(s, "/") {
-			if p, err := netip.ParsePrefix(s); err == nil && p.Contains(a) {
-				return true
-			}
-			continue
-		}
-		if b, err := netip.ParseAddr(s); err == nil && b.Unmap() == a {
-			return true
-		}
-	}
-	return false
+	return ss.contains(a)
 }
