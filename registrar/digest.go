@@ -165,11 +165,18 @@ type verdict int
 const (
 	// noCredentials: no credentials for our realm; challenge.
 	noCredentials verdict = iota
-	// badCredentials: wrong username or response, or unusable parameters; 403 and count.
+	// badCredentials: a wrong username or response, or unusable parameters, answering a
+	// nonce we issued that is still valid; 403 and count toward the backoff.
 	badCredentials
 	// staleCredentials: right response but expired/foreign nonce or replayed nc; challenge
 	// with stale=true.
 	staleCredentials
+	// unknownNonce: a wrong answer to a nonce that is not ours or has expired; challenge
+	// afresh and count nothing (made-up nonces must not lock anyone out).
+	unknownNonce
+	// uriMismatch: the right response, but its digest uri is not the Request-URI (RFC 2617
+	// §3.2.2.5, RFC 7616 §3.4.6): 403 and count.
+	uriMismatch
 	// goodCredentials: authenticated.
 	goodCredentials
 )
@@ -182,6 +189,10 @@ func (v verdict) String() string {
 		return "bad-credentials"
 	case staleCredentials:
 		return "stale"
+	case unknownNonce:
+		return "unknown-nonce"
+	case uriMismatch:
+		return "uri-mismatch"
 	case goodCredentials:
 		return "ok"
 	}
@@ -192,20 +203,26 @@ func (v verdict) String() string {
 type hashes struct{ md5, sha256 string }
 
 // verifyDigest checks the Authorization (REGISTER) or Proxy-Authorization (INVITE)
-// credentials of req for username against h. The response is computed before anything
-// else is decided, so every path costs the same.
-func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h hashes, now time.Time) verdict {
+// credentials of req for username against h, accepting the algorithms algs. The response
+// is computed before anything else is decided, so every path costs about the same.
+func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h hashes, algs []string, now time.Time) verdict {
 	cred := r.findCredentials(req, header)
 	if cred == nil {
 		return noCredentials
+	}
+	issued, nst := r.nonces.check(cred.Nonce, now)
+	// bad is the verdict of a wrong answer: counted only when it answers a live nonce of ours.
+	bad := badCredentials
+	if nst != nonceValid {
+		bad = unknownNonce
 	}
 	var ha1 string
 	alg := strings.ToUpper(cred.Algorithm)
 	if alg == "" {
 		alg = algMD5 // RFC 2617: absent means MD5
 	}
-	if !slices.Contains(r.cfg.Algorithms, alg) {
-		return badCredentials
+	if !slices.Contains(algs, alg) {
+		return bad
 	}
 	switch alg {
 	case algMD5:
@@ -214,26 +231,44 @@ func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h ha
 		ha1 = h.sha256
 	}
 	if ha1 == "" || cred.Userhash || !strings.EqualFold(cred.QOP, "auth") || cred.Nc <= 0 || cred.Cnonce == "" {
-		return badCredentials
+		return bad
 	}
 	want, err := digest.Digest(&digest.Challenge{
 		Realm: cred.Realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, QOP: []string{"auth"},
 	}, digest.Options{Method: req.Method.String(), URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc})
 	if err != nil {
-		return badCredentials
+		return bad
 	}
 	ok := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) == 1
 	if !ok || cred.Username != username {
-		return badCredentials
+		return bad
 	}
-	issued, st := r.nonces.check(cred.Nonce, now)
-	if st != nonceValid {
+	if nst != nonceValid {
 		return staleCredentials
+	}
+	// The response covers the digest uri, so a captured answer cannot be replayed to
+	// another Request-URI as long as the two must match.
+	if !sameURI(cred.URI, &req.Recipient) {
+		return uriMismatch
 	}
 	if !r.nc.use(cred.Nonce, issued, uint32(cred.Nc), now) {
 		return staleCredentials
 	}
 	return goodCredentials
+}
+
+// sameURI reports whether the digest uri s names the Request-URI ruri: the same scheme,
+// user, host and port (host and scheme without case). RFC 3261 §22.4 has the digest-uri
+// copied from the Request-URI; URI parameters are not compared, since common clients
+// (sipgo among them) leave them out of the digest uri, and they name neither the server
+// nor the user.
+func sameURI(s string, ruri *sip.Uri) bool {
+	var u sip.Uri
+	if err := sip.ParseUri(s, &u); err != nil {
+		return false
+	}
+	return strings.EqualFold(u.Scheme, ruri.Scheme) && u.User == ruri.User &&
+		strings.EqualFold(u.Host, ruri.Host) && u.Port == ruri.Port
 }
 
 // findCredentials returns the first parseable Digest credentials for our realm.
@@ -248,12 +283,12 @@ func (r *Registrar) findCredentials(req *sip.Request, header string) *digest.Cre
 	return nil
 }
 
-// challenges returns the WWW-Authenticate/Proxy-Authenticate values, one per configured
-// algorithm in order (default SHA-256, then MD5), sharing one fresh nonce.
-func (r *Registrar) challenges(now time.Time, stale bool) []string {
+// challenges returns the WWW-Authenticate/Proxy-Authenticate values, one per challenge
+// format in order (by default MD5 alone), sharing one fresh nonce.
+func (r *Registrar) challenges(now time.Time, stale bool, fmts []challengeFmt) []string {
 	nonce := r.nonces.issue(now)
-	out := make([]string, len(r.challengeFmt))
-	for i, f := range r.challengeFmt {
+	out := make([]string, len(fmts))
+	for i, f := range fmts {
 		out[i] = f.render(nonce, stale)
 	}
 	return out

@@ -1,6 +1,7 @@
 package registrar
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -82,35 +83,63 @@ func TestNCTracker(t *testing.T) {
 	}
 }
 
+// TestLockout: failures are counted per (user, source IP); the limit-th starts a backoff
+// that doubles with each further failure up to the maximum; a quiet key is forgiven.
 func TestLockout(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLockout(3, time.Minute)
+	l := newLockout(3, time.Second, time.Minute, 100)
 	for i := range 2 {
-		if l.fail("10.0.0.1", now) {
-			t.Fatalf("locked after %d failures", i+1)
+		if b := l.fail("1000", "10.0.0.1", now); b != 0 {
+			t.Fatalf("backoff %s after %d failures", b, i+1)
 		}
 	}
-	// Failures outside the window do not add up.
-	if l.fail("10.0.0.1", now.Add(2*time.Minute)) || l.locked("10.0.0.1", now.Add(2*time.Minute)) {
-		t.Fatal("stale failures counted")
+	// Other keys are not affected: another user from the same IP, the same user elsewhere.
+	if l.blocked("1001", "10.0.0.1", now) != 0 || l.blocked("1000", "10.0.0.2", now) != 0 {
+		t.Fatal("another key blocked")
 	}
-	later := now.Add(2 * time.Minute)
-	l.fail("10.0.0.1", later)
-	if !l.fail("10.0.0.1", later) {
-		t.Fatal("third failure in the window did not lock")
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
+	at := now
+	for i, w := range want {
+		b := l.fail("1000", "10.0.0.1", at)
+		if b != w {
+			t.Fatalf("failure %d: backoff %s, want %s", i+3, b, w)
+		}
+		if got := l.blocked("1000", "10.0.0.1", at); got != w {
+			t.Fatalf("blocked %s, want %s", got, w)
+		}
+		// A failure while backing off (a race past blocked) changes nothing.
+		if l.fail("1000", "10.0.0.1", at.Add(w/2)) != 0 || l.blocked("1000", "10.0.0.1", at.Add(w/2)) != w/2 {
+			t.Fatal("failure during backoff counted")
+		}
+		at = at.Add(w)
+		if l.blocked("1000", "10.0.0.1", at) != 0 {
+			t.Fatal("still blocked when the backoff ended")
+		}
 	}
-	if l.fail("10.0.0.1", later) {
-		t.Fatal("lockout reported twice")
+	// Quiet for longer than the maximum: forgiven, two free failures again.
+	at = at.Add(2 * time.Minute)
+	if l.fail("1000", "10.0.0.1", at) != 0 || l.fail("1000", "10.0.0.1", at) != 0 || l.fail("1000", "10.0.0.1", at) != time.Second {
+		t.Fatal("not forgiven after a quiet period")
 	}
-	if !l.locked("10.0.0.1", later.Add(59*time.Second)) || l.locked("10.0.0.2", later) {
-		t.Fatal("locked() wrong")
+}
+
+// TestLockoutTableIsBounded: a flood of distinct keys never grows the table past its cap;
+// the least recently failed keys go first, and a key that keeps failing stays.
+func TestLockoutTableIsBounded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLockout(2, time.Minute, time.Hour, 50)
+	l.fail("1000", "10.0.0.1", now)
+	for i := range 1000 {
+		l.fail("u"+strconv.Itoa(i), "192.0.2.1", now)
+		if i%10 == 0 {
+			l.fail("1000", "10.0.0.1", now) // keeps failing: recently used, never evicted
+		}
+		if n := l.len(); n > 50 {
+			t.Fatalf("table holds %d keys, cap 50", n)
+		}
 	}
-	if l.locked("10.0.0.1", later.Add(time.Minute)) {
-		t.Fatal("still locked after the period")
-	}
-	l.sweep(later.Add(3 * time.Minute))
-	if len(l.sources) != 0 {
-		t.Fatalf("sweep left %d", len(l.sources))
+	if l.blocked("1000", "10.0.0.1", now) == 0 {
+		t.Fatal("the active key was evicted by the flood")
 	}
 }
 

@@ -24,7 +24,7 @@ func TestServeRegister_Span(t *testing.T) {
 	if err := st.PutDN(ctx, dn.DN{Number: "1001", Type: dn.TypeExtension, Contact: "*"}); err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registrar.New(registrar.Config{Store: st, TracerProvider: tp, Now: time.Now})
+	reg, err := registrar.New(registrar.Config{Store: st, TracerProvider: tp, Now: time.Now, OpenRegistration: true})
 	if err != nil {
 		t.Fatal(err)
 	}
