@@ -85,13 +85,15 @@ func TestRegister_NonceCountReplay(t *testing.T) {
 	}
 }
 
-// TestRegister_UnknownDNIndistinguishable: an unknown, a disabled and a fixed-contact DN get
-// the same challenge as a real one, then 403 — also with the right password.
+// TestRegister_UnknownDNIndistinguishable: an unknown, a disabled, a fixed-contact and a
+// password-less self-registered DN get the same challenge as a real one, then 403 — also
+// with the right password. This is what leaves svwar nothing to enumerate by REGISTER.
 func TestRegister_UnknownDNIndistinguishable(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addDN("1000", "*", "secret")
 	h.addDN("1002", "*", "secret", func(d *dn.DN) { d.Disabled = true })
 	h.addDN("5000", "sips:5000@127.0.0.1:5071", "secret")
+	h.addDN("1003", "*", noPassword) // issue 10: refused like an unknown DN
 
 	shape := func(res *sip.Response) string {
 		var parts []string
@@ -107,7 +109,7 @@ func TestRegister_UnknownDNIndistinguishable(t *testing.T) {
 	p := h.phone("UDP", false)
 	known := p.do(p.request(sip.REGISTER, reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}))
 	wantStatus(t, known, 401)
-	for _, number := range []string{"4040", "1002", "5000"} {
+	for _, number := range []string{"4040", "1002", "5000", "1003"} {
 		t.Run(number, func(t *testing.T) {
 			req := p.request(sip.REGISTER, reg{number: number, contacts: []string{"<sip:" + number + "@127.0.0.1:5100>"}})
 			res := p.do(req)
