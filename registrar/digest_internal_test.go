@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 )
 
@@ -158,5 +159,48 @@ func TestChallengeFmt(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestSameURI: the digest uri must name the Request-URI (issue 10, RFC 2617 §3.2.2.5):
+// scheme, user, host and port; case-insensitive scheme and host; parameters ignored.
+func TestSameURI(t *testing.T) {
+	tests := []struct {
+		ruri, uri string
+		want      bool
+	}{
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:5060", true},
+		{"sip:127.0.0.1:5060;transport=tcp", "sip:127.0.0.1:5060", true},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:5060;transport=tcp", true},
+		{"sip:Example.COM", "SIP:example.com", true},
+		{"sip:1000@example.com", "sip:1000@example.com", true},
+		{"sips:[::1]:5061", "sips:[::1]:5061", true},
+		{"sip:[2001:db8::1]", "sip:[2001:db8::1]", true},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:5061", false},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:15060", false},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1", false},
+		{"sip:127.0.0.1", "sip:127.0.0.1:5060", false},
+		{"sip:127.0.0.1", "sips:127.0.0.1", false},
+		{"sip:127.0.0.1", "sip:127.0.0.2", false},
+		{"sip:127.0.0.1", "sip:1000@127.0.0.1", false},
+		{"sip:1000@127.0.0.1", "sip:127.0.0.1", false},
+		{"sip:[2001:db8::1]", "sip:[2001:db8::2]", false},
+		{"sip:127.0.0.1:5060", "", false},
+		{"sip:127.0.0.1:5060", ":5060", false},
+		{"sip:127.0.0.1:5060", "*", false},
+	}
+	for _, tc := range tests {
+		var u sip.Uri
+		if err := sip.ParseUri(tc.ruri, &u); err != nil {
+			t.Fatal(err)
+		}
+		if got := sameURI(tc.uri, &u); got != tc.want {
+			t.Errorf("sameURI(%q, %q) = %v, want %v", tc.uri, tc.ruri, got, tc.want)
+		}
+	}
+	var u sip.Uri
+	_ = sip.ParseUri("sip:registrar.example.net:5060;transport=udp", &u)
+	if n := testing.AllocsPerRun(100, func() { sameURI("sip:registrar.example.net:5060", &u) }); n != 0 {
+		t.Errorf("sameURI allocates %v times", n)
 	}
 }
