@@ -29,33 +29,39 @@ const (
 // nonceLen is the raw nonce: 8 bytes issue time (unix ns), 8 random bytes, 16 bytes MAC.
 const nonceLen = 32
 
-// nonces issues and checks HMAC-signed, timestamped nonces. It holds no per-nonce state.
+// nonces issues and checks HMAC-signed, timestamped nonces bound to the source IP they
+// were issued to. It holds no per-nonce state. The binding means a nonce obtained from one
+// address is foreign from another: a wrong answer sent with a spoofed UDP source cannot
+// count as a failure of the real user's address (the backoff counts only our live nonces).
 type nonces struct {
 	secret []byte
 	ttl    time.Duration
 	macs   sync.Pool // of hash.Hash: HMAC-SHA-256 keyed with secret, reused across nonces
 }
 
-// sign writes the HMAC-SHA-256 of msg under the secret to out.
-func (n *nonces) sign(msg []byte, out *[sha256.Size]byte) {
+// sign writes the HMAC-SHA-256 of msg and peer under the secret to out.
+func (n *nonces) sign(msg []byte, peer string, out *[sha256.Size]byte) {
 	mac, _ := n.macs.Get().(hash.Hash)
 	if mac == nil {
 		mac = hmac.New(sha256.New, n.secret)
 	} else {
 		mac.Reset()
 	}
-	mac.Write(msg)
+	// One buffer for both: what goes to the interface call escapes, and this way only m
+	// does (the caller's nonce bytes stay on its stack).
+	var m [16 + 48]byte
+	mac.Write(append(append(m[:0], msg...), peer...))
 	mac.Sum(out[:0])
 	n.macs.Put(mac)
 }
 
-// issue returns a new nonce stamped with now.
-func (n *nonces) issue(now time.Time) string {
+// issue returns a new nonce stamped with now for the source IP peer.
+func (n *nonces) issue(now time.Time, peer string) string {
 	var raw [nonceLen]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixNano()))
 	_, _ = rand.Read(raw[8:16]) // crypto/rand never fails on supported platforms
 	var sum [sha256.Size]byte
-	n.sign(raw[:16], &sum)
+	n.sign(raw[:16], peer, &sum)
 	copy(raw[16:], sum[:])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
@@ -66,11 +72,12 @@ type nonceState int
 const (
 	nonceValid   nonceState = iota
 	nonceExpired            // ours, but older than ttl
-	nonceForeign            // not signed by us (forged, or from before a restart)
+	nonceForeign            // not signed by us for this source (forged, another source, or from before a restart)
 )
 
-// check verifies a nonce's MAC and age and returns its issue time.
-func (n *nonces) check(nonce string, now time.Time) (time.Time, nonceState) {
+// check verifies a nonce's MAC for the source IP peer and its age, and returns its issue
+// time.
+func (n *nonces) check(nonce string, now time.Time, peer string) (time.Time, nonceState) {
 	var raw [nonceLen]byte
 	if base64.RawURLEncoding.DecodedLen(len(nonce)) != nonceLen {
 		return time.Time{}, nonceForeign
@@ -79,7 +86,7 @@ func (n *nonces) check(nonce string, now time.Time) (time.Time, nonceState) {
 		return time.Time{}, nonceForeign
 	}
 	var sum [sha256.Size]byte
-	n.sign(raw[:16], &sum)
+	n.sign(raw[:16], peer, &sum)
 	if !hmac.Equal(sum[:16], raw[16:]) {
 		return time.Time{}, nonceForeign
 	}
@@ -206,12 +213,12 @@ type hashes struct{ md5, sha256 string }
 // verifyDigest checks the Authorization (REGISTER) or Proxy-Authorization (INVITE)
 // credentials of req for username against h, accepting the algorithms algs. The response
 // is computed before anything else is decided, so every path costs about the same.
-func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h hashes, algs []string, now time.Time) verdict {
+func (r *Registrar) verifyDigest(req *sip.Request, header, username, ip string, h hashes, algs []string, now time.Time) verdict {
 	cred := r.findCredentials(req, header)
 	if cred == nil {
 		return noCredentials
 	}
-	issued, nst := r.nonces.check(cred.Nonce, now)
+	issued, nst := r.nonces.check(cred.Nonce, now, ip)
 	// bad is the verdict of a wrong answer: counted only when it answers a live nonce of ours.
 	bad := badCredentials
 	if nst != nonceValid {
@@ -306,9 +313,9 @@ func (r *Registrar) findCredentials(req *sip.Request, header string) *digest.Cre
 }
 
 // challenges returns the WWW-Authenticate/Proxy-Authenticate values, one per challenge
-// format in order (by default MD5 alone), sharing one fresh nonce.
-func (r *Registrar) challenges(now time.Time, stale bool, fmts []challengeFmt) []string {
-	nonce := r.nonces.issue(now)
+// format in order (by default MD5 alone), sharing one fresh nonce for the source IP ip.
+func (r *Registrar) challenges(now time.Time, ip string, stale bool, fmts []challengeFmt) []string {
+	nonce := r.nonces.issue(now, ip)
 	out := make([]string, len(fmts))
 	for i, f := range fmts {
 		out[i] = f.render(nonce, stale)

@@ -13,8 +13,8 @@ func TestNonces(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	n := &nonces{secret: []byte("k1"), ttl: time.Minute}
 	other := &nonces{secret: []byte("k2"), ttl: time.Minute}
-	a := n.issue(now)
-	if a == n.issue(now) {
+	a := n.issue(now, "192.0.2.1")
+	if a == n.issue(now, "192.0.2.1") {
 		t.Fatal("two nonces issued at the same instant are equal")
 	}
 	tests := []struct {
@@ -25,16 +25,20 @@ func TestNonces(t *testing.T) {
 	}{
 		{"fresh", a, now.Add(30 * time.Second), nonceValid},
 		{"expired", a, now.Add(61 * time.Second), nonceExpired},
-		{"other secret", other.issue(now), now, nonceForeign},
+		{"other secret", other.issue(now, "192.0.2.1"), now, nonceForeign},
 		{"garbage", "not-a-nonce", now, nonceForeign},
 		{"tampered", a[:10] + flip(a[10]) + a[11:], now, nonceForeign},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, got := n.check(tc.nonce, tc.at); got != tc.want {
+			if _, got := n.check(tc.nonce, tc.at, "192.0.2.1"); got != tc.want {
 				t.Fatalf("check = %d, want %d", got, tc.want)
 			}
 		})
+	}
+	// A nonce is bound to the source IP it was issued to.
+	if _, got := n.check(a, now, "192.0.2.2"); got != nonceForeign {
+		t.Fatalf("nonce checked from another source: %d, want foreign", got)
 	}
 }
 
@@ -152,7 +156,7 @@ func TestChallengeFmt(t *testing.T) {
 		for _, alg := range []string{algSHA256, algMD5} {
 			f := newChallengeFmt(realm, alg)
 			for _, stale := range []bool{false, true} {
-				nonce := n.issue(time.Now())
+				nonce := n.issue(time.Now(), "192.0.2.1")
 				want := (&digest.Challenge{Realm: realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}).String()
 				if got := f.render(nonce, stale); got != want {
 					t.Errorf("render(%s, %s, stale=%v)\n got %s\nwant %s", realm, alg, stale, got, want)

@@ -344,10 +344,10 @@ func (r *Registrar) authenticateCtx(ctx context.Context, req *sip.Request, tx si
 	if challengeCode == 407 {
 		credHeader, chalHeader, reason = "Proxy-Authorization", "Proxy-Authenticate", "Proxy Authentication Required"
 	}
-	v := r.verifyDigest(req, credHeader, number, h, algs, now)
+	v := r.verifyDigest(req, credHeader, number, ip, h, algs, now)
 	switch v {
 	case noCredentials, staleCredentials, unknownNonce:
-		ch := r.challenges(now, v == staleCredentials, fmts)
+		ch := r.challenges(now, ip, v == staleCredentials, fmts)
 		hdrs := make([]sip.Header, len(ch))
 		for i, c := range ch {
 			hdrs[i] = sip.NewHeader(chalHeader, c)

@@ -1,9 +1,11 @@
 package registrar_test
 
 import (
+	"net"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
@@ -238,4 +240,48 @@ func TestDigestAlgorithms(t *testing.T) {
 			wantStatus(t, p.resend(req), 403)
 		})
 	}
+}
+
+// TestRegister_NonceFromAnotherSourceNotCounted (issue 10): a nonce is bound to the source
+// IP it was issued to. Wrong answers carrying a nonce fetched from another address (as a
+// spoofed UDP source would) get a fresh challenge and are not counted, so they cannot make
+// the real user's own address back off.
+func TestRegister_NonceFromAnotherSourceNotCounted(t *testing.T) {
+	h := newHarness(t, nil, func(c *registrar.Config) { c.AuthFailLimit = 2 })
+	h.addDN("1000", "*", "secret")
+	// The attacker's address, 127.0.0.2, fetches a challenge over a raw UDP socket.
+	conn, err := net.ListenPacket("udp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	raw := "REGISTER sip:" + h.addr["UDP"] + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/UDP " + conn.LocalAddr().String() + ";branch=z9hG4bK-spoof1\r\n" +
+		"Max-Forwards: 70\r\nTo: <sip:1000@127.0.0.1>\r\nFrom: <sip:1000@127.0.0.1>;tag=spoof\r\n" +
+		"Call-ID: spoof@127.0.0.2\r\nCSeq: 1 REGISTER\r\nContact: <sip:1000@127.0.0.2:5999>\r\nContent-Length: 0\r\n\r\n"
+	dst, _ := net.ResolveUDPAddr("udp", h.addr["UDP"])
+	if _, err := conn.WriteTo([]byte(raw), dst); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 4096)
+	n, _, err := conn.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := sip.ParseMessage(buf[:n])
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign := challenge(t, msg.(*sip.Response), "SHA-256")
+
+	// Wrong answers with that nonce from the real user's address, 127.0.0.1.
+	p := h.phone("UDP", false)
+	r := reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}
+	for i := range 5 {
+		req := p.request(sip.REGISTER, r)
+		authorize(t, req, foreign, "1000", "guess"+strconv.Itoa(i), 1)
+		wantStatus(t, p.resend(req), 401)
+	}
+	wantStatus(t, p.register(r, "secret"), 200)
 }
