@@ -10,7 +10,8 @@
 // algorithms are accepted. A DN's own DigestAlgorithms replace them for that DN (e.g.
 // [SHA-256] to require it); unknown users always get the global set. The digest username
 // is the DN number, the HA1 hashes come from the DN (dn.HashPassword with the same
-// realm). The digest uri must name the Request-URI (scheme, user, host and port; RFC 2617
+// realm). Nonces are bound to the source IP they were issued to: from another address
+// they are foreign. The digest uri must name the Request-URI (scheme, user, host and port; RFC 2617
 // §3.2.2.5, RFC 7616): a right answer for another URI gets 403. Nonces are HMAC-signed
 // timestamps, so they need no store; they expire after NonceTTL, and a correct response
 // with an expired (or foreign, e.g. from before a restart) nonce gets a fresh challenge
