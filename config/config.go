@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -106,13 +107,26 @@ type RegistrarConfig struct {
 	MinExpires     time.Duration `yaml:"min_expires"`
 	MaxExpires     time.Duration `yaml:"max_expires"`
 	NonceTTL       time.Duration `yaml:"nonce_ttl"`
-	// AuthFailLimit failed authentications from one source address lock it out for Lockout.
+	// AuthFailLimit wrong digest answers (to nonces sipsvc issued) for one user from one
+	// source IP start a backoff of LockoutBackoff, doubled by each further failure, at most
+	// Lockout; meanwhile that user from that source gets 503 with Retry-After.
 	AuthFailLimit int           `yaml:"auth_fail_limit"`
 	Lockout       time.Duration `yaml:"lockout"`
-	// DigestAlgorithms are offered in this order, one challenge each (RFC 8760 §2.3: most
-	// preferred first). Default SHA-256 then MD5; clients that only read the first challenge
-	// and only know MD5 (SIPp 3.6, sipsak 0.9) need MD5 first.
+	// LockoutBackoff is the first backoff. Default 1s.
+	LockoutBackoff time.Duration `yaml:"lockout_backoff"`
+	// MaxContactsPerRegister and MaxBindingsPerDN cap what one REGISTER may carry and what
+	// one DN may hold; over a cap the REGISTER gets 403. Default 10 each.
+	MaxContactsPerRegister int `yaml:"max_contacts_per_register"`
+	MaxBindingsPerDN       int `yaml:"max_bindings_per_dn"`
+	// DigestAlgorithms are offered in this order, one challenge each. Default [MD5], which
+	// every common client answers (baresip refuses a challenge set with any non-MD5 entry);
+	// [SHA-256] requires SHA-256. A DN may set its own (dns[].digest_algorithms).
+	// Environment: SIPSVC_REGISTRAR_DIGEST_ALGORITHMS (comma-separated).
 	DigestAlgorithms []string `yaml:"digest_algorithms"`
+	// OpenRegistration lets self-registered DNs without a password register with no
+	// challenge, so anyone who reaches the SIP port can take their calls. Labs only; by
+	// default such a DN is refused at start-up and refused by the registrar.
+	OpenRegistration bool `yaml:"open_registration"`
 	// ServiceRoute, when set, is returned as Service-Route in the 200 OK to every successful
 	// REGISTER (RFC 3608), in order, e.g. ["sip:edge.example.net;lr"]: as sips URIs when the
 	// REGISTER's Contacts are all sips, else as sip URIs (R34). Each is a sip: or sips: URI
@@ -143,6 +157,10 @@ type DNConfig struct {
 	dn.DN `yaml:",inline"`
 	// Password is hashed into HA1 at load time and never kept.
 	Password string `yaml:"password"`
+	// GeneratePassword has sipsvc make a random password for the DN on first start and keep
+	// it in data_dir/credentials.txt (mode 0600), where the operator reads it
+	// (GeneratePasswords). Not with Password.
+	GeneratePassword bool `yaml:"generate_password"`
 }
 
 // Default returns the embedded default configuration: SIP on UDP/TCP 5060 and TLS 5061 on
@@ -166,20 +184,24 @@ func Default() Config {
 		API:     APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
 		Routing: RoutingConfig{Timeout: time.Second},
 		Registrar: RegistrarConfig{ // the registrar package's own defaults
-			Realm:            registrar.DefaultRealm,
-			DefaultExpires:   registrar.DefaultExpires,
-			MinExpires:       registrar.DefaultMinExpires,
-			MaxExpires:       registrar.DefaultMaxExpires,
-			NonceTTL:         registrar.DefaultNonceTTL,
-			AuthFailLimit:    registrar.DefaultAuthFailLimit,
-			Lockout:          registrar.DefaultLockout,
-			DigestAlgorithms: registrar.DefaultAlgorithms(),
+			Realm:                  registrar.DefaultRealm,
+			DefaultExpires:         registrar.DefaultExpires,
+			MinExpires:             registrar.DefaultMinExpires,
+			MaxExpires:             registrar.DefaultMaxExpires,
+			NonceTTL:               registrar.DefaultNonceTTL,
+			AuthFailLimit:          registrar.DefaultAuthFailLimit,
+			Lockout:                registrar.DefaultLockout,
+			LockoutBackoff:         registrar.DefaultLockoutBackoff,
+			MaxContactsPerRegister: registrar.DefaultMaxContactsPerRegister,
+			MaxBindingsPerDN:       registrar.DefaultMaxBindingsPerDN,
+			DigestAlgorithms:       registrar.DefaultAlgorithms(),
 		},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Telemetry: TelemetryConfig{OTLPProtocol: "grpc", ServiceName: "sipsvc", SampleRatio: 1},
 		DNs: []DNConfig{
-			{DN: dn.DN{Number: "1000", Type: dn.TypeExtension, Contact: "*", DisplayName: "Alice (self-registered)"}},
-			{DN: dn.DN{Number: "1001", Type: dn.TypeExtension, Contact: "*", DisplayName: "Bob (self-registered)"}},
+			// Self-registered: their passwords are generated on first start (GeneratePasswords).
+			{DN: dn.DN{Number: "1000", Type: dn.TypeExtension, Contact: "*", DisplayName: "Alice (self-registered)"}, GeneratePassword: true},
+			{DN: dn.DN{Number: "1001", Type: dn.TypeExtension, Contact: "*", DisplayName: "Bob (self-registered)"}, GeneratePassword: true},
 			{DN: dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sips:5000@127.0.0.1:5071", DisplayName: "sips phone", InsecureSkipVerify: true}},
 			{DN: dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: "sip:6000@127.0.0.1:5070", DisplayName: "plain sip phone"}},
 		},
@@ -238,6 +260,7 @@ func applyEnv(c *Config, getenv func(string) string) {
 	str("SIPSVC_HTTP_ADDR", &c.API.HTTPAddr)
 	list("SIPSVC_API_TOKENS", &c.API.Tokens)
 	str("SIPSVC_ROUTING_ADDRESS", &c.Routing.Address)
+	list("SIPSVC_REGISTRAR_DIGEST_ALGORITHMS", &c.Registrar.DigestAlgorithms)
 	str("SIPSVC_LOG_LEVEL", &c.Log.Level)
 	str("SIPSVC_LOG_FORMAT", &c.Log.Format)
 }
@@ -367,12 +390,27 @@ func (c *Config) Validate() error {
 	if r.AuthFailLimit <= 0 {
 		return &FieldError{"registrar.auth_fail_limit", "must be positive"}
 	}
+	if r.Lockout <= 0 {
+		return &FieldError{"registrar.lockout", "must be positive"}
+	}
+	if r.LockoutBackoff <= 0 || r.LockoutBackoff > r.Lockout {
+		return &FieldError{"registrar.lockout_backoff", "must be positive and at most registrar.lockout"}
+	}
+	if r.MaxContactsPerRegister <= 0 {
+		return &FieldError{"registrar.max_contacts_per_register", "must be positive"}
+	}
+	if r.MaxBindingsPerDN <= 0 {
+		return &FieldError{"registrar.max_bindings_per_dn", "must be positive"}
+	}
 	if len(r.DigestAlgorithms) == 0 {
 		return &FieldError{"registrar.digest_algorithms", "must list at least one of SHA-256, MD5"}
 	}
 	for i, a := range r.DigestAlgorithms {
 		if a != "SHA-256" && a != "MD5" {
 			return &FieldError{fmt.Sprintf("registrar.digest_algorithms[%d]", i), fmt.Sprintf("%q is not SHA-256 or MD5", a)}
+		}
+		if slices.Contains(r.DigestAlgorithms[:i], a) {
+			return &FieldError{fmt.Sprintf("registrar.digest_algorithms[%d]", i), fmt.Sprintf("%q is listed twice", a)}
 		}
 	}
 	for i, v := range r.ServiceRoute {
@@ -409,6 +447,15 @@ func (c *Config) Validate() error {
 		}
 		if seen[d.Number] {
 			return &FieldError{fmt.Sprintf("dns[%d].number", i), fmt.Sprintf("%q is declared twice", d.Number)}
+		}
+		if d.GeneratePassword && d.Password != "" {
+			return &FieldError{fmt.Sprintf("dns[%d].generate_password", i), "set password or generate_password, not both"}
+		}
+		// Deny by default (issue 10): a self-registered DN must have a credential that only
+		// the operator knows, unless registrar.open_registration says otherwise.
+		if d.SelfRegistered() && d.Password == "" && !d.GeneratePassword && !r.OpenRegistration {
+			return &FieldError{fmt.Sprintf("dns[%d].password", i), fmt.Sprintf(
+				"DN %q is self-registered (contact \"*\") and has no password: anyone could register it; set password, or generate_password: true (or registrar.open_registration: true, labs only)", d.Number)}
 		}
 		seen[d.Number] = true
 	}

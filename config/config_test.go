@@ -51,6 +51,14 @@ func TestDefault(t *testing.T) {
 		{"log.level", c.Log.Level, "info"},
 		{"telemetry.otlp_endpoint_off", c.Telemetry.OTLPEndpoint, ""},
 		{"example_dns", len(c.DNs), 4},
+		// Issue 12: MD5 alone by default, which every common client answers.
+		{"registrar.digest_algorithms_md5", c.Registrar.DigestAlgorithms, []string{"MD5"}},
+		{"registrar.max_contacts_per_register", c.Registrar.MaxContactsPerRegister, 10},
+		{"registrar.max_bindings_per_dn", c.Registrar.MaxBindingsPerDN, 10},
+		{"registrar.open_registration_off", c.Registrar.OpenRegistration, false},
+		// Issue 10: the self-registered examples get generated passwords, none is open.
+		{"dns_1000_generate_password", c.DNs[0].GeneratePassword && c.DNs[0].Password == "", true},
+		{"dns_1001_generate_password", c.DNs[1].GeneratePassword && c.DNs[1].Password == "", true},
 	}
 	for _, ck := range checks {
 		t.Run(ck.name, func(t *testing.T) {
@@ -213,6 +221,13 @@ func TestLoadBadFiles(t *testing.T) {
 		{"bad_dn_type.yaml", "dns[0].type", "phone", ""},
 		{"bad_dn_trusted_source.yaml", "dns[0].trusted_sources[0]", "gw.example", ""},
 		{"bad_dn_style.yaml", "dns[0].style", "tls", ""},
+		{"bad_dn_self_registered_no_password.yaml", "dns[1].password", "generate_password", ""},
+		{"bad_dn_password_and_generate.yaml", "dns[0].generate_password", "not both", ""},
+		{"bad_dn_digest_algorithms.yaml", "dns[0].digest_algorithms[0]", "SHA-512", ""},
+		{"bad_registrar_digest_algorithms_twice.yaml", "registrar.digest_algorithms[1]", "twice", ""},
+		{"bad_registrar_lockout_backoff.yaml", "registrar.lockout_backoff", "registrar.lockout", ""},
+		{"bad_registrar_max_contacts.yaml", "registrar.max_contacts_per_register", "positive", ""},
+		{"bad_registrar_max_bindings.yaml", "registrar.max_bindings_per_dn", "positive", ""},
 		{"unknown_field.yaml", "", "hostnam", ""},
 		{"unknown_top_level.yaml", "", "listen", ""},
 		{"dn_ha1_not_settable.yaml", "", "ha1_md5", ""},
@@ -304,6 +319,11 @@ func TestEnvOverrides(t *testing.T) {
 			check: func(c Config) (any, any) { return c.Log.Level + "/" + c.Log.Format, "debug/json" }},
 		{name: "empty_value_keeps_file", file: "good.yaml", env: map[string]string{"SIPSVC_SIP_HOSTNAME": ""},
 			check: func(c Config) (any, any) { return c.SIP.Hostname, "b2bua.example" }},
+		{name: "registrar_digest_algorithms", env: map[string]string{"SIPSVC_REGISTRAR_DIGEST_ALGORITHMS": "SHA-256, MD5"},
+			check: func(c Config) (any, any) { return c.Registrar.DigestAlgorithms, []string{"SHA-256", "MD5"} }},
+		{name: "registrar_digest_algorithms_over_file", file: "good.yaml", env: map[string]string{"SIPSVC_REGISTRAR_DIGEST_ALGORITHMS": "SHA-256"},
+			check: func(c Config) (any, any) { return c.Registrar.DigestAlgorithms, []string{"SHA-256"} }},
+		{name: "bad_digest_algorithm_names_field", env: map[string]string{"SIPSVC_REGISTRAR_DIGEST_ALGORITHMS": "MD5,SHA1"}, wantField: "registrar.digest_algorithms[1]"},
 		{name: "bad_policy_names_field", env: map[string]string{"SIPSVC_SIP_POLICY": "lax"}, wantField: "sip.policy"},
 		{name: "bad_log_level_names_field", env: map[string]string{"SIPSVC_LOG_LEVEL": "trace"}, wantField: "log.level"},
 		{name: "api_off_loopback_without_tokens", env: map[string]string{"SIPSVC_HTTP_ADDR": "0.0.0.0:8080"}, wantField: "api.tokens"},

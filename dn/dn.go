@@ -84,6 +84,9 @@ type DN struct {
 	TrustedCertSubjects []string `json:"trusted_cert_subjects,omitempty" yaml:"trusted_cert_subjects,omitempty"`
 	// Traceparent adds a W3C traceparent header to INVITEs sent to this DN.
 	Traceparent bool `json:"traceparent,omitempty" yaml:"traceparent,omitempty"`
+	// DigestAlgorithms, when set, replaces the registrar's digest algorithms for this DN:
+	// offered in this order, only these accepted (SHA-256, MD5), e.g. [SHA-256] to require it.
+	DigestAlgorithms []string `json:"digest_algorithms,omitempty" yaml:"digest_algorithms,omitempty"`
 
 	// sources is TrustedSources parsed by WithSourcesParsed, or nil. Being unexported, it
 	// is not encoded: the stored JSON and the YAML configuration are unchanged.
@@ -160,6 +163,16 @@ func (d DN) Validate() error {
 	for i, s := range d.TrustedSources {
 		if !validSource(s) {
 			return &FieldError{fmt.Sprintf("trusted_sources[%d]", i), fmt.Sprintf("%q is not an IP address or CIDR", s)}
+		}
+	}
+	for i, a := range d.DigestAlgorithms {
+		if !strings.EqualFold(a, "SHA-256") && !strings.EqualFold(a, "MD5") {
+			return &FieldError{fmt.Sprintf("digest_algorithms[%d]", i), fmt.Sprintf("%q is not SHA-256 or MD5", a)}
+		}
+		for _, b := range d.DigestAlgorithms[:i] {
+			if strings.EqualFold(a, b) {
+				return &FieldError{fmt.Sprintf("digest_algorithms[%d]", i), fmt.Sprintf("%q is listed twice", a)}
+			}
 		}
 	}
 	return nil

@@ -7,13 +7,17 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/registrar"
 )
 
 // TestRegister_StaleNonce: a right answer to an expired nonce gets 401 stale=true, a wrong
-// one gets 403; neither changes anything.
+// one a fresh 401 (stale=false: not counted toward the backoff, issue 10); neither changes
+// anything.
 func TestRegister_StaleNonce(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addDN("1000", "*", "secret")
@@ -24,7 +28,7 @@ func TestRegister_StaleNonce(t *testing.T) {
 		stale    bool
 	}{
 		{"right password", "secret", 401, true},
-		{"wrong password", "nope", 403, false},
+		{"wrong password", "nope", 401, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -37,11 +41,11 @@ func TestRegister_StaleNonce(t *testing.T) {
 			authorize(t, req, chal, "1000", tc.password, 1)
 			res = p.resend(req)
 			wantStatus(t, res, tc.want)
+			fresh := challenge(t, res, "SHA-256")
+			if fresh.Stale != tc.stale || fresh.Nonce == chal.Nonce {
+				t.Fatalf("want a fresh stale=%v challenge, got %+v", tc.stale, fresh)
+			}
 			if tc.stale {
-				fresh := challenge(t, res, "SHA-256")
-				if !fresh.Stale || fresh.Nonce == chal.Nonce {
-					t.Fatalf("want a fresh stale=true challenge, got %+v", fresh)
-				}
 				// The fresh nonce works.
 				authorize(t, req, fresh, "1000", tc.password, 1)
 				wantStatus(t, p.resend(req), 200)
@@ -81,13 +85,15 @@ func TestRegister_NonceCountReplay(t *testing.T) {
 	}
 }
 
-// TestRegister_UnknownDNIndistinguishable: an unknown, a disabled and a fixed-contact DN get
-// the same challenge as a real one, then 403 — also with the right password.
+// TestRegister_UnknownDNIndistinguishable: an unknown, a disabled, a fixed-contact and a
+// password-less self-registered DN get the same challenge as a real one, then 403 — also
+// with the right password. This is what leaves svwar nothing to enumerate by REGISTER.
 func TestRegister_UnknownDNIndistinguishable(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addDN("1000", "*", "secret")
 	h.addDN("1002", "*", "secret", func(d *dn.DN) { d.Disabled = true })
 	h.addDN("5000", "sips:5000@127.0.0.1:5071", "secret")
+	h.addDN("1003", "*", noPassword) // issue 10: refused like an unknown DN
 
 	shape := func(res *sip.Response) string {
 		var parts []string
@@ -103,7 +109,7 @@ func TestRegister_UnknownDNIndistinguishable(t *testing.T) {
 	p := h.phone("UDP", false)
 	known := p.do(p.request(sip.REGISTER, reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}))
 	wantStatus(t, known, 401)
-	for _, number := range []string{"4040", "1002", "5000"} {
+	for _, number := range []string{"4040", "1002", "5000", "1003"} {
 		t.Run(number, func(t *testing.T) {
 			req := p.request(sip.REGISTER, reg{number: number, contacts: []string{"<sip:" + number + "@127.0.0.1:5100>"}})
 			res := p.do(req)
@@ -132,10 +138,16 @@ func registrarParse(v string) (string, error) {
 	return c.String() + " nonce-len=" + itoa(n), nil
 }
 
-// TestRegister_BruteForceLockout: AuthFailLimit failures lock the source out, even for the
-// right password, for Lockout; the lockout is logged once.
-func TestRegister_BruteForceLockout(t *testing.T) {
-	h := newHarness(t, nil, func(c *registrar.Config) { c.AuthFailLimit = 3; c.Lockout = time.Minute })
+// TestRegister_BruteForceBackoff (issue 10): AuthFailLimit wrong answers to our nonces for
+// one user from one source start a backoff: 503 with Retry-After, even for the right
+// password; it doubles with each further failure; other users from the same source are
+// not refused; each backoff is logged and counted (MetricRefusals, reason backoff).
+func TestRegister_BruteForceBackoff(t *testing.T) {
+	reader := sdkmetric.NewManualReader()
+	h := newHarness(t, nil, func(c *registrar.Config) {
+		c.AuthFailLimit, c.LockoutBackoff, c.Lockout = 3, 10*time.Second, time.Minute
+		c.MeterProvider = sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
+	})
 	h.addDN("1000", "*", "secret")
 	p := h.phone("UDP", false)
 	r := reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}
@@ -144,18 +156,83 @@ func TestRegister_BruteForceLockout(t *testing.T) {
 			t.Fatalf("attempt %d: %d", i, res.StatusCode)
 		}
 	}
-	// Locked: the right password and even a plain REGISTER get 403, and so does an unknown DN.
-	wantStatus(t, p.register(r, "secret"), 403)
-	wantStatus(t, p.do(p.request(sip.REGISTER, reg{number: "4040"})), 403)
-	wantStatus(t, p.register(r, "wrong again"), 403)
-	if n := strings.Count(h.logs.String(), "locked out"); n != 1 {
-		t.Fatalf("lockout logged %d times, want once:\n%s", n, h.logs)
+	backingOff := func(retryAfter string) {
+		t.Helper()
+		res := p.register(r, "secret")
+		wantStatus(t, res, 503)
+		if h := res.GetHeader("Retry-After"); h == nil || h.Value() != retryAfter {
+			t.Fatalf("Retry-After %v, want %s", h, retryAfter)
+		}
 	}
+	backingOff("10")
+	// Another user from the same source is not refused.
+	wantStatus(t, p.do(p.request(sip.REGISTER, reg{number: "4040"})), 401)
 	if len(h.bindings("1000")) != 0 {
-		t.Fatal("binding stored while locked out")
+		t.Fatal("binding stored while backing off")
 	}
-	h.clock.Add(time.Minute + time.Second)
+	// The backoff ends; the next failure doubles it.
+	h.clock.Add(10 * time.Second)
+	wantStatus(t, p.register(r, "wrong again"), 403)
+	backingOff("20")
+	if n := strings.Count(h.logs.String(), "backing off"); n != 2 {
+		t.Fatalf("backoff logged %d times, want twice:\n%s", n, h.logs)
+	}
+	h.clock.Add(20 * time.Second)
 	wantStatus(t, p.register(r, "secret"), 200)
+
+	got := refusalCounts(t, reader)
+	if got[registrar.RefusalBadCredentials] != 4 || got[registrar.RefusalBackoff] != 2 {
+		t.Fatalf("refusals %v: want 4 bad_credentials, 2 backoff", got)
+	}
+}
+
+// TestRegister_MadeUpNonceLocksNobodyOut (issue 10): wrong answers to nonces we never issued
+// get a fresh challenge and are not counted, so they cannot lock the real user out, even
+// from the same source.
+func TestRegister_MadeUpNonceLocksNobodyOut(t *testing.T) {
+	h := newHarness(t, nil, func(c *registrar.Config) { c.AuthFailLimit = 3 })
+	h.addDN("1000", "*", "secret")
+	p := h.phone("UDP", false)
+	r := reg{number: "1000", contacts: []string{"<sip:1000@127.0.0.1:5100>"}}
+	for i := range 10 {
+		for _, user := range []string{"1000", "4040"} {
+			req := p.request(sip.REGISTER, reg{number: user, contacts: r.contacts})
+			fake := &digest.Challenge{Realm: realm, Nonce: "bWFkZS11cC1ub25jZQ" + itoa(i), Algorithm: "SHA-256", QOP: []string{"auth"}}
+			authorize(t, req, fake, user, "guess"+itoa(i), 1)
+			res := p.resend(req)
+			wantStatus(t, res, 401)
+			if c := challenge(t, res, "SHA-256"); c.Stale {
+				t.Fatal("a made-up nonce answered stale=true")
+			}
+		}
+	}
+	wantStatus(t, p.register(r, "secret"), 200)
+}
+
+// refusalCounts reads the MetricRefusals counter by reason.
+func refusalCounts(t *testing.T, reader *sdkmetric.ManualReader) map[string]int64 {
+	t.Helper()
+	var rm metricdata.ResourceMetrics
+	if err := reader.Collect(context.Background(), &rm); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if m.Name != registrar.MetricRefusals {
+				continue
+			}
+			sum, ok := m.Data.(metricdata.Sum[int64])
+			if !ok {
+				t.Fatalf("%s is %T", m.Name, m.Data)
+			}
+			for _, dp := range sum.DataPoints {
+				v, _ := dp.Attributes.Value(registrar.AttrRefusal)
+				out[v.AsString()] += dp.Value
+			}
+		}
+	}
+	return out
 }
 
 // TestAuthorizeCall covers the INVITE side: 407 for DNs with a password, trust by source
@@ -163,7 +240,7 @@ func TestRegister_BruteForceLockout(t *testing.T) {
 func TestAuthorizeCall(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addDN("1000", "*", "secret")
-	h.addDN("1001", "*", "")
+	h.addDN("1001", "*", noPassword)
 	h.addDN("1002", "*", "secret", func(d *dn.DN) { d.Disabled = true })
 	tests := []struct {
 		name      string

@@ -182,8 +182,11 @@ func TestRegister_BadInput(t *testing.T) {
 	}
 	// An old CSeq on the same Call-ID is out of order (RFC 3261 §10.3 step 7).
 	req := p.request(sip.REGISTER, reg{number: "1001", contacts: []string{"<sip:1001@127.0.0.1:5300>"}})
-	req.CSeq().SeqNo = 1
-	wantStatus(t, p.do(req), 500)
+	res := p.do(req)
+	wantStatus(t, res, 401)
+	req.CSeq().SeqNo = 1 // authorize makes it 2, the stored binding's CSeq
+	authorize(t, req, challenge(t, res, "SHA-256"), "1001", testPassword("1001"), 1)
+	wantStatus(t, p.resend(req), 500)
 }
 
 // TestRegister_SipsOverNonTLSRefused: a sips REGISTER (sips Request-URI or sips Contact)

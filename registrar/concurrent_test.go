@@ -27,7 +27,7 @@ func TestServeRegister_Concurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	ev := &recorder{}
-	reg, err := registrar.New(registrar.Config{Store: st, Realm: realm, Observer: ev})
+	reg, err := registrar.New(registrar.Config{Store: st, Realm: realm, Observer: ev, MaxBindingsPerDN: 16})
 	if err != nil {
 		t.Fatal(err)
 	}

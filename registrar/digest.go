@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -28,33 +29,39 @@ const (
 // nonceLen is the raw nonce: 8 bytes issue time (unix ns), 8 random bytes, 16 bytes MAC.
 const nonceLen = 32
 
-// nonces issues and checks HMAC-signed, timestamped nonces. It holds no per-nonce state.
+// nonces issues and checks HMAC-signed, timestamped nonces bound to the source IP they
+// were issued to. It holds no per-nonce state. The binding means a nonce obtained from one
+// address is foreign from another: a wrong answer sent with a spoofed UDP source cannot
+// count as a failure of the real user's address (the backoff counts only our live nonces).
 type nonces struct {
 	secret []byte
 	ttl    time.Duration
 	macs   sync.Pool // of hash.Hash: HMAC-SHA-256 keyed with secret, reused across nonces
 }
 
-// sign writes the HMAC-SHA-256 of msg under the secret to out.
-func (n *nonces) sign(msg []byte, out *[sha256.Size]byte) {
+// sign writes the HMAC-SHA-256 of msg and peer under the secret to out.
+func (n *nonces) sign(msg []byte, peer string, out *[sha256.Size]byte) {
 	mac, _ := n.macs.Get().(hash.Hash)
 	if mac == nil {
 		mac = hmac.New(sha256.New, n.secret)
 	} else {
 		mac.Reset()
 	}
-	mac.Write(msg)
+	// One buffer for both: what goes to the interface call escapes, and this way only m
+	// does (the caller's nonce bytes stay on its stack).
+	var m [16 + 48]byte
+	mac.Write(append(append(m[:0], msg...), peer...))
 	mac.Sum(out[:0])
 	n.macs.Put(mac)
 }
 
-// issue returns a new nonce stamped with now.
-func (n *nonces) issue(now time.Time) string {
+// issue returns a new nonce stamped with now for the source IP peer.
+func (n *nonces) issue(now time.Time, peer string) string {
 	var raw [nonceLen]byte
 	binary.BigEndian.PutUint64(raw[:8], uint64(now.UnixNano()))
 	_, _ = rand.Read(raw[8:16]) // crypto/rand never fails on supported platforms
 	var sum [sha256.Size]byte
-	n.sign(raw[:16], &sum)
+	n.sign(raw[:16], peer, &sum)
 	copy(raw[16:], sum[:])
 	return base64.RawURLEncoding.EncodeToString(raw[:])
 }
@@ -65,11 +72,12 @@ type nonceState int
 const (
 	nonceValid   nonceState = iota
 	nonceExpired            // ours, but older than ttl
-	nonceForeign            // not signed by us (forged, or from before a restart)
+	nonceForeign            // not signed by us for this source (forged, another source, or from before a restart)
 )
 
-// check verifies a nonce's MAC and age and returns its issue time.
-func (n *nonces) check(nonce string, now time.Time) (time.Time, nonceState) {
+// check verifies a nonce's MAC for the source IP peer and its age, and returns its issue
+// time.
+func (n *nonces) check(nonce string, now time.Time, peer string) (time.Time, nonceState) {
 	var raw [nonceLen]byte
 	if base64.RawURLEncoding.DecodedLen(len(nonce)) != nonceLen {
 		return time.Time{}, nonceForeign
@@ -78,7 +86,7 @@ func (n *nonces) check(nonce string, now time.Time) (time.Time, nonceState) {
 		return time.Time{}, nonceForeign
 	}
 	var sum [sha256.Size]byte
-	n.sign(raw[:16], &sum)
+	n.sign(raw[:16], peer, &sum)
 	if !hmac.Equal(sum[:16], raw[16:]) {
 		return time.Time{}, nonceForeign
 	}
@@ -165,11 +173,18 @@ type verdict int
 const (
 	// noCredentials: no credentials for our realm; challenge.
 	noCredentials verdict = iota
-	// badCredentials: wrong username or response, or unusable parameters; 403 and count.
+	// badCredentials: a wrong username or response, or unusable parameters, answering a
+	// nonce we issued that is still valid; 403 and count toward the backoff.
 	badCredentials
 	// staleCredentials: right response but expired/foreign nonce or replayed nc; challenge
 	// with stale=true.
 	staleCredentials
+	// unknownNonce: a wrong answer to a nonce that is not ours or has expired; challenge
+	// afresh and count nothing (made-up nonces must not lock anyone out).
+	unknownNonce
+	// uriMismatch: the right response, but its digest uri is not the Request-URI (RFC 2617
+	// §3.2.2.5, RFC 7616 §3.4.6): 403 and count.
+	uriMismatch
 	// goodCredentials: authenticated.
 	goodCredentials
 )
@@ -182,6 +197,10 @@ func (v verdict) String() string {
 		return "bad-credentials"
 	case staleCredentials:
 		return "stale"
+	case unknownNonce:
+		return "unknown-nonce"
+	case uriMismatch:
+		return "uri-mismatch"
 	case goodCredentials:
 		return "ok"
 	}
@@ -192,20 +211,26 @@ func (v verdict) String() string {
 type hashes struct{ md5, sha256 string }
 
 // verifyDigest checks the Authorization (REGISTER) or Proxy-Authorization (INVITE)
-// credentials of req for username against h. The response is computed before anything
-// else is decided, so every path costs the same.
-func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h hashes, now time.Time) verdict {
+// credentials of req for username against h, accepting the algorithms algs. The response
+// is computed before anything else is decided, so every path costs about the same.
+func (r *Registrar) verifyDigest(req *sip.Request, header, username, ip string, h hashes, algs []string, now time.Time) verdict {
 	cred := r.findCredentials(req, header)
 	if cred == nil {
 		return noCredentials
+	}
+	issued, nst := r.nonces.check(cred.Nonce, now, ip)
+	// bad is the verdict of a wrong answer: counted only when it answers a live nonce of ours.
+	bad := badCredentials
+	if nst != nonceValid {
+		bad = unknownNonce
 	}
 	var ha1 string
 	alg := strings.ToUpper(cred.Algorithm)
 	if alg == "" {
 		alg = algMD5 // RFC 2617: absent means MD5
 	}
-	if !slices.Contains(r.cfg.Algorithms, alg) {
-		return badCredentials
+	if !slices.Contains(algs, alg) {
+		return bad
 	}
 	switch alg {
 	case algMD5:
@@ -214,26 +239,65 @@ func (r *Registrar) verifyDigest(req *sip.Request, header, username string, h ha
 		ha1 = h.sha256
 	}
 	if ha1 == "" || cred.Userhash || !strings.EqualFold(cred.QOP, "auth") || cred.Nc <= 0 || cred.Cnonce == "" {
-		return badCredentials
+		return bad
 	}
 	want, err := digest.Digest(&digest.Challenge{
 		Realm: cred.Realm, Nonce: cred.Nonce, Algorithm: cred.Algorithm, QOP: []string{"auth"},
 	}, digest.Options{Method: req.Method.String(), URI: cred.URI, A1: ha1, Cnonce: cred.Cnonce, Count: cred.Nc})
 	if err != nil {
-		return badCredentials
+		return bad
 	}
 	ok := subtle.ConstantTimeCompare([]byte(strings.ToLower(cred.Response)), []byte(want.Response)) == 1
 	if !ok || cred.Username != username {
-		return badCredentials
+		return bad
 	}
-	issued, st := r.nonces.check(cred.Nonce, now)
-	if st != nonceValid {
+	if nst != nonceValid {
 		return staleCredentials
+	}
+	// The response covers the digest uri, so a captured answer cannot be replayed to
+	// another Request-URI as long as the two must match.
+	if !sameURI(cred.URI, &req.Recipient) {
+		return uriMismatch
 	}
 	if !r.nc.use(cred.Nonce, issued, uint32(cred.Nc), now) {
 		return staleCredentials
 	}
 	return goodCredentials
+}
+
+// sameURI reports whether the digest uri s names the Request-URI ruri: the same scheme,
+// user, host and port (host and scheme without case). RFC 3261 §22.4 has the digest-uri
+// copied from the Request-URI; URI parameters and headers are not compared, since common
+// clients (sipgo among them) leave them out of the digest uri, and they name neither the
+// server nor the user. It reads s in place: no allocation on the REGISTER path.
+func sameURI(s string, ruri *sip.Uri) bool {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || !strings.EqualFold(scheme, ruri.Scheme) {
+		return false
+	}
+	if i := strings.IndexAny(rest, ";?"); i >= 0 {
+		rest = rest[:i]
+	}
+	user, hostport, hasUser := strings.Cut(rest, "@")
+	if !hasUser {
+		user, hostport = "", rest
+	}
+	if user != ruri.User {
+		return false
+	}
+	host := hostport
+	if ruri.Port > 0 {
+		var buf [12]byte
+		p := strconv.AppendInt(append(buf[:0], ':'), int64(ruri.Port), 10)
+		if len(hostport) < len(p) || hostport[len(hostport)-len(p):] != string(p) {
+			return false
+		}
+		host = hostport[:len(hostport)-len(p)]
+	} else if strings.LastIndexByte(hostport, ':') > strings.LastIndexByte(hostport, ']') {
+		return false // a port the Request-URI does not have
+	}
+	return host != "" && (strings.EqualFold(host, ruri.Host) ||
+		strings.EqualFold(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), strings.TrimSuffix(strings.TrimPrefix(ruri.Host, "["), "]")))
 }
 
 // findCredentials returns the first parseable Digest credentials for our realm.
@@ -248,12 +312,12 @@ func (r *Registrar) findCredentials(req *sip.Request, header string) *digest.Cre
 	return nil
 }
 
-// challenges returns the WWW-Authenticate/Proxy-Authenticate values, one per configured
-// algorithm in order (default SHA-256, then MD5), sharing one fresh nonce.
-func (r *Registrar) challenges(now time.Time, stale bool) []string {
-	nonce := r.nonces.issue(now)
-	out := make([]string, len(r.challengeFmt))
-	for i, f := range r.challengeFmt {
+// challenges returns the WWW-Authenticate/Proxy-Authenticate values, one per challenge
+// format in order (by default MD5 alone), sharing one fresh nonce for the source IP ip.
+func (r *Registrar) challenges(now time.Time, ip string, stale bool, fmts []challengeFmt) []string {
+	nonce := r.nonces.issue(now, ip)
+	out := make([]string, len(fmts))
+	for i, f := range fmts {
 		out[i] = f.render(nonce, stale)
 	}
 	return out

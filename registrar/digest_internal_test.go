@@ -1,9 +1,11 @@
 package registrar
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 )
 
@@ -11,8 +13,8 @@ func TestNonces(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	n := &nonces{secret: []byte("k1"), ttl: time.Minute}
 	other := &nonces{secret: []byte("k2"), ttl: time.Minute}
-	a := n.issue(now)
-	if a == n.issue(now) {
+	a := n.issue(now, "192.0.2.1")
+	if a == n.issue(now, "192.0.2.1") {
 		t.Fatal("two nonces issued at the same instant are equal")
 	}
 	tests := []struct {
@@ -23,16 +25,20 @@ func TestNonces(t *testing.T) {
 	}{
 		{"fresh", a, now.Add(30 * time.Second), nonceValid},
 		{"expired", a, now.Add(61 * time.Second), nonceExpired},
-		{"other secret", other.issue(now), now, nonceForeign},
+		{"other secret", other.issue(now, "192.0.2.1"), now, nonceForeign},
 		{"garbage", "not-a-nonce", now, nonceForeign},
 		{"tampered", a[:10] + flip(a[10]) + a[11:], now, nonceForeign},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if _, got := n.check(tc.nonce, tc.at); got != tc.want {
+			if _, got := n.check(tc.nonce, tc.at, "192.0.2.1"); got != tc.want {
 				t.Fatalf("check = %d, want %d", got, tc.want)
 			}
 		})
+	}
+	// A nonce is bound to the source IP it was issued to.
+	if _, got := n.check(a, now, "192.0.2.2"); got != nonceForeign {
+		t.Fatalf("nonce checked from another source: %d, want foreign", got)
 	}
 }
 
@@ -82,35 +88,63 @@ func TestNCTracker(t *testing.T) {
 	}
 }
 
+// TestLockout: failures are counted per (user, source IP); the limit-th starts a backoff
+// that doubles with each further failure up to the maximum; a quiet key is forgiven.
 func TestLockout(t *testing.T) {
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	l := newLockout(3, time.Minute)
+	l := newLockout(3, time.Second, time.Minute, 100)
 	for i := range 2 {
-		if l.fail("10.0.0.1", now) {
-			t.Fatalf("locked after %d failures", i+1)
+		if b := l.fail("1000", "10.0.0.1", now); b != 0 {
+			t.Fatalf("backoff %s after %d failures", b, i+1)
 		}
 	}
-	// Failures outside the window do not add up.
-	if l.fail("10.0.0.1", now.Add(2*time.Minute)) || l.locked("10.0.0.1", now.Add(2*time.Minute)) {
-		t.Fatal("stale failures counted")
+	// Other keys are not affected: another user from the same IP, the same user elsewhere.
+	if l.blocked("1001", "10.0.0.1", now) != 0 || l.blocked("1000", "10.0.0.2", now) != 0 {
+		t.Fatal("another key blocked")
 	}
-	later := now.Add(2 * time.Minute)
-	l.fail("10.0.0.1", later)
-	if !l.fail("10.0.0.1", later) {
-		t.Fatal("third failure in the window did not lock")
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
+	at := now
+	for i, w := range want {
+		b := l.fail("1000", "10.0.0.1", at)
+		if b != w {
+			t.Fatalf("failure %d: backoff %s, want %s", i+3, b, w)
+		}
+		if got := l.blocked("1000", "10.0.0.1", at); got != w {
+			t.Fatalf("blocked %s, want %s", got, w)
+		}
+		// A failure while backing off (a race past blocked) changes nothing.
+		if l.fail("1000", "10.0.0.1", at.Add(w/2)) != 0 || l.blocked("1000", "10.0.0.1", at.Add(w/2)) != w/2 {
+			t.Fatal("failure during backoff counted")
+		}
+		at = at.Add(w)
+		if l.blocked("1000", "10.0.0.1", at) != 0 {
+			t.Fatal("still blocked when the backoff ended")
+		}
 	}
-	if l.fail("10.0.0.1", later) {
-		t.Fatal("lockout reported twice")
+	// Quiet for longer than the maximum: forgiven, two free failures again.
+	at = at.Add(2 * time.Minute)
+	if l.fail("1000", "10.0.0.1", at) != 0 || l.fail("1000", "10.0.0.1", at) != 0 || l.fail("1000", "10.0.0.1", at) != time.Second {
+		t.Fatal("not forgiven after a quiet period")
 	}
-	if !l.locked("10.0.0.1", later.Add(59*time.Second)) || l.locked("10.0.0.2", later) {
-		t.Fatal("locked() wrong")
+}
+
+// TestLockoutTableIsBounded: a flood of distinct keys never grows the table past its cap;
+// the least recently failed keys go first, and a key that keeps failing stays.
+func TestLockoutTableIsBounded(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	l := newLockout(2, time.Minute, time.Hour, 50)
+	l.fail("1000", "10.0.0.1", now)
+	for i := range 1000 {
+		l.fail("u"+strconv.Itoa(i), "192.0.2.1", now)
+		if i%10 == 0 {
+			l.fail("1000", "10.0.0.1", now) // keeps failing: recently used, never evicted
+		}
+		if n := l.len(); n > 50 {
+			t.Fatalf("table holds %d keys, cap 50", n)
+		}
 	}
-	if l.locked("10.0.0.1", later.Add(time.Minute)) {
-		t.Fatal("still locked after the period")
-	}
-	l.sweep(later.Add(3 * time.Minute))
-	if len(l.sources) != 0 {
-		t.Fatalf("sweep left %d", len(l.sources))
+	if l.blocked("1000", "10.0.0.1", now) == 0 {
+		t.Fatal("the active key was evicted by the flood")
 	}
 }
 
@@ -122,12 +156,55 @@ func TestChallengeFmt(t *testing.T) {
 		for _, alg := range []string{algSHA256, algMD5} {
 			f := newChallengeFmt(realm, alg)
 			for _, stale := range []bool{false, true} {
-				nonce := n.issue(time.Now())
+				nonce := n.issue(time.Now(), "192.0.2.1")
 				want := (&digest.Challenge{Realm: realm, Nonce: nonce, Algorithm: alg, QOP: []string{"auth"}, Stale: stale}).String()
 				if got := f.render(nonce, stale); got != want {
 					t.Errorf("render(%s, %s, stale=%v)\n got %s\nwant %s", realm, alg, stale, got, want)
 				}
 			}
 		}
+	}
+}
+
+// TestSameURI: the digest uri must name the Request-URI (issue 10, RFC 2617 §3.2.2.5):
+// scheme, user, host and port; case-insensitive scheme and host; parameters ignored.
+func TestSameURI(t *testing.T) {
+	tests := []struct {
+		ruri, uri string
+		want      bool
+	}{
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:5060", true},
+		{"sip:127.0.0.1:5060;transport=tcp", "sip:127.0.0.1:5060", true},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:5060;transport=tcp", true},
+		{"sip:Example.COM", "SIP:example.com", true},
+		{"sip:1000@example.com", "sip:1000@example.com", true},
+		{"sips:[::1]:5061", "sips:[::1]:5061", true},
+		{"sip:[2001:db8::1]", "sip:[2001:db8::1]", true},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:5061", false},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1:15060", false},
+		{"sip:127.0.0.1:5060", "sip:127.0.0.1", false},
+		{"sip:127.0.0.1", "sip:127.0.0.1:5060", false},
+		{"sip:127.0.0.1", "sips:127.0.0.1", false},
+		{"sip:127.0.0.1", "sip:127.0.0.2", false},
+		{"sip:127.0.0.1", "sip:1000@127.0.0.1", false},
+		{"sip:1000@127.0.0.1", "sip:127.0.0.1", false},
+		{"sip:[2001:db8::1]", "sip:[2001:db8::2]", false},
+		{"sip:127.0.0.1:5060", "", false},
+		{"sip:127.0.0.1:5060", ":5060", false},
+		{"sip:127.0.0.1:5060", "*", false},
+	}
+	for _, tc := range tests {
+		var u sip.Uri
+		if err := sip.ParseUri(tc.ruri, &u); err != nil {
+			t.Fatal(err)
+		}
+		if got := sameURI(tc.uri, &u); got != tc.want {
+			t.Errorf("sameURI(%q, %q) = %v, want %v", tc.uri, tc.ruri, got, tc.want)
+		}
+	}
+	var u sip.Uri
+	_ = sip.ParseUri("sip:registrar.example.net:5060;transport=udp", &u)
+	if n := testing.AllocsPerRun(100, func() { sameURI("sip:registrar.example.net:5060", &u) }); n != 0 {
+		t.Errorf("sameURI allocates %v times", n)
 	}
 }

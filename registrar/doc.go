@@ -4,27 +4,46 @@
 // # Authentication
 //
 // REGISTER is challenged with 401 and INVITE with 407, offering one Digest challenge per
-// algorithm of Config.Algorithms — by default SHA-256 first and MD5 second (RFC 8760) —
-// all qop=auth and sharing one nonce; only those algorithms are accepted. The digest
-// username is the DN number, the HA1 hashes come from the DN (dn.HashPassword with the
-// same realm). Clients that read only the first challenge and know only MD5 (SIPp 3.6,
-// sipsak 0.9.8, some old phones) need Algorithms = [MD5, SHA-256]. The digest-uri is not
-// compared with the Request-URI; replay is stopped by the nonce and its count. Nonces are HMAC-signed timestamps, so they need no store; they
-// expire after NonceTTL, and a correct response with an expired (or foreign, e.g. from
-// before a restart) nonce gets a fresh challenge with stale=true. Nonce counts are tracked
-// in memory per nonce in a bounded FIFO: nc must grow, and a replayed or out-of-window nc
-// is treated like a stale nonce (401 stale=true, nothing changes).
+// algorithm of Config.Algorithms — by default MD5 alone, which every common client
+// answers (baresip refuses a challenge set with any non-MD5 entry; SIPp 3.6, sipsak and
+// many phones read only the first) — all qop=auth and sharing one nonce; only those
+// algorithms are accepted. A DN's own DigestAlgorithms replace them for that DN (e.g.
+// [SHA-256] to require it); unknown users always get the global set. The digest username
+// is the DN number, the HA1 hashes come from the DN (dn.HashPassword with the same
+// realm). Nonces are bound to the source IP they were issued to: from another address
+// they are foreign. The digest uri must name the Request-URI (scheme, user, host and port; RFC 2617
+// §3.2.2.5, RFC 7616): a right answer for another URI gets 403. Nonces are HMAC-signed
+// timestamps, so they need no store; they expire after NonceTTL, and a correct response
+// with an expired (or foreign, e.g. from before a restart) nonce gets a fresh challenge
+// with stale=true. Nonce counts are tracked in memory per nonce in a bounded FIFO: nc must
+// grow, and a replayed or out-of-window nc is treated like a stale nonce (401 stale=true,
+// nothing changes).
 //
-// Which DNs exist is not revealed: a REGISTER for an unknown, disabled or fixed-contact DN
-// gets the same challenge as a real one; its credentials are then checked against a
-// per-process dummy hash (same work) and answered 403. A wrong password also gets 403.
-// A self-registered DN with no password registers without a challenge: such a DN is
-// open to anyone who can reach the server, by configuration.
+// Deny by default: a self-registered DN without a password takes no REGISTER (no binding,
+// no "Contact: *" removal) unless Config.OpenRegistration is set; it is answered like an
+// unknown DN. Which DNs exist is not revealed: a REGISTER for an unknown, disabled,
+// fixed-contact or password-less DN gets the same challenge as a real one; its credentials
+// are then checked against a per-process dummy hash (same work) and answered 403. A wrong
+// password also gets 403.
 //
-// Failed authentications (wrong response, wrong username) are counted per source IP.
-// AuthFailLimit failures within Lockout lock the source out: it gets 403 to REGISTER and
-// to challenged INVITEs for Lockout, and the lockout is logged once. Successes do not
-// reset the count, so a guesser cannot interleave a known-good account.
+// Backoff: wrong answers (wrong response or username, an algorithm not offered, a digest
+// uri that is not the Request-URI) to a nonce we issued and that is still valid are
+// counted per (user, source IP); a wrong answer to a made-up or expired nonce only gets a
+// fresh challenge, so nobody can lock a user out without first being challenged for it.
+// The AuthFailLimit-th failure starts a backoff of LockoutBackoff, each further failure
+// after it ended doubles it, up to Lockout; meanwhile that user from that source gets 503
+// with Retry-After (the seconds left) and nothing is checked. Other users from the same
+// source, and the same user from other sources, are not refused. A key quiet for Lockout
+// is forgiven. The failure table is an LRU capped at LockoutTableSize: O(1) per request,
+// no sweep. Successes do not reset the count.
+//
+// Caps: a REGISTER with more than MaxContactsPerRegister Contacts, or one that would leave
+// the DN with more than MaxBindingsPerDN bindings, gets 403 with a Warning naming the cap
+// and changes nothing. RFC 3261 has no code for this; 403 says "do not repeat this
+// unchanged". Refreshing or removing bindings at the cap works.
+//
+// Every refusal above is counted in MetricRefusals by AttrRefusal, which is also set on
+// the REGISTER span.
 //
 // # Bindings
 //
@@ -47,6 +66,8 @@
 //   - A REGISTER with a sips Request-URI or a sips Contact that did not arrive over TLS is
 //     refused with 480 and "Warning: 380 … SIPS Not Allowed", as the B2BUA does for a sips
 //     INVITE over a non-TLS transport (SIPS.md T6, P11).
+//   - R4: a sips Contact with transport=udp gets 400; the check runs before the
+//     transport parameter is dropped.
 //   - A sips binding is stored with Secure=true and without its transport parameter (the
 //     modelled product's rule). Transport and Source (the connection's remote address)
 //     are recorded, so the B2BUA can reach TCP/TLS bindings over the same flow (R33).

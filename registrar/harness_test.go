@@ -170,7 +170,10 @@ func newHarness(t testing.TB, st store.Store, opts ...harnessOpt) *harness {
 	}
 	h.store = st
 	cfg := registrar.Config{
-		Store: st, Realm: realm, Now: h.clock.Now, Observer: h.events,
+		// Both algorithms, SHA-256 first, so the tests cover both; TestDigestAlgorithms
+		// covers the default (MD5 alone).
+		Algorithms: []string{"SHA-256", "MD5"},
+		Store:      st, Realm: realm, Now: h.clock.Now, Observer: h.events,
 		Logger: slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	for _, o := range opts {
@@ -246,10 +249,25 @@ func (h *harness) serve() {
 	})
 }
 
-// addDN stores a DN; a non-empty password is hashed for the harness realm.
+// noPassword, as addDN's password, stores a DN without a password.
+const noPassword = "\x00none"
+
+// testPassword is the password addDN gives a self-registered DN when the test names none
+// (a self-registered DN without a password cannot register: issue 10).
+func testPassword(number string) string { return "pw-" + number }
+
+// addDN stores a DN; a non-empty password is hashed for the harness realm. A
+// self-registered DN given no password gets testPassword, which phone.register uses when
+// it is given none; noPassword stores none.
 func (h *harness) addDN(number, contact, password string, mod ...func(*dn.DN)) dn.DN {
 	h.t.Helper()
 	d := dn.DN{Number: number, Type: dn.TypeExtension, Contact: contact}
+	if password == "" && contact == "*" {
+		password = testPassword(number)
+	}
+	if password == noPassword {
+		password = ""
+	}
 	if password != "" {
 		d.HA1MD5, d.HA1SHA256 = dn.HashPassword(number, realm, password)
 	}
@@ -373,12 +391,15 @@ func (p *phone) do(req *sip.Request) *sip.Response {
 }
 
 // register sends r; on a challenge it answers with sipgo's DoDigestAuth (which takes the
-// first challenge: SHA-256).
+// first challenge: SHA-256 in the harness). An empty password means testPassword.
 func (p *phone) register(r reg, password string) *sip.Response {
 	p.t.Helper()
 	req := p.request(sip.REGISTER, r)
 	res := p.do(req)
-	if res.StatusCode != 401 || password == "" {
+	if password == "" {
+		password = testPassword(r.number)
+	}
+	if res.StatusCode != 401 || password == noPassword {
 		return res
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -3,77 +3,95 @@ package registrar
 import (
 	"sync"
 	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
-// maxTrackedSources bounds the failure table; past it, stale entries are swept inline.
-const maxTrackedSources = 100_000
+// lockKey is what failures are counted against: the user named by the request (the To
+// user of a REGISTER, the From user of an INVITE) and the source IP, without port. Keying
+// by both means a guesser locks out only its own attempts at one user: the real user,
+// from another address, is not refused (issue 10, "lockout must not be a weapon").
+type lockKey struct {
+	user string
+	ip   string
+}
 
-// lockout counts failed authentications per source IP and locks out sources that reach
-// the limit within the window.
+// lockState is the failure record of one key.
+type lockState struct {
+	fails int       // failures counted since the key was last forgiven
+	last  time.Time // time of the last counted failure
+	until time.Time // backing off until this time; zero when not backing off
+}
+
+// lockout counts failed digest answers per (user, source IP) and makes a key back off
+// exponentially once it reaches limit: the limit-th failure starts a backoff of base, each
+// further failure after a backoff ended doubles it, up to max. A key with no failure for
+// max (and not backing off) is forgiven. The table is a hard-capped LRU: every operation
+// is O(1), and a flood of new keys evicts the least recently failed ones, never grows the
+// table.
 type lockout struct {
-	limit  int
-	period time.Duration // both the counting window and the lockout length
+	limit int
+	base  time.Duration // first backoff
+	max   time.Duration // longest backoff, and the quiet time after which a key is forgiven
 
-	mu sync.Mutex // guards sources
-	// sources by IP address (no port).
-	sources map[string]*failures
+	mu sync.Mutex // guards table
+	// table holds the failure record of each key, least recently failed first out.
+	table *simplelru.LRU[lockKey, *lockState]
 }
 
-type failures struct {
-	count int
-	first time.Time // start of the counting window
-	until time.Time // locked out until this time; zero when not locked
+func newLockout(limit int, base, max time.Duration, size int) *lockout {
+	t, err := simplelru.NewLRU[lockKey, *lockState](size, nil)
+	if err != nil {
+		panic(err) // only for size <= 0, which New never passes
+	}
+	return &lockout{limit: limit, base: min(base, max), max: max, table: t}
 }
 
-func newLockout(limit int, period time.Duration) *lockout {
-	return &lockout{limit: limit, period: period, sources: map[string]*failures{}}
-}
-
-// locked reports whether ip is locked out at now.
-func (l *lockout) locked(ip string, now time.Time) bool {
+// blocked returns how long key must still wait at now; 0 means it may try.
+func (l *lockout) blocked(user, ip string, now time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.sources[ip]
-	return f != nil && now.Before(f.until)
+	st, ok := l.table.Peek(lockKey{user, ip}) // Peek: a check does not refresh the entry
+	if !ok || !now.Before(st.until) {
+		return 0
+	}
+	return st.until.Sub(now)
 }
 
-// fail records a failure from ip and reports whether it just locked the source out.
-func (l *lockout) fail(ip string, now time.Time) bool {
+// fail counts a failure of key at now and returns the backoff it started, or 0 when the
+// key may go on trying.
+func (l *lockout) fail(user, ip string, now time.Time) time.Duration {
+	k := lockKey{user, ip}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	f := l.sources[ip]
-	if f == nil {
-		if len(l.sources) >= maxTrackedSources {
-			l.sweepLocked(now)
-		}
-		f = &failures{first: now}
-		l.sources[ip] = f
+	st, ok := l.table.Get(k)
+	if !ok {
+		st = &lockState{}
+		l.table.Add(k, st)
 	}
-	if now.Before(f.until) {
-		return false
+	if now.Before(st.until) {
+		return 0 // callers check blocked first; a race may still land here
 	}
-	if now.Sub(f.first) > l.period {
-		f.count, f.first = 0, now
+	if st.fails > 0 && now.Sub(st.last) > l.max && now.Sub(st.until) > l.max {
+		st.fails = 0 // quiet long enough: forgiven
 	}
-	f.count++
-	if f.count < l.limit {
-		return false
+	st.fails++
+	st.last = now
+	if st.fails < l.limit {
+		return 0
 	}
-	f.count, f.first, f.until = 0, now, now.Add(l.period)
-	return true
+	shift := min(st.fails-l.limit, 30)
+	b := min(l.base<<shift, l.max)
+	if b <= 0 { // overflow
+		b = l.max
+	}
+	st.until = now.Add(b)
+	return b
 }
 
-// sweep forgets sources whose window and lockout are over.
-func (l *lockout) sweep(now time.Time) {
+// len is the number of keys tracked.
+func (l *lockout) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.sweepLocked(now)
-}
-
-func (l *lockout) sweepLocked(now time.Time) {
-	for ip, f := range l.sources {
-		if !now.Before(f.until) && now.Sub(f.first) > l.period {
-			delete(l.sources, ip)
-		}
-	}
+	return l.table.Len()
 }

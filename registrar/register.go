@@ -20,9 +20,19 @@ type status struct {
 	code   int
 	reason string
 	hdrs   []sip.Header
+	// refusal, when set, is the AttrRefusal reason counted for this answer.
+	refusal string
 }
 
 func badRequest(reason string) *status { return &status{code: 400, reason: reason} }
+
+// tooMany is the 403 to a REGISTER over a cap, with a Warning naming it. RFC 3261 has no
+// code for a registrar's caps; 403 says "do not repeat this request unchanged", where 503
+// would invite a retry of the same thing.
+func tooMany(refusal, what string, limit int) *status {
+	return &status{code: 403, reason: "Forbidden", refusal: refusal,
+		hdrs: []sip.Header{sip.NewHeader("Warning", `399 sipsvc "at most `+strconv.Itoa(limit)+` `+what+`"`)}}
+}
 
 // contactReq is one binding a REGISTER asks for.
 type contactReq struct {
@@ -51,6 +61,9 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.
 	defer span.End()
 	p, st := r.parseRegister(req)
 	if st != nil {
+		if st.refusal != "" {
+			r.refuse(ctx, st.refusal)
+		}
 		r.reply(tx, req, st.code, st.reason, st.hdrs...)
 		return
 	}
@@ -65,8 +78,14 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.
 		return
 	}
 	eligible := err == nil && !d.Disabled && d.SelfRegistered()
+	if eligible && !d.HasPassword() && !r.cfg.OpenRegistration {
+		// Deny by default: a self-registered DN without a password is answered like an
+		// unknown one (challenge, then 403), unless the operator opted in.
+		eligible = false
+		r.refuse(ctx, RefusalNoPassword)
+	}
 	if !eligible || d.HasPassword() {
-		if r.authenticate(req, tx, p.number, d, eligible, 401) == authAnswered {
+		if r.authenticateCtx(ctx, req, tx, p.number, d, eligible, 401) == authAnswered {
 			return
 		}
 	}
@@ -74,6 +93,9 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request, tx sip.
 	mu.Lock()
 	st, evs := r.apply(ctx, req, p, span)
 	mu.Unlock()
+	if st.refusal != "" {
+		r.refuse(ctx, st.refusal)
+	}
 	now := r.now()
 	for _, e := range evs {
 		r.emit(ctx, e.kind, e.b, now)
@@ -114,6 +136,9 @@ func (r *Registrar) parseRegister(req *sip.Request) (registerReq, *status) {
 	}
 
 	hs := req.GetHeaders("Contact")
+	if len(hs) > r.cfg.MaxContactsPerRegister {
+		return p, tooMany(RefusalTooManyContacts, "Contacts in one REGISTER", r.cfg.MaxContactsPerRegister)
+	}
 	anySecure, allSecure, tooShort := false, true, false
 	index := map[string]int{}
 	for _, h := range hs {
@@ -182,12 +207,14 @@ func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (con
 		return c, badRequest("Contact has no host")
 	}
 	c.secure = u.Scheme == "sips"
+	// Check before the transport parameter goes: sips with transport=udp is refused (R4,
+	// issue 13), not stored as a sips binding.
+	if err := dn.CheckContact(u); err != nil {
+		return c, badRequest("Malformed Contact")
+	}
 	if c.secure {
 		// The modelled product's rule: a sips binding is stored without transport (T4).
 		dn.RemoveTransportParam(u)
-	}
-	if err := dn.CheckContact(u); err != nil {
-		return c, badRequest("Malformed Contact")
 	}
 	c.contact = u.String()
 	c.key = dn.KeyOf(*u)
@@ -312,6 +339,19 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 			return &status{code: 500, reason: "Server Internal Error",
 				hdrs: []sip.Header{sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`)}}, nil
 		}
+	}
+	// Cap the bindings of the DN: count what it would hold after this REGISTER.
+	after := len(current)
+	for _, c := range p.contacts {
+		switch had := existing(c.key) != nil; {
+		case c.expires == 0 && had:
+			after--
+		case c.expires > 0 && !had:
+			after++
+		}
+	}
+	if after > r.cfg.MaxBindingsPerDN && after > len(current) {
+		return tooMany(RefusalTooManyBindings, "bindings per DN", r.cfg.MaxBindingsPerDN), nil
 	}
 	ua := ""
 	if h := req.GetHeader("User-Agent"); h != nil {

@@ -110,16 +110,3 @@ func TestRegister_WrongPassword(t *testing.T) {
 		t.Fatal("a failed REGISTER changed something")
 	}
 }
-
-// TestRegister_NoPasswordNoChallenge: a self-registered DN without a password registers
-// without a challenge (documented: such a DN is open by configuration).
-func TestRegister_NoPasswordNoChallenge(t *testing.T) {
-	h := newHarness(t, nil)
-	h.addDN("1001", "*", "")
-	p := h.phone("TCP", false)
-	res := p.register(reg{number: "1001", contacts: []string{"<sip:1001@127.0.0.1:5100;transport=tcp>"}}, "")
-	wantStatus(t, res, 200)
-	if len(h.bindings("1001")) != 1 {
-		t.Fatal("binding not stored")
-	}
-}

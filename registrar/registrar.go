@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -38,17 +39,32 @@ type Config struct {
 	// MaxExpires: longer expiries are clamped to it. Default 7200 s.
 	MaxExpires time.Duration
 	// Algorithms are the digest algorithms offered, one challenge each, in this order; only
-	// these are accepted. Default SHA-256 then MD5 (RFC 8760 §2.4: strongest first). Clients
-	// that only read the first challenge and know only MD5 (SIPp 3.6, old phones) need
-	// MD5 first.
+	// these are accepted. Default MD5 alone: baresip refuses a whole challenge in which any
+	// header is not MD5, and SIPp 3.6, sipsak and many phones read only the first one
+	// (issue 12). A DN may override it (dn.DN.DigestAlgorithms), e.g. to require SHA-256.
 	Algorithms []string
 	// NonceTTL is how long a nonce stays valid. Default 5 min.
 	NonceTTL time.Duration
-	// AuthFailLimit failed authentications from one source IP within Lockout lock it
-	// out for Lockout. Default 10; negative disables the lockout.
+	// AuthFailLimit failed digest answers (to nonces we issued and that are still valid) for
+	// one user from one source IP start a backoff: LockoutBackoff, doubled by each further
+	// failure, at most Lockout. Default 10; negative disables the lockout.
 	AuthFailLimit int
-	// Lockout is the counting window and the cooling-off period. Default 5 min.
+	// Lockout is the longest backoff, and how long a (user, source IP) must stay quiet to be
+	// forgiven. Default 5 min.
 	Lockout time.Duration
+	// LockoutBackoff is the first backoff. Default 1 s.
+	LockoutBackoff time.Duration
+	// LockoutTableSize caps the (user, source IP) failure table, an LRU. Default 100000.
+	LockoutTableSize int
+	// MaxContactsPerRegister caps the Contacts of one REGISTER; more get 403. Default 10.
+	MaxContactsPerRegister int
+	// MaxBindingsPerDN caps the live bindings of one DN; a REGISTER that would pass it gets
+	// 403 and changes nothing. Default 10.
+	MaxBindingsPerDN int
+	// OpenRegistration lets a self-registered DN without a password register without a
+	// challenge: anyone who reaches the server can then take its calls. Labs only; default
+	// false, where such a DN is answered like an unknown one (challenge, then 403).
+	OpenRegistration bool
 	// PurgeInterval is how often Run purges expired bindings. Default 30 s.
 	PurgeInterval time.Duration
 	// NonceCacheSize bounds the nonce-count tracker. Default 100000 nonces.
@@ -70,6 +86,8 @@ type Config struct {
 	Now func() time.Time
 	// TracerProvider makes the "sip.transaction REGISTER" spans; nil means no tracing.
 	TracerProvider trace.TracerProvider
+	// MeterProvider makes the MetricRefusals counter; nil means no metrics.
+	MeterProvider metric.MeterProvider
 }
 
 // The defaults of Config, which sipsvc's configuration file defaults (config.Default) use too.
@@ -83,11 +101,20 @@ const (
 	DefaultLockout        = 5 * time.Minute
 	DefaultPurgeInterval  = 30 * time.Second
 	DefaultNonceCacheSize = 100000
+	// DefaultLockoutBackoff is the first backoff of a (user, source IP) key.
+	DefaultLockoutBackoff = time.Second
+	// DefaultLockoutTableSize caps the (user, source IP) failure table.
+	DefaultLockoutTableSize = 100000
+	// DefaultMaxContactsPerRegister caps the Contacts of one REGISTER.
+	DefaultMaxContactsPerRegister = 10
+	// DefaultMaxBindingsPerDN caps the live bindings of one DN.
+	DefaultMaxBindingsPerDN = 10
 )
 
-// DefaultAlgorithms returns the digest algorithms offered by default, in order: SHA-256
-// then MD5 (RFC 8760 §2.4: strongest first).
-func DefaultAlgorithms() []string { return []string{algSHA256, algMD5} }
+// DefaultAlgorithms returns the digest algorithms offered by default: MD5 alone, which
+// every common client answers (issue 12; see Config.Algorithms). Require SHA-256 with
+// Config.Algorithms or per DN with dn.DN.DigestAlgorithms.
+func DefaultAlgorithms() []string { return []string{algMD5} }
 
 // Registrar serves REGISTER, authorizes calls and purges expired bindings. It implements
 // signaling.Registrar and signaling.Authenticator. Create it with New.
@@ -106,6 +133,9 @@ type Registrar struct {
 	serviceRoute [2][]string
 	// challengeFmt is the challenge of each of cfg.Algorithms, in order, rendered once.
 	challengeFmt []challengeFmt
+	// fmtByAlg is the challenge of each algorithm, for DNs with their own algorithms.
+	fmtByAlg map[string]challengeFmt
+	refusals refusals
 
 	// locks serialises the read-check-write of one DN's bindings (striped by number).
 	locks [256]sync.Mutex
@@ -145,17 +175,27 @@ func New(cfg Config) (*Registrar, error) {
 	if len(cfg.Algorithms) == 0 {
 		cfg.Algorithms = DefaultAlgorithms()
 	}
-	algs := make([]string, 0, len(cfg.Algorithms))
-	for _, given := range cfg.Algorithms {
-		a := strings.ToUpper(given)
-		if (a != algSHA256 && a != algMD5) || slices.Contains(algs, a) {
-			return nil, fmt.Errorf("registrar: digest algorithm %q: want SHA-256 or MD5, each once", given)
-		}
-		algs = append(algs, a)
+	algs, err := normalizeAlgorithms(cfg.Algorithms)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
 	}
 	cfg.Algorithms = algs
 	if cfg.NonceCacheSize <= 0 {
 		cfg.NonceCacheSize = DefaultNonceCacheSize
+	}
+	def(&cfg.LockoutBackoff, DefaultLockoutBackoff)
+	if cfg.LockoutTableSize <= 0 {
+		cfg.LockoutTableSize = DefaultLockoutTableSize
+	}
+	if cfg.MaxContactsPerRegister <= 0 {
+		cfg.MaxContactsPerRegister = DefaultMaxContactsPerRegister
+	}
+	if cfg.MaxBindingsPerDN <= 0 {
+		cfg.MaxBindingsPerDN = DefaultMaxBindingsPerDN
+	}
+	ref, err := newRefusals(cfg.MeterProvider)
+	if err != nil {
+		return nil, fmt.Errorf("registrar: metrics: %w", err)
 	}
 	if cfg.MinExpires > cfg.MaxExpires {
 		return nil, fmt.Errorf("registrar: min expires %s is above max expires %s", cfg.MinExpires, cfg.MaxExpires)
@@ -205,12 +245,16 @@ func New(cfg Config) (*Registrar, error) {
 		nc:     newNCTracker(cfg.NonceCacheSize, cfg.NonceTTL),
 
 		serviceRoute: serviceRoute,
+		refusals:     ref,
+		fmtByAlg: map[string]challengeFmt{
+			algMD5: newChallengeFmt(cfg.Realm, algMD5), algSHA256: newChallengeFmt(cfg.Realm, algSHA256),
+		},
 	}
 	for _, alg := range cfg.Algorithms {
-		r.challengeFmt = append(r.challengeFmt, newChallengeFmt(cfg.Realm, alg))
+		r.challengeFmt = append(r.challengeFmt, r.fmtByAlg[alg])
 	}
 	if cfg.AuthFailLimit > 0 {
-		r.lock = newLockout(cfg.AuthFailLimit, cfg.Lockout)
+		r.lock = newLockout(cfg.AuthFailLimit, cfg.LockoutBackoff, cfg.Lockout, cfg.LockoutTableSize)
 	}
 	return r, nil
 }
@@ -268,24 +312,42 @@ const (
 // sent and credentials are checked against dummy hashes, then 403 — the client cannot
 // tell the difference. challengeCode is 401 (REGISTER) or 407 (INVITE).
 func (r *Registrar) authenticate(req *sip.Request, tx sip.ServerTransaction, number string, d dn.DN, eligible bool, challengeCode int) authOutcome {
+	return r.authenticateCtx(context.Background(), req, tx, number, d, eligible, challengeCode)
+}
+
+// authenticateCtx is authenticate with the request's context, which carries its span.
+//
+// A (user, source IP) that is backing off after repeated failures gets 503 with
+// Retry-After, its credentials unchecked. A wrong answer to a nonce we issued and that is
+// still valid gets 403 and counts toward the backoff; a wrong answer to a nonce that is
+// not ours (made up, from before a restart) or has expired gets a fresh challenge and
+// counts nothing, so nobody can lock a user out with made-up nonces.
+func (r *Registrar) authenticateCtx(ctx context.Context, req *sip.Request, tx sip.ServerTransaction, number string, d dn.DN, eligible bool, challengeCode int) authOutcome {
 	now := r.now()
 	ip := sourceIP(req)
-	if r.lock != nil && r.lock.locked(ip, now) {
-		r.reply(tx, req, 403, "Forbidden")
-		return authAnswered
+	if r.lock != nil {
+		if wait := r.lock.blocked(number, ip, now); wait > 0 {
+			r.refuse(ctx, RefusalBackoff)
+			secs := int((wait + time.Second - 1) / time.Second)
+			r.reply(tx, req, 503, "Service Unavailable", sip.NewHeader("Retry-After", strconv.Itoa(secs)))
+			return authAnswered
+		}
 	}
 	h := hashes{md5: d.HA1MD5, sha256: d.HA1SHA256}
+	algs, fmts := r.cfg.Algorithms, r.challengeFmt
 	if !eligible {
 		h = dummyHashes(r.cfg.Secret, number)
+	} else if len(d.DigestAlgorithms) > 0 {
+		algs, fmts = r.dnAlgorithms(d)
 	}
 	credHeader, chalHeader, reason := "Authorization", "WWW-Authenticate", "Unauthorized"
 	if challengeCode == 407 {
 		credHeader, chalHeader, reason = "Proxy-Authorization", "Proxy-Authenticate", "Proxy Authentication Required"
 	}
-	v := r.verifyDigest(req, credHeader, number, h, now)
+	v := r.verifyDigest(req, credHeader, number, ip, h, algs, now)
 	switch v {
-	case noCredentials, staleCredentials:
-		ch := r.challenges(now, v == staleCredentials)
+	case noCredentials, staleCredentials, unknownNonce:
+		ch := r.challenges(now, ip, v == staleCredentials, fmts)
 		hdrs := make([]sip.Header, len(ch))
 		for i, c := range ch {
 			hdrs[i] = sip.NewHeader(chalHeader, c)
@@ -299,8 +361,12 @@ func (r *Registrar) authenticate(req *sip.Request, tx sip.ServerTransaction, num
 			tx.Terminate()
 		}
 		return authAnswered
-	case badCredentials:
-		r.failed(req, ip, number, now)
+	case badCredentials, uriMismatch:
+		why := RefusalBadCredentials
+		if v == uriMismatch {
+			why = RefusalURIMismatch
+		}
+		r.failed(ctx, req, ip, number, now, why)
 		r.reply(tx, req, 403, "Forbidden")
 		return authAnswered
 	}
@@ -312,16 +378,57 @@ func (r *Registrar) authenticate(req *sip.Request, tx sip.ServerTransaction, num
 	return authPassed
 }
 
-func (r *Registrar) failed(req *sip.Request, ip, number string, now time.Time) {
-	r.log.Debug("digest authentication failed", "source", ip, "user", number, "method", req.Method.String())
-	if r.lock != nil && r.lock.fail(ip, now) {
-		r.log.Warn("source locked out after repeated authentication failures",
-			"source", ip, "limit", r.cfg.AuthFailLimit, "lockout", r.cfg.Lockout, "last_user", number)
+// dnAlgorithms returns the algorithms a DN with its own DigestAlgorithms accepts and
+// their challenges, in its order; the global ones if none of its entries is known.
+func (r *Registrar) dnAlgorithms(d dn.DN) ([]string, []challengeFmt) {
+	algs := make([]string, 0, len(d.DigestAlgorithms))
+	fmts := make([]challengeFmt, 0, len(d.DigestAlgorithms))
+	for _, a := range d.DigestAlgorithms {
+		a = strings.ToUpper(a)
+		f, ok := r.fmtByAlg[a]
+		if !ok || slices.Contains(algs, a) {
+			continue
+		}
+		algs, fmts = append(algs, a), append(fmts, f)
+	}
+	if len(algs) == 0 {
+		return r.cfg.Algorithms, r.challengeFmt
+	}
+	return algs, fmts
+}
+
+// failed counts a wrong digest answer (to a nonce we issued) from ip for number.
+func (r *Registrar) failed(ctx context.Context, req *sip.Request, ip, number string, now time.Time, why string) {
+	r.refuse(ctx, why)
+	r.log.Debug("digest authentication failed", "source", ip, "user", number, "method", req.Method.String(), "reason", why)
+	if r.lock == nil {
+		return
+	}
+	if b := r.lock.fail(number, ip, now); b > 0 {
+		r.log.Warn("user backing off after repeated authentication failures from one source",
+			"source", ip, "user", number, "limit", r.cfg.AuthFailLimit, "backoff", b)
 	}
 }
 
+// normalizeAlgorithms upper-cases a list of digest algorithms and checks that each is
+// SHA-256 or MD5, once; an empty list is the default.
+func normalizeAlgorithms(given []string) ([]string, error) {
+	if len(given) == 0 {
+		return DefaultAlgorithms(), nil
+	}
+	algs := make([]string, 0, len(given))
+	for _, g := range given {
+		a := strings.ToUpper(g)
+		if (a != algSHA256 && a != algMD5) || slices.Contains(algs, a) {
+			return nil, fmt.Errorf("digest algorithm %q: want SHA-256 or MD5, each once", g)
+		}
+		algs = append(algs, a)
+	}
+	return algs, nil
+}
+
 // Run purges expired bindings every PurgeInterval, emitting EventRegistrationRemoved for
-// each, and forgets old lockout entries, until ctx is done. It returns nil on a clean stop.
+// each, until ctx is done. It returns nil on a clean stop.
 func (r *Registrar) Run(ctx context.Context) error {
 	t := time.NewTicker(r.cfg.PurgeInterval)
 	defer t.Stop()
@@ -341,9 +448,6 @@ func (r *Registrar) Run(ctx context.Context) error {
 // returns how many were purged.
 func (r *Registrar) Purge(ctx context.Context) (int, error) {
 	now := r.now()
-	if r.lock != nil {
-		r.lock.sweep(now)
-	}
 	gone, err := r.store.PurgeExpiredBindings(ctx, now)
 	if err != nil {
 		return 0, fmt.Errorf("registrar: purge: %w", err)

@@ -76,6 +76,11 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 		return err
 	}
 	defer st.Close()
+	if path, created, err := cfg.GeneratePasswords(); err != nil {
+		return err
+	} else if path != "" {
+		log.Info("self-registered DNs have generated passwords: read them in this file", "file", path, "new", created)
+	}
 	for _, d := range cfg.SeedDNs() {
 		if err := st.PutDN(ctx, d); err != nil {
 			return fmt.Errorf("seed DN %s: %w", d.Number, err)
@@ -116,7 +121,9 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 		DefaultExpires: cfg.Registrar.DefaultExpires, MinExpires: cfg.Registrar.MinExpires, MaxExpires: cfg.Registrar.MaxExpires,
 		NonceTTL: cfg.Registrar.NonceTTL, AuthFailLimit: cfg.Registrar.AuthFailLimit, Lockout: cfg.Registrar.Lockout,
 		Algorithms: cfg.Registrar.DigestAlgorithms, ServiceRoute: cfg.Registrar.ServiceRoute,
-		Logger: log, Observer: observers, TracerProvider: tel.TracerProvider,
+		LockoutBackoff: cfg.Registrar.LockoutBackoff, MaxContactsPerRegister: cfg.Registrar.MaxContactsPerRegister,
+		MaxBindingsPerDN: cfg.Registrar.MaxBindingsPerDN, OpenRegistration: cfg.Registrar.OpenRegistration,
+		Logger: log, Observer: observers, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider,
 	})
 	if err != nil {
 		return fmt.Errorf("registrar: %w", err)

@@ -7,13 +7,15 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"github.com/icholy/digest"
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/internal/siptest"
 )
 
 // register sends a REGISTER for number from ua over transport to sipsvc, with the given
-// Request-URI and To scheme, one Contact and extra headers, and returns the final response.
+// Request-URI and To scheme, one Contact and extra headers, answers the 401 challenge with
+// phonePassword (MD5, the registrar's default), and returns the final response.
 func register(t *testing.T, s *stack, ua *phone, transport, scheme, number, contact string, hdrs ...sip.Header) *sip.Response {
 	t.Helper()
 	var ruri, aor, cu sip.Uri
@@ -46,6 +48,26 @@ func register(t *testing.T, s *stack, ua *phone, transport, scheme, number, cont
 	res, err := ua.Client.Do(ctx, req, siptest.NoopBuild)
 	if err != nil {
 		t.Fatalf("REGISTER: %v", err)
+	}
+	if res.StatusCode != 401 {
+		return res
+	}
+	// Answer the challenge on the same flow: same Via host and port, new branch.
+	chal, err := digest.ParseChallenge(res.GetHeader("WWW-Authenticate").Value())
+	if err != nil {
+		t.Fatalf("REGISTER challenge: %v", err)
+	}
+	cred, err := digest.Digest(chal, digest.Options{Method: "REGISTER", URI: ruri.Addr(), Username: number,
+		Password: phonePassword(number), Count: 1, Cnonce: sip.GenerateTagN(8)})
+	if err != nil {
+		t.Fatalf("REGISTER digest: %v", err)
+	}
+	req.AppendHeader(sip.NewHeader("Authorization", cred.String()))
+	req.CSeq().SeqNo++
+	via.Params.Add("branch", sip.GenerateBranch())
+	res, err = ua.Client.Do(ctx, req, siptest.NoopBuild)
+	if err != nil {
+		t.Fatalf("REGISTER with credentials: %v", err)
 	}
 	return res
 }
