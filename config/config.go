@@ -173,7 +173,7 @@ func Default() Config {
 			NonceTTL:         registrar.DefaultNonceTTL,
 			AuthFailLimit:    registrar.DefaultAuthFailLimit,
 			Lockout:          registrar.DefaultLockout,
-			DigestAlgorithms: registrar.DefaultAlgorithms(),
+			DigestAlgorithms: []string{"MD5"}, // MD5 only: baresip and other common softphones refuse a 401 that also offers SHA-256
 		},
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Telemetry: TelemetryConfig{OTLPProtocol: "grpc", ServiceName: "sipsvc", SampleRatio: 1},
