@@ -238,6 +238,7 @@ type sipsvc struct {
 	*proc
 	dir           string
 	udp, tcp, tls int
+	http          int // REST API port
 }
 
 // dnSpec is one DN of the test config, written as a YAML flow mapping.
@@ -277,7 +278,8 @@ func trySipsvc(t *testing.T, o svcOptions) (*sipsvc, bool) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %q\n", filepath.Join(dir, "data"))
 	fmt.Fprintf(&b, "sip:\n  udp: [%q]\n  tcp: [%q]\n  tls: [%q]\n  ring_timeout: 10s\n", addr(s.udp), addr(s.tcp), addr(s.tls))
-	fmt.Fprintf(&b, "api:\n  grpc_addr: %q\n  http_addr: %q\n", addr(freePort(t)), addr(freePort(t)))
+	s.http = freePort(t)
+	fmt.Fprintf(&b, "api:\n  grpc_addr: %q\n  http_addr: %q\n", addr(freePort(t)), addr(s.http))
 	if o.CAFile != "" {
 		fmt.Fprintf(&b, "tls:\n  ca_file: %q\n", o.CAFile)
 	}
