@@ -47,8 +47,11 @@ type baresipPhone struct {
 // phoneSpec says how one baresip registers.
 type phoneSpec struct {
 	name, accounts, dn, password string
-	sipPort                      int // sipsvc's port for this phone's transport
-	defaultPort                  string
+	sipPort                      int    // sipsvc's port for this phone's transport
+	defaultPort                  string // the port the accounts file names ("5060" or "5061")
+	svcHost                      string // sipsvc's address as the phone sees it; default 127.0.0.1
+	local                        string // the phone's own address (SIP, RTP, ctrl_tcp); default 127.0.0.1
+	netns                        string // run baresip in this network namespace ("another host")
 }
 
 // startBaresip writes a config directory from the templates and starts baresip on it.
@@ -56,13 +59,20 @@ func startBaresip(t *testing.T, svc *sipsvc, caFile string, sp phoneSpec) *bares
 	t.Helper()
 	bin := requireTool(t, "baresip-core", "baresip")
 	dir := t.TempDir()
-	listen, ctrl := freePort(t), freePort(t)
+	if sp.svcHost == "" {
+		sp.svcHost = "127.0.0.1"
+	}
+	if sp.local == "" {
+		sp.local = "127.0.0.1"
+	}
+	listen := net.JoinHostPort(sp.local, strconv.Itoa(freePort(t)))
+	ctrl := net.JoinHostPort(sp.local, strconv.Itoa(freePort(t)))
 
 	cfg := baresipTemplate(t, "config")
 	for old, repl := range map[string]string{
 		"SIPSVC_CA_FILE":         caFile,
-		"0.0.0.0:5062":           addr(listen),
-		"127.0.0.1:4444":         addr(ctrl),
+		"0.0.0.0:5062":           listen,
+		"127.0.0.1:4444":         ctrl,
 		"module\t\t\tstdio.so\n": "", // the console needs a terminal; the test drives ctrl_tcp
 	} {
 		if !strings.Contains(cfg, old) {
@@ -70,11 +80,12 @@ func startBaresip(t *testing.T, svc *sipsvc, caFile string, sp phoneSpec) *bares
 		}
 		cfg = strings.ReplaceAll(cfg, old, repl)
 	}
-	// Keep RTP on loopback: by default baresip puts the first non-loopback address in its SDP.
-	cfg += "net_interface\t\t127.0.0.1\n"
+	// Keep RTP on the test's addresses: by default baresip puts the host's first non-loopback
+	// address in its SDP.
+	cfg += "net_interface\t\t" + sp.local + "\n"
 	acc := baresipTemplate(t, sp.accounts)
 	for old, repl := range map[string]string{
-		"SIPSVC_HOST:" + sp.defaultPort: addr(sp.sipPort),
+		"SIPSVC_HOST:" + sp.defaultPort: net.JoinHostPort(sp.svcHost, strconv.Itoa(sp.sipPort)),
 		"<sip:DN@":                      "<sip:" + sp.dn + "@",
 		"auth_pass=PASSWORD":            "auth_pass=" + sp.password,
 	} {
@@ -88,13 +99,21 @@ func startBaresip(t *testing.T, svc *sipsvc, caFile string, sp phoneSpec) *bares
 			t.Fatal(err)
 		}
 	}
-	p := &baresipPhone{proc: start(t, "baresip-"+sp.name, dir, nil, bin, "-f", dir), name: sp.name, events: make(chan map[string]any, 256)}
-	if err := waitTCP(ctrl, 10*time.Second); err != nil {
-		t.Fatalf("baresip %s: ctrl_tcp: %v\n%s", sp.name, err, tail(p.log, 4000))
+	name, args := bin, []string{"-f", dir}
+	if sp.netns != "" {
+		name, args = "ip", append([]string{"netns", "exec", sp.netns, bin}, args...)
 	}
-	c, err := net.Dial("tcp", addr(ctrl))
-	if err != nil {
-		t.Fatal(err)
+	p := &baresipPhone{proc: start(t, "baresip-"+sp.name, dir, nil, name, args...), name: sp.name, events: make(chan map[string]any, 256)}
+	var c net.Conn
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		var err error
+		if c, err = net.DialTimeout("tcp", ctrl, 200*time.Millisecond); err == nil {
+			break
+		}
+		if done, _ := p.exited(); done || time.Now().After(deadline) {
+			t.Fatalf("baresip %s: ctrl_tcp %s: %v\n%s", sp.name, ctrl, err, tail(p.log, 4000))
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	p.conn = c
 	t.Cleanup(func() { c.Close() })
@@ -262,25 +281,44 @@ func waitRegistered(t *testing.T, svc *sipsvc, dn, transport string) {
 // the call leaves the API.
 func TestBaresipUDPCallsTLS(t *testing.T) {
 	requireTool(t, "baresip-core", "baresip")
-	svc := startSipsvc(t, svcOptions{DNs: []dnSpec{
-		{Number: "1000", Contact: "*", Password: "alice-interop-pw"},
-		{Number: "1001", Contact: "*", Password: "bob-interop-pw"},
-	}})
+	svc := startSipsvc(t, svcOptions{DNs: baresipDNs})
+	ca := devCA(t, svc)
+	caller := startBaresip(t, svc, ca, phoneSpec{name: "1000-udp", accounts: "accounts-udp", dn: "1000", password: baresipDNs[0].Password, sipPort: svc.udp, defaultPort: "5060"})
+	callee := startBaresip(t, svc, ca, phoneSpec{name: "1001-tls", accounts: "accounts-tls", dn: "1001", password: baresipDNs[1].Password, sipPort: svc.tls, defaultPort: "5061"})
+	baresipCall(t, svc, caller, callee, "UDP", "TLS")
+}
+
+// baresipDNs are the two self-registered DNs of the baresip tests, with their own passwords
+// (the example DNs of the embedded defaults are not used).
+var baresipDNs = []dnSpec{
+	{Number: "1000", Contact: "*", Password: "alice-interop-pw"},
+	{Number: "1001", Contact: "*", Password: "bob-interop-pw"},
+}
+
+// devCA returns the path of the dev CA that sipsvc generated in its data directory.
+func devCA(t *testing.T, svc *sipsvc) string {
+	t.Helper()
 	ca := filepath.Join(svc.dir, "data", "tls", "dev-ca.pem")
 	if _, err := os.Stat(ca); err != nil {
 		t.Fatalf("sipsvc's dev CA: %v", err)
 	}
-	alice := startBaresip(t, svc, ca, phoneSpec{name: "1000-udp", accounts: "accounts-udp", dn: "1000", password: "alice-interop-pw", sipPort: svc.udp, defaultPort: "5060"})
-	bob := startBaresip(t, svc, ca, phoneSpec{name: "1001-tls", accounts: "accounts-tls", dn: "1001", password: "bob-interop-pw", sipPort: svc.tls, defaultPort: "5061"})
+	return ca
+}
 
-	waitRegistered(t, svc, "1000", "UDP")
-	waitRegistered(t, svc, "1001", "TLS")
+// baresipCall waits until both phones are registered over their transports (checked through
+// the API), has caller (DN 1000) dial 1001 and callee accept, checks the call in the API while
+// it is talking, lets audio flow, has the caller hang up, and checks that RTP flowed both ways
+// and that the call has left the API.
+func baresipCall(t *testing.T, svc *sipsvc, caller, callee *baresipPhone, callerTransport, calleeTransport string) {
+	t.Helper()
+	waitRegistered(t, svc, "1000", callerTransport)
+	waitRegistered(t, svc, "1001", calleeTransport)
 
-	alice.command(t, "dial", "1001")
-	bob.waitEvent(t, "CALL_INCOMING", 10*time.Second)
-	bob.command(t, "accept", "")
-	alice.waitEvent(t, "CALL_ESTABLISHED", 10*time.Second)
-	bob.waitEvent(t, "CALL_ESTABLISHED", 10*time.Second)
+	caller.command(t, "dial", "1001")
+	callee.waitEvent(t, "CALL_INCOMING", 10*time.Second)
+	callee.command(t, "accept", "")
+	caller.waitEvent(t, "CALL_ESTABLISHED", 10*time.Second)
+	callee.waitEvent(t, "CALL_ESTABLISHED", 10*time.Second)
 
 	var calls apiCalls
 	apiGet(t, svc, "/v1/calls", &calls)
@@ -292,16 +330,16 @@ func TestBaresipUDPCallsTLS(t *testing.T) {
 		t.Fatalf("API: want a talking call 1000 → 1001 with two legs, got %+v", c)
 	}
 	a, b := c.Legs[0], c.Legs[1]
-	if a.Decision.Transport != "UDP" || a.Decision.Scheme != "sip" || b.DN != "1001" || b.Decision.Transport != "TLS" {
-		t.Fatalf("API: want leg A sip/UDP and leg B to 1001 over TLS, got A %+v B %+v", a, b)
+	if a.Decision.Transport != callerTransport || a.Decision.Scheme != "sip" || b.DN != "1001" || b.Decision.Transport != calleeTransport {
+		t.Fatalf("API: want leg A sip/%s and leg B to 1001 over %s, got A %+v B %+v", callerTransport, calleeTransport, a, b)
 	}
 
 	time.Sleep(1500 * time.Millisecond) // let some audio flow
-	alice.command(t, "hangup", "")
-	alice.waitEvent(t, "CALL_CLOSED", 5*time.Second)
-	bob.waitEvent(t, "CALL_CLOSED", 5*time.Second)
+	caller.command(t, "hangup", "")
+	caller.waitEvent(t, "CALL_CLOSED", 5*time.Second)
+	callee.waitEvent(t, "CALL_CLOSED", 5*time.Second)
 
-	for _, p := range []*baresipPhone{alice, bob} {
+	for _, p := range []*baresipPhone{caller, callee} {
 		tx, rx := p.rtpPackets(t)
 		t.Logf("baresip %s: RTP packets sent %d, received %d", p.name, tx, rx)
 		// 20 ms packets for 1.5 s or more: 75 each way; ask for a clear majority of that.
