@@ -1,5 +1,5 @@
 // Package registrar serves SIP REGISTER for self-registered DNs (contact "*") and
-// authorizes new calls, on top of a store.Store (SIPS.md section 2.4, issue 3).
+// authorizes new calls, on top of a store.Store (docs/sips.md, "Registrar"; issue 3).
 //
 // # Authentication
 //
@@ -46,7 +46,7 @@
 //     a device with the other scheme replaces its binding.
 //   - A REGISTER with a sips Request-URI or a sips Contact that did not arrive over TLS is
 //     refused with 480 and "Warning: 380 … SIPS Not Allowed", as the B2BUA does for a sips
-//     INVITE over a non-TLS transport (SIPS.md T6, P11).
+//     INVITE over a non-TLS transport (docs/sips.md T6, P11).
 //   - A sips binding is stored with Secure=true and without its transport parameter (the
 //     modelled product's rule). Transport and Source (the connection's remote address)
 //     are recorded, so the B2BUA can reach TCP/TLS bindings over the same flow (R33).
