@@ -378,3 +378,47 @@ func baresipCall(t *testing.T, svc *sipsvc, caller, callee *baresipPhone, caller
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestReadmeSoftphoneWalkthrough keeps README.md's "Call from a softphone on another machine"
+// and testdata/baresip in step: every file the README copies exists, and every placeholder its
+// sed commands fill in is still in those files (the baresip tests fill in the same ones).
+func TestReadmeSoftphoneWalkthrough(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	start := strings.Index(readme, "## Call from a softphone on another machine")
+	if start < 0 {
+		t.Fatal(`README.md has no section "Call from a softphone on another machine"`)
+	}
+	section := readme[start:]
+	if end := strings.Index(section[3:], "\n## "); end >= 0 {
+		section = section[:end+3]
+	}
+	for file, placeholders := range map[string][]string{
+		"config":       {"SIPSVC_CA_FILE"},
+		"accounts-tls": {"SIPSVC_HOST:5061", "<sip:DN@", "auth_pass=PASSWORD"},
+		"accounts-udp": {"SIPSVC_HOST:5060", "<sip:DN@", "auth_pass=PASSWORD"},
+	} {
+		if !strings.Contains(section, "test/interop/testdata/baresip/"+file) {
+			t.Errorf("README's softphone section does not mention test/interop/testdata/baresip/%s", file)
+		}
+		body := baresipTemplate(t, file)
+		for _, p := range placeholders {
+			if !strings.Contains(body, p) {
+				t.Errorf("testdata/baresip/%s lacks the placeholder %q", file, p)
+			}
+			// The README's sed expressions name the placeholder without the port.
+			name := strings.TrimSuffix(strings.TrimSuffix(p, ":5060"), ":5061")
+			if !strings.Contains(section, name) {
+				t.Errorf("README's softphone section does not fill in %q", name)
+			}
+		}
+	}
+	for _, cmd := range []string{"/dial 2001", "/accept", "/hangup", "/v1/calls", "/registrations"} {
+		if !strings.Contains(section, cmd) {
+			t.Errorf("README's softphone section lost %q", cmd)
+		}
+	}
+}
