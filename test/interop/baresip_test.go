@@ -346,7 +346,7 @@ func baresipCall(t *testing.T, svc *sipsvc, caller, callee *baresipPhone, caller
 		t.Fatalf("API: want leg A sip/%s and leg B to 1001 over %s, got A %+v B %+v", callerTransport, calleeTransport, a, b)
 	}
 
-	time.Sleep(1500 * time.Millisecond) // let some audio flow
+	time.Sleep(2 * time.Second) // let some audio flow
 	caller.command(t, "hangup", "")
 	caller.waitEvent(t, "CALL_CLOSED", 5*time.Second)
 	// The caller's BYE goes to the Contact sipsvc gave it; sipsvc must get it at once and pass
@@ -359,7 +359,7 @@ func baresipCall(t *testing.T, svc *sipsvc, caller, callee *baresipPhone, caller
 	for _, p := range []*baresipPhone{caller, callee} {
 		tx, rx := p.rtpPackets(t)
 		t.Logf("baresip %s: RTP packets sent %d, received %d", p.name, tx, rx)
-		// 20 ms packets for 1.5 s or more: 75 each way; ask for a clear majority of that.
+		// 20 ms packets for 2 s or more: 100 each way; ask for half of that, for a loaded machine.
 		if tx < 50 || rx < 50 {
 			t.Errorf("baresip %s: want audio both ways (≥ 50 RTP packets), got sent %d received %d", p.name, tx, rx)
 		}

@@ -25,6 +25,7 @@ func newTestHost(t *testing.T, slot int) *testHost {
 	if os.Geteuid() != 0 {
 		t.Fatalf("a test host (network namespace) needs root; run the interop suite as root, as .ci/run does")
 	}
+	removeStaleTestHosts(t)
 	id := fmt.Sprintf("%d-%d", os.Getpid()%100000, slot)
 	h := &testHost{
 		ns:       "sipsvc-it-" + id,
@@ -51,6 +52,31 @@ func newTestHost(t *testing.T, slot int) *testHost {
 	ip("-n", h.ns, "link", "set", peerIf, "up")
 	ip("-n", h.ns, "link", "set", "lo", "up")
 	return h
+}
+
+// removeStaleTestHosts deletes the namespaces that an earlier, killed run of this suite left
+// behind (named sipsvc-it-<pid>-<slot>, whose process is gone), so that their addresses do not
+// linger on the host.
+func removeStaleTestHosts(t *testing.T) {
+	t.Helper()
+	out, code := runCmd(t, 10*time.Second, "ip", "netns", "list")
+	if code != 0 {
+		return
+	}
+	for _, line := range strings.Split(out, "\n") {
+		name, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		rest, ok := strings.CutPrefix(name, "sipsvc-it-")
+		if !ok {
+			continue
+		}
+		pid, _, _ := strings.Cut(rest, "-")
+		if _, err := os.Stat("/proc/" + pid); err == nil {
+			continue // still running (another run of the suite)
+		}
+		if out, code := runCmd(t, 10*time.Second, "ip", "netns", "del", name); code != 0 {
+			t.Logf("stale test host %s: ip netns del: %s", name, out)
+		}
+	}
 }
 
 // TestBaresipFromAnotherHost is the README's "call from a softphone on another machine" with
