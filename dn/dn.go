@@ -30,7 +30,7 @@ const (
 	TypeVoIPService Type = "voip_service"
 )
 
-// Policy says how a SIPS leg may be bridged to a non-SIPS leg (SIPS.md section 1).
+// Policy says how a SIPS leg may be bridged to a non-SIPS leg (docs/sips.md, "the two policies").
 type Policy string
 
 // Policies. PolicyDefault means "use the global default".
@@ -42,7 +42,7 @@ const (
 	PolicyStrict Policy = "strict"
 )
 
-// Style is how a secure leg toward a DN is written on the wire (SIPS.md pitfall P4).
+// Style is how a secure leg toward a DN is written on the wire (docs/sips.md, pitfall P4).
 type Style string
 
 // Styles. StyleDefault is StyleSIPS.

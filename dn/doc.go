@@ -2,5 +2,5 @@
 // directory store persists, the registrar writes and the B2BUA reads when it routes a call.
 //
 // A DN is an extension, ACD position, trunk or VoIP service. Its Contact is either a fixed
-// sip:/sips: URI or "*" for a device that registers itself (SIPS.md section 2.4).
+// sip:/sips: URI or "*" for a device that registers itself (docs/sips.md, "Registrar").
 package dn

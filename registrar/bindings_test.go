@@ -190,7 +190,7 @@ func TestRegister_BadInput(t *testing.T) {
 }
 
 // TestRegister_SipsOverNonTLSRefused: a sips REGISTER (sips Request-URI or sips Contact)
-// that did not arrive over TLS gets 480 with Warning 380 (SIPS.md T6, P11).
+// that did not arrive over TLS gets 480 with Warning 380 (docs/sips.md T6, P11).
 func TestRegister_SipsOverNonTLSRefused(t *testing.T) {
 	h := newHarness(t, nil)
 	h.addDN("7789", "*", "")

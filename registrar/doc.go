@@ -1,5 +1,5 @@
 // Package registrar serves SIP REGISTER for self-registered DNs (contact "*") and
-// authorizes new calls, on top of a store.Store (SIPS.md section 2.4, issue 3).
+// authorizes new calls, on top of a store.Store (docs/sips.md, "Registrar"; issue 3).
 //
 // # Authentication
 //
@@ -65,7 +65,7 @@
 //     a device with the other scheme replaces its binding.
 //   - A REGISTER with a sips Request-URI or a sips Contact that did not arrive over TLS is
 //     refused with 480 and "Warning: 380 … SIPS Not Allowed", as the B2BUA does for a sips
-//     INVITE over a non-TLS transport (SIPS.md T6, P11).
+//     INVITE over a non-TLS transport (docs/sips.md T6, P11).
 //   - R4: a sips Contact with transport=udp gets 400; the check runs before the
 //     transport parameter is dropped.
 //   - A sips binding is stored with Secure=true and without its transport parameter (the

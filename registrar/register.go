@@ -183,7 +183,7 @@ func (r *Registrar) parseRegister(req *sip.Request) (registerReq, *status) {
 		}
 	}
 	p.sipsOnly = len(p.contacts) > 0 && allSecure
-	// sips only over TLS (RFC 5630 §4: rather fail than go without TLS; SIPS.md T6, P11).
+	// sips only over TLS (RFC 5630 §4: rather fail than go without TLS; docs/sips.md T6, P11).
 	if (ruriSecure || anySecure) && !strings.EqualFold(req.Transport(), "TLS") {
 		return p, &status{code: 480, reason: "Temporarily Unavailable",
 			hdrs: []sip.Header{sip.NewHeader("Warning", `380 sipsvc "SIPS Not Allowed"`)}}

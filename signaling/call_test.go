@@ -53,7 +53,7 @@ func TestBasicCallUDP(t *testing.T) {
 	}
 }
 
-// TestT1_SipsBothLegs follows SIPS.md T1 with the seed's example INVITE: a sips A-leg over
+// TestT1_SipsBothLegs follows docs/sips.md T1 with the seed's example INVITE: a sips A-leg over
 // TLS, a DN whose contact is sips.
 func TestT1_SipsBothLegs_R8_R22(t *testing.T) {
 	bob := newPhone(t, "bob", "TLS")

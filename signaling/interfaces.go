@@ -148,7 +148,7 @@ type Event struct {
 	Cause  string
 }
 
-// LegDecision is the scheme decision for one leg (SIPS.md R3–R25).
+// LegDecision is the scheme decision for one leg (docs/sips.md R3–R25).
 type LegDecision struct {
 	// Leg is the leg id.
 	Leg string
@@ -160,7 +160,7 @@ type LegDecision struct {
 	Secure bool
 	// Reason says why, e.g. "request-uri sips", "dn contact sips", "registered with sips".
 	Reason string
-	// Rule is the SIPS.md rule id behind the decision, e.g. "R8".
+	// Rule is the rule id (docs/sips.md) behind the decision, e.g. "R8".
 	Rule string
 }
 

@@ -26,7 +26,7 @@ type Decision struct {
 	Secure bool
 	// Reason is a short human-readable reason, e.g. "request-uri sips".
 	Reason string
-	// Rule is the SIPS.md rule id, e.g. "R22".
+	// Rule is the rule id (docs/sips.md), e.g. "R22".
 	Rule string
 }
 

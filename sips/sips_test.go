@@ -314,7 +314,7 @@ func TestDecideOutbound(t *testing.T) {
 	}
 }
 
-// TestT5_TransportParamParsing is SIPS.md T5: transport=tls, TCP and none on a sips URI all
+// TestT5_TransportParamParsing is docs/sips.md T5: transport=tls, TCP and none on a sips URI all
 // give TLS; transport=udp is refused (R4).
 func TestT5_TransportParamParsing(t *testing.T) {
 	tests := []struct {
@@ -420,7 +420,7 @@ func TestCheckPolicy(t *testing.T) {
 	}
 }
 
-// TestLegPairs runs SIPS.md T1–T3 through the pure rules: the inbound decision, the outbound
+// TestLegPairs runs docs/sips.md T1–T3 through the pure rules: the inbound decision, the outbound
 // decision for the DN's contact, and the policy check between the two.
 func TestLegPairs(t *testing.T) {
 	seed := readRequest(t, "genesys_invite.sip")

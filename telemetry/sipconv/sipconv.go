@@ -119,11 +119,11 @@ const (
 	AttrSIPScheme = attribute.Key("sip.scheme")
 	// AttrSIPSchemeReason says why the leg got its scheme (LegDecision.Reason).
 	AttrSIPSchemeReason = attribute.Key("sip.scheme.reason")
-	// AttrSIPSchemeRule is the SIPS.md rule behind the scheme decision, e.g. "R8".
+	// AttrSIPSchemeRule is the rule (docs/sips.md) behind the scheme decision, e.g. "R8".
 	AttrSIPSchemeRule = attribute.Key("sip.scheme.rule")
 	// AttrSIPTransport is the SIP transport as written in Via: "UDP", "TCP" or "TLS".
 	AttrSIPTransport = attribute.Key("sip.transport")
-	// AttrSIPSecure is the dialog's secure flag (SIPS.md R25).
+	// AttrSIPSecure is the dialog's secure flag (docs/sips.md R25).
 	AttrSIPSecure = attribute.Key("sip.secure")
 	// AttrSIPDN is the directory number of the leg's party.
 	AttrSIPDN = attribute.Key("sip.dn")

@@ -11,7 +11,7 @@ import (
 	"github.com/sipsvc/sipsvc/dn"
 )
 
-// TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33 is SIPS.md T4 end to end: a phone
+// TestT4_SipsRegistrationThenCallOverSameTLSFlow_R33 is docs/sips.md T4 end to end: a phone
 // registers a sips contact (with transport=tls) over TLS from an ephemeral port; the binding
 // is stored without the transport parameter; a call from a plain UDP caller then reaches
 // the phone as sips over the very TLS connection it registered on (R8, R33, P7), not over a

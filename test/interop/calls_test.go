@@ -70,7 +70,7 @@ func waitSIPpListening(t *testing.T, s *sipp, transport string, port int) {
 	}
 }
 
-// TestSIPpSipsCalleeViaStunnel is the sip↔sips interconnect (SIPS.md T3, per-leg policy): a
+// TestSIPpSipsCalleeViaStunnel is the sip↔sips interconnect (docs/sips.md T3, per-leg policy): a
 // plain SIPp caller over UDP dials DN 5000, whose contact is sips:5000@127.0.0.1:<port>.
 // Debian's SIPp has no TLS, so the sips phone is SIPp on plain TCP behind stunnel4 in TLS
 // server mode. uas_sips.xml fails the call unless leg B has a sips: Request-URI without

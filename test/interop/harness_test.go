@@ -238,6 +238,7 @@ type sipsvc struct {
 	*proc
 	dir           string
 	udp, tcp, tls int
+	http          int // REST API port
 }
 
 // dnSpec is one DN of the test config, written as a YAML flow mapping.
@@ -251,6 +252,9 @@ type svcOptions struct {
 	DNs    []dnSpec
 	CAFile string // tls.ca_file: trusts the far end's test CA
 	Extra  string // appended YAML (top-level keys)
+	// AlsoListen adds an IP address on which sipsvc listens too, on the same ports as on
+	// 127.0.0.1 (a test host's address in a network namespace), and Hostname sets sip.hostname.
+	AlsoListen, Hostname string
 }
 
 // startSipsvc writes a config with fresh loopback ports, starts the binary and waits until it
@@ -276,8 +280,19 @@ func trySipsvc(t *testing.T, o svcOptions) (*sipsvc, bool) {
 	s := &sipsvc{dir: dir, udp: freePort(t), tcp: freePort(t), tls: freePort(t)}
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %q\n", filepath.Join(dir, "data"))
-	fmt.Fprintf(&b, "sip:\n  udp: [%q]\n  tcp: [%q]\n  tls: [%q]\n  ring_timeout: 10s\n", addr(s.udp), addr(s.tcp), addr(s.tls))
-	fmt.Fprintf(&b, "api:\n  grpc_addr: %q\n  http_addr: %q\n", addr(freePort(t)), addr(freePort(t)))
+	listen := func(port int) string {
+		l := fmt.Sprintf("%q", addr(port))
+		if o.AlsoListen != "" {
+			l += fmt.Sprintf(", %q", net.JoinHostPort(o.AlsoListen, strconv.Itoa(port)))
+		}
+		return l
+	}
+	fmt.Fprintf(&b, "sip:\n  udp: [%s]\n  tcp: [%s]\n  tls: [%s]\n  ring_timeout: 10s\n", listen(s.udp), listen(s.tcp), listen(s.tls))
+	if o.Hostname != "" {
+		fmt.Fprintf(&b, "  hostname: %q\n", o.Hostname)
+	}
+	s.http = freePort(t)
+	fmt.Fprintf(&b, "api:\n  grpc_addr: %q\n  http_addr: %q\n", addr(freePort(t)), addr(s.http))
 	if o.CAFile != "" {
 		fmt.Fprintf(&b, "tls:\n  ca_file: %q\n", o.CAFile)
 	}

@@ -93,7 +93,7 @@ type LegDecision struct {
 	Secure bool `protobuf:"varint,4,opt,name=secure,proto3" json:"secure,omitempty"`
 	// Why, e.g. "request-uri sips", "registered with sips".
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The SIPS.md rule id, e.g. "R8".
+	// The rule id of docs/sips.md, e.g. "R8".
 	Rule          string `protobuf:"bytes,6,opt,name=rule,proto3" json:"rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

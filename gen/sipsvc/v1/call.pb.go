@@ -146,7 +146,7 @@ func (LegDirection) EnumDescriptor() ([]byte, []int) {
 }
 
 // LegDecision is the URI scheme and transport decision for one leg, with the reason and the
-// SIPS.md rule behind it.
+// rule (docs/sips.md) behind it.
 type LegDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The leg id ("A", "B1", …).
@@ -159,7 +159,7 @@ type LegDecision struct {
 	Secure bool `protobuf:"varint,4,opt,name=secure,proto3" json:"secure,omitempty"`
 	// Why, e.g. "request-uri sips", "registered with sips".
 	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
-	// The SIPS.md rule id, e.g. "R8".
+	// The rule id of docs/sips.md, e.g. "R8".
 	Rule          string `protobuf:"bytes,6,opt,name=rule,proto3" json:"rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -248,7 +248,7 @@ type HeaderRewrite struct {
 	Before string `protobuf:"bytes,3,opt,name=before,proto3" json:"before,omitempty"`
 	// The value sent.
 	After string `protobuf:"bytes,4,opt,name=after,proto3" json:"after,omitempty"`
-	// The SIPS.md rule id that asked for the change.
+	// The rule id (docs/sips.md) that asked for the change.
 	Rule          string `protobuf:"bytes,5,opt,name=rule,proto3" json:"rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -84,7 +84,7 @@ func (DNType) EnumDescriptor() ([]byte, []int) {
 	return file_sipsvc_v1_directory_proto_rawDescGZIP(), []int{0}
 }
 
-// SipsPolicy says how a SIPS leg may be bridged to a non-SIPS leg (SIPS.md section 1).
+// SipsPolicy says how a SIPS leg may be bridged to a non-SIPS leg (docs/sips.md, "the two policies").
 type SipsPolicy int32
 
 const (
@@ -137,7 +137,7 @@ func (SipsPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_sipsvc_v1_directory_proto_rawDescGZIP(), []int{1}
 }
 
-// SecureStyle is how a secure leg toward a DN is written on the wire (SIPS.md pitfall P4).
+// SecureStyle is how a secure leg toward a DN is written on the wire (docs/sips.md, pitfall P4).
 type SecureStyle int32
 
 const (
