@@ -198,7 +198,7 @@ func TestDialogCSeq_LowerGets500(t *testing.T) {
 	if n := alice.Count(sip.INFO); n != 2 {
 		t.Errorf("alice got %d INFOs relayed, want 2", n)
 	}
-	call.Request(sip.BYE, nil)
+	hangUp(t, alice, call, b.udp, 1000)
 }
 
 // TestDialogCSeq_OursIncrementsPerDialog: the requests sipsvc sends on a leg carry its own
@@ -222,5 +222,15 @@ func TestDialogCSeq_OursIncrementsPerDialog(t *testing.T) {
 			t.Errorf("INFO %d on leg B: CSeq %d, want %d", i, got, first+uint32(i)+1)
 		}
 	}
-	call.Request(sip.BYE, nil)
+	hangUp(t, alice, call, b.udp, 1000)
+}
+
+// hangUp sends the caller's BYE with CSeq seq (above the numbers the test used).
+func hangUp(t *testing.T, p *phone, call *uac, dest string, seq uint32) {
+	t.Helper()
+	bye := call.InDialog(sip.BYE, nil)
+	bye.CSeq().SeqNo = seq
+	if res := sendFrom(t, p, bye, dest); res.StatusCode != 200 {
+		t.Fatalf("BYE → %d", res.StatusCode)
+	}
 }
