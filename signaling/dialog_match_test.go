@@ -234,3 +234,81 @@ func hangUp(t *testing.T, p *phone, call *uac, dest string, seq uint32) {
 		t.Fatalf("BYE → %d", res.StatusCode)
 	}
 }
+
+// TestByeAfter2xx_WaitsForAck: the callee hangs up right after answering, before the caller
+// ACKed sipsvc's 2xx: sipsvc's BYE to the caller waits for that ACK (RFC 3261 §15), and a
+// caller's own BYE before its ACK is tolerated.
+func TestByeAfter2xx_WaitsForAck(t *testing.T) {
+	t.Run("callee hangs up before the caller's ACK", func(t *testing.T) {
+		bob := newPhone(t, "bob", "UDP")
+		b := startB2BUA(t, nil, ext("6000", bob))
+		alice := newPhone(t, "alice", "UDP")
+		call := alice.invite(b, "6000", inviteOpts{})
+		if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
+			t.Fatalf("final %d", res.StatusCode)
+		}
+		inv := bob.WaitRequest(sip.INVITE, 1, 2*time.Second)
+		if code := byeFromPhone(t, bob, inv); code != 200 {
+			t.Fatalf("bob's BYE → %d", code)
+		}
+		time.Sleep(400 * time.Millisecond)
+		if n := alice.Count(sip.BYE); n != 0 {
+			t.Fatalf("BYE sent to the caller before its ACK")
+		}
+		acked := time.Now()
+		call.Ack()
+		alice.WaitRequest(sip.BYE, 1, time.Second)
+		if d := time.Since(acked); d > time.Second {
+			t.Errorf("BYE %v after the ACK", d)
+		}
+	})
+	t.Run("caller hangs up before its ACK", func(t *testing.T) {
+		bob := newPhone(t, "bob", "UDP")
+		b := startB2BUA(t, nil, ext("6000", bob))
+		alice := newPhone(t, "alice", "UDP")
+		call := alice.invite(b, "6000", inviteOpts{})
+		if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
+			t.Fatalf("final %d", res.StatusCode)
+		}
+		if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
+			t.Fatalf("BYE before ACK → %d", res.StatusCode)
+		}
+		bob.WaitRequest(sip.BYE, 1, 3*time.Second)
+	})
+}
+
+// TestPhoneHold_ReinviteLikeAPIHold: a caller's own re-INVITE that holds (sendonly,
+// inactive, or the old c=0.0.0.0 form) changes the call as HoldCall does — state held, a
+// leg_held event for the leg it holds — and a sendrecv re-INVITE retrieves it.
+func TestPhoneHold_ReinviteLikeAPIHold(t *testing.T) {
+	tests := []struct{ name, old, new string }{
+		{"sendonly", "a=sendrecv", "a=sendonly"},
+		{"inactive", "a=sendrecv", "a=inactive"},
+		{"c=0.0.0.0", "c=IN IP4 127.0.0.1", "c=IN IP4 0.0.0.0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b, _, bob, call, _, ci := talkingCall(t, "UDP")
+			if res := call.Request(sip.INVITE, []byte(strings.Replace(testSDP, tt.old, tt.new, 1))); res.StatusCode != 200 {
+				t.Fatalf("hold re-INVITE → %d", res.StatusCode)
+			}
+			call.Ack()
+			waitState(t, b, ci.ID, StateHeld)
+			if e := b.rec.waitKind(t, EventLegHeld); e.Leg != "B1" || e.CallID != ci.ID {
+				t.Errorf("leg_held for leg %q of %s, want B1 of %s", e.Leg, e.CallID, ci.ID)
+			}
+			if got := nthRequest(t, bob, sip.INVITE, 2); !strings.Contains(string(got.Body()), tt.new) {
+				t.Errorf("bob got %q", got.Body())
+			}
+			if res := call.Request(sip.INVITE, []byte(testSDP)); res.StatusCode != 200 {
+				t.Fatalf("retrieve re-INVITE → %d", res.StatusCode)
+			}
+			call.Ack()
+			waitState(t, b, ci.ID, StateTalking)
+			if e := b.rec.waitKind(t, EventLegRetrieved); e.Leg != "B1" {
+				t.Errorf("leg_retrieved for leg %q, want B1", e.Leg)
+			}
+			call.Request(sip.BYE, nil)
+		})
+	}
+}
