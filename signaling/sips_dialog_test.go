@@ -12,6 +12,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/dn"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // sipsCall sets up a sips call over TLS on both legs: alice (sips R-URI over TLS) → DN 5000
@@ -248,5 +249,52 @@ func TestR25_SecureFlagDerived(t *testing.T) {
 			}
 			call.Request(sip.BYE, nil)
 		})
+	}
+}
+
+// TestDialogRefusal_SpanAttribute: a refused in-dialog request is marked on its server
+// transaction span with sipsvc.dialog.refusal naming the rule: R25 for a sips dialog's BYE
+// over UDP, R24 for a sip Contact in a target refresh, cseq for an out-of-order CSeq.
+func TestDialogRefusal_SpanAttribute(t *testing.T) {
+	bob := newPhone(t, "bob", "TLS")
+	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: fmt.Sprintf("sips:5000@%s", bob.Addr)})
+	alice := newPhone(t, "alice", "TLS")
+	call := alice.invite(b, "5000", inviteOpts{
+		ruri: fmt.Sprintf("sips:5000@%s", b.tlsA), from: "sips:alice@127.0.0.1", contact: fmt.Sprintf("sips:alice@%s", alice.Addr),
+	})
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("final %d", res.StatusCode)
+	}
+	call.Ack()
+	if res := sendFrom(t, newPhone(t, "alice", "UDP"), call.InDialog(sip.BYE, nil), b.udp); res.StatusCode != 480 {
+		t.Fatalf("BYE over UDP → %d", res.StatusCode)
+	}
+	refresh := call.InDialog(sip.UPDATE, nil)
+	refresh.ReplaceHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "alice", Host: "127.0.0.1", Port: alice.Port(), UriParams: sip.HeaderParams{{K: "transport", V: "tls"}}}})
+	if res := sendFrom(t, alice, refresh, b.tlsA); res.StatusCode != 400 {
+		t.Fatalf("UPDATE with a sip Contact → %d", res.StatusCode)
+	}
+	high := call.InDialog(sip.INFO, nil)
+	high.CSeq().SeqNo = 50
+	if res := sendFrom(t, alice, high, b.tlsA); res.StatusCode != 200 {
+		t.Fatalf("INFO 50 → %d", res.StatusCode)
+	}
+	old := call.InDialog(sip.INFO, nil)
+	old.CSeq().SeqNo = 49
+	if res := sendFrom(t, alice, old, b.tlsA); res.StatusCode != 500 {
+		t.Fatalf("INFO 49 after 50 → %d", res.StatusCode)
+	}
+	hangUp(t, alice, call, b.tlsA, 100)
+	got := map[string]string{}
+	for _, s := range sink.wait(t, 1) {
+		if v := s.Str(string(attrDialogRefusal)); v != "" {
+			got[s.Str(string(sc.AttrSIPMethod))] = v
+		}
+	}
+	want := map[string]string{"BYE": "R25", "UPDATE": "R24", "INFO": "cseq"}
+	for m, rule := range want {
+		if got[m] != rule {
+			t.Errorf("%s span refusal %q, want %q (all: %v)", m, got[m], rule, got)
+		}
 	}
 }

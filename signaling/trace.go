@@ -77,7 +77,7 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 	if !s.traced {
 		return s.tracer.Start(c.ctx, name)
 	}
-	attrs := append(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule),
+	attrs := append(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.isSecure(), l.dec.Reason, l.dec.Rule),
 		sc.AttrCallID.String(c.id),
 		sc.AttrSIPMethod.String(string(req.Method)),
 		sc.AttrSIPCallID.String(l.callID),
@@ -114,7 +114,7 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 	if !span.IsRecording() {
 		return ctx, span
 	}
-	span.AddEvent(sc.EventSchemeDecided, trace.WithAttributes(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule)...))
+	span.AddEvent(sc.EventSchemeDecided, trace.WithAttributes(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.isSecure(), l.dec.Reason, l.dec.Rule)...))
 	return ctx, span
 }
 
