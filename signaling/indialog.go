@@ -24,6 +24,10 @@ func (c *call) otherLocked(l *leg) *leg {
 // onInDialog handles requests within a dialog: BYE ends the call, the others (re-INVITE,
 // UPDATE, INFO, NOTIFY, MESSAGE) are relayed to the other leg with their bodies.
 func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	// Serve waits for the handler (a relay, the BYEs of a hang-up) before it closes the user
+	// agent: a request sent after that would open a socket nothing closes.
+	s.wg.Add(1)
+	defer s.wg.Done()
 	l := s.legByCallID(string(*req.CallID()))
 	if l == nil || !l.matches(req) {
 		// RFC 3261 §12.2.2: the Call-ID and both tags name the dialog; a request with the

@@ -308,7 +308,11 @@ func (c *call) earlyDialog(l *leg, res *sip.Response) {
 		c.event(EventLegRinging, l, func(e *Event) { e.Status = res.StatusCode })
 	}
 	if HasOption(res, "Require", "100rel") {
-		go c.prack(l, res)
+		c.s.wg.Add(1) // Serve waits for it before closing the user agent
+		go func() {
+			defer c.s.wg.Done()
+			c.prack(l, res)
+		}()
 	}
 }
 
@@ -395,7 +399,9 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	markAnswered(a.span, 200)
 	s.connAttrs(b)
 	if lateOffer {
+		s.wg.Add(1) // Serve waits for it before closing the user agent
 		go func() {
+			defer s.wg.Done()
 			select {
 			case sdp := <-a.ackCh:
 				_ = s.ack(b, sdp)
@@ -446,7 +452,11 @@ func (c *call) cancelForks(keep *leg, cause string) {
 		f.mu.Unlock()
 	}
 	for _, f := range todo {
-		go c.sendCancel(f)
+		c.s.wg.Add(1) // Serve waits for it before closing the user agent
+		go func() {
+			defer c.s.wg.Done()
+			c.sendCancel(f)
+		}()
 	}
 }
 

@@ -160,9 +160,13 @@ func (t *sessionTimer) fire(gen uint64, f func()) {
 	t.mu.Lock()
 	current := !t.stopped && t.gen == gen
 	t.mu.Unlock()
-	if current {
-		f()
+	if !current {
+		return
 	}
+	s := t.l.call().s
+	s.wg.Add(1) // Serve waits for the refresh or the hang-up before closing the user agent
+	defer s.wg.Done()
+	f()
 }
 
 // refreshed is called when the peer refreshed the session.
