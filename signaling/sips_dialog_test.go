@@ -209,7 +209,9 @@ func TestR25_SecureFlagDerived(t *testing.T) {
 		{name: "sip over TLS (best effort)", caller: "TLS", ruri: "sip:5000@%s;transport=tls", bobTP: "UDP",
 			dnContact: func(bob *phone) string { return bob.ContactURI("5000", "sip") }},
 		{name: "sip R-URI over TLS with a sips Record-Route", caller: "TLS", ruri: "sip:5000@%s;transport=tls", bobTP: "UDP",
-			headers:   func(alice *phone) []sip.Header { return []sip.Header{sip.NewHeader("Record-Route", "<sips:"+alice.Addr+";lr>")} },
+			headers: func(alice *phone) []sip.Header {
+				return []sip.Header{sip.NewHeader("Record-Route", "<sips:"+alice.Addr+";lr>")}
+			},
 			dnContact: func(bob *phone) string { return bob.ContactURI("5000", "sip") }},
 		{name: "plain caller, sips DN (B leg secure)", caller: "UDP", ruri: "sip:5000@%s", bobTP: "TLS",
 			dnContact: func(bob *phone) string { return "sips:5000@" + bob.Addr }, wantB: true},
