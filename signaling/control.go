@@ -89,7 +89,7 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		ctype: contentType(resA), otherSIPS: a.dec.Scheme == "sips",
 	}, nil)
 	if b == nil {
-		_ = s.ack(a, nil)
+		_ = a.ack(nil)
 		c.mu.Lock()
 		c.b = a // so that hangup sends BYE to the origin
 		c.mu.Unlock()
@@ -115,8 +115,8 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	b.mu.Lock()
 	b.localSDP = resA.Body()
 	b.mu.Unlock()
-	_ = s.ack(b, nil)
-	_ = s.ack(a, resB.Body())
+	_ = b.ack(nil)
+	_ = a.ack(resB.Body())
 	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
 	markAnswered(a.span, 200)
 	markAnswered(b.span, 200)
@@ -175,13 +175,8 @@ func (c *call) hangupLegs(ctx context.Context, legs []*leg, cause string) {
 // byeLeg sends BYE on one leg and releases it. link is the request that caused it (a BYE
 // received on the other leg), if any.
 func (c *call) byeLeg(ctx context.Context, l *leg, cause string, link trace.SpanContext) {
-	s := c.s
-	if t := l.sessionTimer(); t != nil {
-		t.stop()
-	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	l.waitAck(bctx) // RFC 3261 §15: not before the ACK of our 2xx (bounded)
-	if res, err := s.sendOn(bctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), link); err != nil {
+	if res, err := l.bye(bctx, link); err != nil {
 		c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
 	} else if !res.IsSuccess() {
 		c.log(slog.LevelDebug, "BYE refused", "leg", l.id, "status", res.StatusCode)
@@ -279,36 +274,16 @@ func (s *Server) setHold(ctx context.Context, callID, legID string, hold bool) e
 		dir = "sendonly"
 	}
 	body := setDirection(sdp, dir)
-	if err := s.reinvite(ctx, l, body); err != nil {
+	if err := l.reinvite(ctx, body); err != nil {
 		return fmt.Errorf("hold leg %s: %w", legID, err)
 	}
 	c.setHeld(l, hold)
 	return nil
 }
 
-// reinvite sends a re-INVITE with body on l, ACKs its 2xx, and stores the peer's answer.
+// reinvite sends a re-INVITE with body on l (leg.reinvite).
 func (s *Server) reinvite(ctx context.Context, l *leg, body []byte) error {
-	req := s.inDialogRequest(l, sip.INVITE, body, "application/sdp")
-	l.mu.Lock()
-	l.reinviteSeq = req.CSeq().SeqNo
-	l.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
-	defer cancel()
-	res, err := s.sendOn(rctx, l, req, trace.SpanContext{})
-	if err != nil {
-		return err
-	}
-	if !res.IsSuccess() {
-		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
-	}
-	_ = s.ack(l, nil)
-	l.mu.Lock()
-	if len(res.Body()) > 0 {
-		l.remoteSDP = res.Body()
-	}
-	l.localSDP = body
-	l.mu.Unlock()
-	return nil
+	return l.reinvite(ctx, body)
 }
 
 var (
@@ -439,9 +414,9 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	}
 	res := lastResponse(nl)
 	c.confirm(nl, res)
-	_ = s.ack(nl, nil)
+	_ = nl.ack(nil)
 	// Point the party's media at the new party.
-	if err := s.reinvite(ctx, l, res.Body()); err != nil {
+	if err := l.reinvite(ctx, res.Body()); err != nil {
 		c.byeLeg(ctx, nl, "transfer failed", trace.SpanContext{})
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
@@ -498,11 +473,11 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	far.mu.Lock()
 	farSDP := far.remoteSDP
 	far.mu.Unlock()
-	if err := s.reinvite(ctx, l, farSDP); err != nil {
+	if err := l.reinvite(ctx, farSDP); err != nil {
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
-	if err := s.reinvite(ctx, far, partySDP); err != nil {
-		_ = s.reinvite(ctx, l, partySDP)
+	if err := far.reinvite(ctx, partySDP); err != nil {
+		_ = l.reinvite(ctx, partySDP)
 		return fmt.Errorf("re-INVITE consult party: %w", err)
 	}
 	// Move far into call c, in place of the transferor.

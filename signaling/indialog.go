@@ -49,7 +49,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 
 	if req.Method == sip.BYE {
 		// A BYE before the ACK for our 2xx is tolerated (RFC 3261 §15: the dialog ends).
-		_ = s.respond(l, tx, req, 200, "OK", nil, "")
+		_ = l.respond(tx, req, 200, "OK", nil, "")
 		markStatus(span, 200)
 		if !answered {
 			// A BYE on an early dialog: that fork (or the caller) gives up.
@@ -71,7 +71,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if other == nil && req.Method == sip.NOTIFY {
 		// e.g. the sipfrag NOTIFYs of a REFER we sent after the other leg left (RFC 3515).
-		_ = s.respond(l, tx, req, 200, "OK", nil, "")
+		_ = l.respond(tx, req, 200, "OK", nil, "")
 		markStatus(span, 200)
 		return
 	}
@@ -112,11 +112,11 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 	res, err := s.sendOn(rctx, to, out, trace.SpanContextFromContext(ctx))
 	if err != nil {
 		f := transportFailure(err)
-		_ = s.respond(from, tx, req, f.status, f.reason, nil, "", f.headers()...)
+		_ = from.respond(tx, req, f.status, f.reason, nil, "", f.headers()...)
 		return f.status
 	}
 	if req.Method == sip.INVITE && res.IsSuccess() {
-		_ = s.ack(to, nil)
+		_ = to.ack(nil)
 	}
 	if res.IsSuccess() && len(res.Body()) > 0 && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
 		to.mu.Lock()
@@ -142,7 +142,7 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 			hdrs = append(hdrs, sip.HeaderClone(h))
 		}
 	}
-	_ = s.respond(from, tx, req, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...)
+	_ = from.respond(tx, req, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...)
 	return res.StatusCode
 }
 
@@ -207,7 +207,7 @@ func (s *Server) onPrack(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	close(ch)
-	_ = s.respond(l, tx, req, 200, "OK", nil, "")
+	_ = l.respond(tx, req, 200, "OK", nil, "")
 }
 
 // reliableHeaders makes the next provisional response to leg a reliable (RFC 3262 §3).

@@ -1,9 +1,13 @@
 package signaling
 
 import (
+	"context"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // This file holds the methods that act on one leg's dialog state under the leg's own lock
@@ -128,4 +132,55 @@ func (l *leg) markAcked() {
 	if l.acked != nil {
 		l.ackOnce.Do(func() { close(l.acked) })
 	}
+}
+
+// server returns the Server the leg's call runs on.
+func (l *leg) server() *Server { return l.call().s }
+
+// respond answers a request of the leg's peer on tx with our tag and, for responses that
+// establish or refresh the dialog, our Contact (Server.respond: R22, R24).
+func (l *leg) respond(tx sip.ServerTransaction, req *sip.Request, code int, reason string, body []byte, ctype string, hdrs ...sip.Header) error {
+	return l.server().respond(l, tx, req, code, reason, body, ctype, hdrs...)
+}
+
+// ack acknowledges the 2xx of our last INVITE on the leg (its CSeq, RFC 3261 §13.2.2.4).
+func (l *leg) ack(body []byte) error { return l.server().ack(l, body) }
+
+// bye ends the leg's dialog from our side: it stops the leg's session timer, waits (bounded
+// by ackWait and ctx) for the ACK of our 2xx on an inbound leg (RFC 3261 §15), then sends
+// BYE and returns its final response. link is the request that caused it, if any.
+func (l *leg) bye(ctx context.Context, link trace.SpanContext) (*sip.Response, error) {
+	if t := l.sessionTimer(); t != nil {
+		t.stop()
+	}
+	l.waitAck(ctx)
+	s := l.server()
+	return s.sendOn(ctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), link)
+}
+
+// reinvite sends a re-INVITE with body on the leg, ACKs its 2xx, and records the SDP we
+// sent and the peer's answer.
+func (l *leg) reinvite(ctx context.Context, body []byte) error {
+	s := l.server()
+	req := s.inDialogRequest(l, sip.INVITE, body, "application/sdp")
+	l.mu.Lock()
+	l.reinviteSeq = req.CSeq().SeqNo
+	l.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
+	defer cancel()
+	res, err := s.sendOn(rctx, l, req, trace.SpanContext{})
+	if err != nil {
+		return err
+	}
+	if !res.IsSuccess() {
+		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
+	}
+	_ = l.ack(nil)
+	l.mu.Lock()
+	if len(res.Body()) > 0 {
+		l.remoteSDP = res.Body()
+	}
+	l.localSDP = body
+	l.mu.Unlock()
+	return nil
 }

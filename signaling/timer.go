@@ -223,7 +223,7 @@ func (t *sessionTimer) refresh() {
 		return
 	}
 	if method == sip.INVITE && res.IsSuccess() {
-		_ = s.ack(l, nil)
+		_ = l.ack(nil)
 	}
 	t.arm()
 }
