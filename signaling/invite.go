@@ -144,7 +144,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	tx.OnCancel(func(*sip.Request) {
 		if a := wa.Value(); a != nil {
 			a.span.AddEvent(sc.EventCANCEL)
-			a.c.cancel()
+			a.call().cancel()
 		}
 	})
 	c.event(EventCallCreated, nil, nil)
