@@ -33,16 +33,16 @@ func (s *Server) checkInDialog(l *leg, req *sip.Request, tx sip.ServerTransactio
 	switch {
 	case secure && !strings.EqualFold(req.Transport(), "TLS"):
 		span.SetAttributes(attrDialogRefusal.String("R25"))
-		s.reply(tx, req, 480, "Temporarily Unavailable", withWarning(380, "SIPS Not Allowed"))
-		return 480
+		s.reply(tx, req, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", withWarning(380, "SIPS Not Allowed"))
+		return sip.StatusTemporarilyUnavailable
 	case secure && isTargetRefresh(req) && req.Contact() != nil && !strings.EqualFold(req.Contact().Address.Scheme, "sips"):
 		span.SetAttributes(attrDialogRefusal.String("R24"))
-		s.reply(tx, req, 400, "Bad Request", withWarning(399, "sip Contact in a sips dialog (R21, R24)"))
-		return 400
+		s.reply(tx, req, sip.StatusBadRequest, "Bad Request", withWarning(399, "sip Contact in a sips dialog (R21, R24)"))
+		return sip.StatusBadRequest
 	case !l.acceptRemoteCSeq(req):
 		span.SetAttributes(attrDialogRefusal.String("cseq"))
-		s.reply(tx, req, 500, "Server Internal Error", withWarning(399, "CSeq lower than the dialog's last one"))
-		return 500
+		s.reply(tx, req, sip.StatusInternalServerError, "Server Internal Error", withWarning(399, "CSeq lower than the dialog's last one"))
+		return sip.StatusInternalServerError
 	}
 	return 0
 }
@@ -149,6 +149,6 @@ func (s *Server) refuseLiveCallID(req *sip.Request, tx sip.ServerTransaction) bo
 	if s.legByCallID(string(*req.CallID())) == nil {
 		return false
 	}
-	s.reply(tx, req, 482, "Loop Detected", withWarning(399, "Call-ID of a live dialog"))
+	s.reply(tx, req, sip.StatusLoopDetected, "Loop Detected", withWarning(399, "Call-ID of a live dialog"))
 	return true
 }
