@@ -33,7 +33,7 @@ type call struct {
 	done    chan struct{}
 	endOnce sync.Once
 
-	mu       sync.Mutex // guards the fields below and the mutable fields of its legs
+	mu       sync.Mutex // guards the fields below (not the legs: each leg guards its own state)
 	a        *leg
 	b        *leg   // the answered originated leg
 	forks    []*leg // originated legs not (yet) answered

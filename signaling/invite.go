@@ -156,7 +156,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 // setDialogDestLocked sets, once, where in-dialog requests to leg A's peer go: with a route
 // set, its top entry decides transport and address (routeTransportLocked: R35, P6); without,
 // over TCP/TLS the connection the peer opened from source (RFC 3261 §18.2.2, R33, P7), over
-// UDP the remote target. The caller holds c.mu (or owns the leg alone).
+// UDP the remote target. The caller holds l.mu (or owns the leg alone).
 func (l *leg) setDialogDestLocked(source string) {
 	switch {
 	case len(l.routeSet) > 0:
