@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -164,7 +165,40 @@ func TestAttendedTransfer_MovedLegTimerEndsNewCall(t *testing.T) {
 	call2.Ack()
 	c2 := onlyCall(t, b, CallFilter{DN: "3000"})
 
-	if err := b.s.TransferCall(context.Background(), TransferRequest{CallID: c1.ID, LegID: "A", ConsultCallID: c2.ID}); err != nil {
+	// carol keeps talking on her leg while it moves (under -race: nothing reads the leg's
+	// call unlocked).
+	carolInv := carol.WaitRequest(sip.INVITE, 1, time.Second)
+	stop := make(chan struct{})
+	infoErr := make(chan error, 1)
+	go func() {
+		defer close(infoErr)
+		for seq := uint32(10); ; seq++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			req := calleeRequest(carol, carolInv, sip.INFO, seq, "", []byte("x"))
+			via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: "UDP", Host: "127.0.0.1", Port: carol.Port(), Params: sip.NewParams()}
+			via.Params.Add("branch", sip.GenerateBranch())
+			req.PrependHeader(via)
+			req.SetTransport("UDP")
+			req.SetDestination(carolInv.Source())
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			res, err := carol.Client.Do(ctx, req, prebuilt)
+			cancel()
+			if err != nil || (res.StatusCode != 200 && res.StatusCode != 491) {
+				infoErr <- fmt.Errorf("INFO %d during the transfer: %v %v", seq, res, err)
+				return
+			}
+		}
+	}()
+	err := b.s.TransferCall(context.Background(), TransferRequest{CallID: c1.ID, LegID: "A", ConsultCallID: c2.ID})
+	close(stop)
+	if e := <-infoErr; e != nil {
+		t.Error(e)
+	}
+	if err != nil {
 		t.Fatalf("attended transfer: %v", err)
 	}
 	waitEnded(t, b, c2.ID)
