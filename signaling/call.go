@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -32,7 +33,7 @@ type call struct {
 	done    chan struct{}
 	endOnce sync.Once
 
-	mu       sync.Mutex // guards the fields below and the mutable fields of its legs
+	mu       sync.Mutex // guards the fields below (not the legs: each leg guards its own state)
 	a        *leg
 	b        *leg   // the answered originated leg
 	forks    []*leg // originated legs not (yet) answered
@@ -49,56 +50,73 @@ const (
 	outbound legDirection = "outbound"
 )
 
-// leg is one dialog of a call, with sipsvc as UAS (inbound) or UAC (outbound).
+// leg is one dialog of a call, with sipsvc as UAS (inbound) or UAC (outbound). The leg owns
+// its dialog state under its own lock (mu): the call joins two legs and acts on them only
+// through the leg's methods (leg.go). Lock order: a call's mu may be held while a leg's mu
+// is taken, never the reverse.
 type leg struct {
+	// Set when the leg is made, then read-only.
 	id   string
-	c    *call
 	dir  legDirection
 	dn   string
 	dec  sips.Decision
 	span trace.Span
 	ctx  context.Context
 
-	// dialog state (guarded by c.mu once the leg is shared)
 	callID        string
 	localTag      string
-	remoteTag     string
 	localURI      sip.Uri
 	localDisplay  string
 	remoteURI     sip.Uri
 	remoteDisplay string
-	localContact  sip.Uri
-	remoteTarget  sip.Uri
-	routeSet      []sip.Uri
-	localCSeq     uint32
+	peer          string
+	invite        *sip.Request // initial INVITE received (A) or sent (B)
+	serverTx      sip.ServerTransaction
+	needs100rel   bool
+	se            sessionExpires // Session-Expires of the initial INVITE received (leg A)
+	// ackBody carries a late-offer SDP from A's ACK to B's ACK.
+	ackCh chan []byte
+	// acked is closed when the ACK for the 2xx of leg A's INVITE arrives (RFC 3261 §13.3.1.4).
+	acked    chan struct{}
+	ackOnce  sync.Once
+	timerGen atomic.Uint64 // generations of the leg's session timers (see sessionTimer)
+
+	mu sync.Mutex // guards the dialog state below
+	// c is the call the leg belongs to; an attended transfer moves a leg to another call.
+	// Read it with call().
+	c *call
+	// state moves forward only, through setState (leg.go).
+	state CallState
+	// secure is the dialog's "secure" flag (R25), derived by deriveSecure when the leg is made.
+	secure       bool
+	remoteTag    string
+	localContact sip.Uri
+	remoteTarget sip.Uri
+	routeSet     []sip.Uri
+	localCSeq    uint32
+	// remoteCSeq is the highest CSeq the peer used in this dialog; remoteCSeqSet is false
+	// until it sent one (RFC 3261 §12.2.2: the remote sequence number starts empty on a UAC).
+	remoteCSeq    uint32
+	remoteCSeqSet bool
 	transport     string
 	dest          string // host:port in-dialog requests go to (the connection for TCP/TLS, R33)
-	peer          string
-
-	invite    *sip.Request // initial INVITE received (A) or sent (B)
-	serverTx  sip.ServerTransaction
-	clientTx  sip.ClientTransaction
-	remoteSDP []byte // last SDP the peer sent
-	localSDP  []byte // last SDP we sent the peer
-	allow     string // peer's Allow
-	events    string // peer's Allow-Events
-	state     CallState
-	cause     string
-	timer     *sessionTimer
-	se        sessionExpires // Session-Expires of the initial INVITE received (leg A)
-	held      bool
-	rang      bool
+	clientTx      sip.ClientTransaction
+	remoteSDP     []byte // last SDP the peer sent
+	localSDP      []byte // last SDP we sent the peer
+	allow         string // peer's Allow
+	events        string // peer's Allow-Events
+	cause         string
+	timer         *sessionTimer
+	held          bool
+	rang          bool
 
 	// reliable provisional responses (RFC 3262) we sent on an inbound leg
-	rseq        uint32
-	prackWait   map[uint32]chan struct{}
-	needs100rel bool
+	rseq      uint32
+	prackWait map[uint32]chan struct{}
 	// reinviteSeq is the CSeq of the last re-INVITE we sent, for its ACK.
 	reinviteSeq uint32
 	// final is the 2xx that answered an outbound leg.
 	final *sip.Response
-	// ackBody carries a late-offer SDP from A's ACK to B's ACK.
-	ackCh chan []byte
 }
 
 // replaceLegLocked puts nl in the bridged slot (c.a or c.b) that old holds, and reports
@@ -147,10 +165,17 @@ func (c *call) newLegID() string {
 	return fmt.Sprintf("B%d", c.nextLeg)
 }
 
-func (s *Server) registerLeg(l *leg) {
+// registerLeg makes l reachable by its Call-ID. It never replaces a live leg's entry (a
+// request reusing a live Call-ID must not take over that dialog) and reports whether l
+// was registered.
+func (s *Server) registerLeg(l *leg) bool {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.legs[l.callID]; ok && cur != l {
+		return false
+	}
 	s.legs[l.callID] = l
-	s.mu.Unlock()
+	return true
 }
 
 func (s *Server) unregisterLeg(l *leg) {
@@ -245,8 +270,9 @@ func (c *call) decided(l *leg) {
 	c.event(EventLegSchemeDecided, l, func(e *Event) { e.Decision = &d })
 }
 
+// decision is the leg's scheme decision; Secure is the leg's own derived flag (R25).
 func (l *leg) decision() LegDecision {
-	return LegDecision{Leg: l.id, Scheme: l.dec.Scheme, Transport: l.dec.Transport, Secure: l.dec.Secure, Reason: l.dec.Reason, Rule: l.dec.Rule}
+	return LegDecision{Leg: l.id, Scheme: l.dec.Scheme, Transport: l.dec.Transport, Secure: l.isSecure(), Reason: l.dec.Reason, Rule: l.dec.Rule}
 }
 
 // rewrite records one header rewrite on the call, its leg span, and as an event.
@@ -291,10 +317,7 @@ func (c *call) snapshot() CallInfo {
 		if l == nil {
 			return
 		}
-		ci.Legs = append(ci.Legs, LegInfo{
-			ID: l.id, DN: l.dn, URI: l.remoteURI.String(), SIPCallID: l.callID, Direction: string(l.dir),
-			State: l.state, Decision: l.decision(), Peer: l.peer, Cause: l.cause,
-		})
+		ci.Legs = append(ci.Legs, l.info())
 	}
 	add(c.a)
 	add(c.b)

@@ -80,8 +80,8 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	c.mu.Lock()
 	c.a = a
 	c.removeForkLocked(a)
-	a.state = StateTalking
 	c.mu.Unlock()
+	a.setState(StateTalking)
 	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
 	target.Timeout = timeout
 	b, f := c.dial(target, originateParams{
@@ -89,7 +89,7 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		ctype: contentType(resA), otherSIPS: a.dec.Scheme == "sips",
 	}, nil)
 	if b == nil {
-		_ = s.ack(a, nil)
+		_ = a.ack(nil)
 		c.mu.Lock()
 		c.b = a // so that hangup sends BYE to the origin
 		c.mu.Unlock()
@@ -105,13 +105,18 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	c.mu.Lock()
 	c.b = b
 	c.removeForkLocked(b)
-	b.state = StateTalking
 	c.state = StateTalking
 	c.answered = time.Now()
-	a.localSDP, b.localSDP = resB.Body(), resA.Body()
 	c.mu.Unlock()
-	_ = s.ack(b, nil)
-	_ = s.ack(a, resB.Body())
+	b.setState(StateTalking)
+	a.mu.Lock()
+	a.localSDP = resB.Body()
+	a.mu.Unlock()
+	b.mu.Lock()
+	b.localSDP = resA.Body()
+	b.mu.Unlock()
+	_ = b.ack(nil)
+	_ = a.ack(resB.Body())
 	c.event(EventLegAnswered, b, func(e *Event) { e.Status = 200 })
 	markAnswered(a.span, 200)
 	markAnswered(b.span, 200)
@@ -121,8 +126,8 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 
 // confirm records the dialog a 2xx creates on an outbound leg (RFC 3261 §12.1.2).
 func (c *call) confirm(l *leg, res *sip.Response) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if tag, _ := res.To().Params.Get("tag"); tag != "" {
 		l.remoteTag = tag
 	}
@@ -170,12 +175,8 @@ func (c *call) hangupLegs(ctx context.Context, legs []*leg, cause string) {
 // byeLeg sends BYE on one leg and releases it. link is the request that caused it (a BYE
 // received on the other leg), if any.
 func (c *call) byeLeg(ctx context.Context, l *leg, cause string, link trace.SpanContext) {
-	s := c.s
-	if t := l.sessionTimer(); t != nil {
-		t.stop()
-	}
 	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	if res, err := s.sendOn(bctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), link); err != nil {
+	if res, err := l.bye(bctx, link); err != nil {
 		c.log(slog.LevelDebug, "BYE failed", "leg", l.id, "error", err)
 	} else if !res.IsSuccess() {
 		c.log(slog.LevelDebug, "BYE refused", "leg", l.id, "status", res.StatusCode)
@@ -203,13 +204,13 @@ func (s *Server) findLeg(callID, legID string) (*call, *leg, error) {
 // AnswerCall answers a ringing phone remotely: an unsolicited NOTIFY with Event: talk, which
 // phones that advertise Allow-Events: talk take as "go off-hook".
 func (s *Server) AnswerCall(ctx context.Context, callID, legID string) error {
-	c, l, err := s.findLeg(callID, legID)
+	_, l, err := s.findLeg(callID, legID)
 	if err != nil {
 		return err
 	}
-	c.mu.Lock()
+	l.mu.Lock()
 	st, dir, events := l.state, l.dir, l.events
-	c.mu.Unlock()
+	l.mu.Unlock()
 	if dir != outbound || st != StateRinging {
 		return fmt.Errorf("leg %s is %s, not a ringing phone: %w", legID, st, ErrWrongState)
 	}
@@ -254,9 +255,12 @@ func (s *Server) setHold(ctx context.Context, callID, legID string, hold bool) e
 		return err
 	}
 	c.mu.Lock()
-	st, held, sdp, answered := c.state, l.held, l.localSDP, c.b != nil
+	st, answered := c.state, c.b != nil
 	c.mu.Unlock()
-	if !answered || (st != StateTalking && st != StateHeld) || l.state != StateTalking {
+	l.mu.Lock()
+	held, sdp, lst := l.held, l.localSDP, l.state
+	l.mu.Unlock()
+	if !answered || (st != StateTalking && st != StateHeld) || lst != StateTalking {
 		return fmt.Errorf("call %s is %s: %w", callID, st, ErrWrongState)
 	}
 	if held == hold {
@@ -270,50 +274,16 @@ func (s *Server) setHold(ctx context.Context, callID, legID string, hold bool) e
 		dir = "sendonly"
 	}
 	body := setDirection(sdp, dir)
-	if err := s.reinvite(ctx, l, body); err != nil {
+	if err := l.reinvite(ctx, body); err != nil {
 		return fmt.Errorf("hold leg %s: %w", legID, err)
 	}
-	c.mu.Lock()
-	l.held = hold
-	l.localSDP = body
-	anyHeld := (c.a != nil && c.a.held) || (c.b != nil && c.b.held)
-	if anyHeld {
-		c.state = StateHeld
-	} else {
-		c.state = StateTalking
-	}
-	c.mu.Unlock()
-	if hold {
-		c.event(EventLegHeld, l, nil)
-	} else {
-		c.event(EventLegRetrieved, l, nil)
-	}
+	c.setHeld(l, hold)
 	return nil
 }
 
-// reinvite sends a re-INVITE with body on l, ACKs its 2xx, and stores the peer's answer.
+// reinvite sends a re-INVITE with body on l (leg.reinvite).
 func (s *Server) reinvite(ctx context.Context, l *leg, body []byte) error {
-	req := s.inDialogRequest(l, sip.INVITE, body, "application/sdp")
-	l.c.mu.Lock()
-	l.reinviteSeq = req.CSeq().SeqNo
-	l.c.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
-	defer cancel()
-	res, err := s.sendOn(rctx, l, req, trace.SpanContext{})
-	if err != nil {
-		return err
-	}
-	if !res.IsSuccess() {
-		return fmt.Errorf("re-INVITE answered %d %s", res.StatusCode, res.Reason)
-	}
-	_ = s.ack(l, nil)
-	l.c.mu.Lock()
-	if len(res.Body()) > 0 {
-		l.remoteSDP = res.Body()
-	}
-	l.localSDP = body
-	l.c.mu.Unlock()
-	return nil
+	return l.reinvite(ctx, body)
 }
 
 var (
@@ -390,7 +360,10 @@ func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
 	if err != nil {
 		return err
 	}
-	if listHas(l.allow, "REFER") {
+	l.mu.Lock()
+	allowsRefer := listHas(l.allow, "REFER")
+	l.mu.Unlock()
+	if allowsRefer {
 		return s.referTransfer(ctx, c, l, other, target)
 	}
 	return s.rerouteTransfer(ctx, c, l, other, target)
@@ -401,7 +374,9 @@ func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Ta
 	referTo := t.URI
 	if t.DN != "" {
 		// The party calls the DN through sipsvc, in the leg's own scheme (R17).
-		u := l.localContact
+		l.mu.Lock()
+		u := *l.localContact.Clone()
+		l.mu.Unlock()
 		referTo = (&sip.Uri{Scheme: u.Scheme, User: t.DN, Host: u.Host, Port: u.Port, UriParams: u.UriParams}).String()
 	}
 	req := s.inDialogRequest(l, sip.REFER, nil, "")
@@ -424,11 +399,11 @@ func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Ta
 
 // rerouteTransfer calls the target from the B2BUA and bridges the party to it.
 func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t Target) error {
-	c.mu.Lock()
+	l.mu.Lock()
 	offer := l.remoteSDP
+	l.mu.Unlock()
 	user := l.remoteURI.User
 	display := l.remoteDisplay
-	c.mu.Unlock()
 	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, otherSIPS: l.dec.Scheme == "sips"}, nil)
 	if nl == nil {
 		cause := "no answer"
@@ -439,9 +414,9 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	}
 	res := lastResponse(nl)
 	c.confirm(nl, res)
-	_ = s.ack(nl, nil)
+	_ = nl.ack(nil)
 	// Point the party's media at the new party.
-	if err := s.reinvite(ctx, l, res.Body()); err != nil {
+	if err := l.reinvite(ctx, res.Body()); err != nil {
 		c.byeLeg(ctx, nl, "transfer failed", trace.SpanContext{})
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
@@ -453,9 +428,11 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 		c.byeLeg(ctx, nl, "transfer failed", trace.SpanContext{})
 		return fmt.Errorf("transfer: the call changed while the target answered: %w", ErrWrongState)
 	}
-	nl.state = StateTalking
-	nl.localSDP = offer
 	c.mu.Unlock()
+	nl.setState(StateTalking)
+	nl.mu.Lock()
+	nl.localSDP = offer
+	nl.mu.Unlock()
 	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c.event(EventLegAnswered, nl, func(e *Event) { e.Status = 200 })
 	c.event(EventLegTransferred, l, func(e *Event) { e.Cause = "to " + targetName(t) })
@@ -490,17 +467,17 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
 		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
 	}
-	c.mu.Lock()
+	l.mu.Lock()
 	partySDP := l.remoteSDP
-	c.mu.Unlock()
-	c2.mu.Lock()
+	l.mu.Unlock()
+	far.mu.Lock()
 	farSDP := far.remoteSDP
-	c2.mu.Unlock()
-	if err := s.reinvite(ctx, l, farSDP); err != nil {
+	far.mu.Unlock()
+	if err := l.reinvite(ctx, farSDP); err != nil {
 		return fmt.Errorf("re-INVITE party: %w", err)
 	}
-	if err := s.reinvite(ctx, far, partySDP); err != nil {
-		_ = s.reinvite(ctx, l, partySDP)
+	if err := far.reinvite(ctx, partySDP); err != nil {
+		_ = l.reinvite(ctx, partySDP)
 		return fmt.Errorf("re-INVITE consult party: %w", err)
 	}
 	// Move far into call c, in place of the transferor.
@@ -514,7 +491,10 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 		c2.hangupLegs(ctx, []*leg{near, far}, "transfer failed")
 		return fmt.Errorf("transfer: the call changed during the transfer: %w", ErrWrongState)
 	}
-	far.c = c
+	// The leg moves with its dialog, in the same step as it joins c: its session timer and
+	// its in-dialog requests now act on call c (leg.call()). c.mu before far.mu is the
+	// lock order.
+	far.moveTo(c)
 	c.mu.Unlock()
 	c.byeLeg(ctx, other, "transferred", trace.SpanContext{})
 	c2.hangupLegs(ctx, []*leg{near}, "transferred")

@@ -42,8 +42,8 @@ func (s *Server) prepare(req *sip.Request, transport, dest string) {
 
 // inDialogRequest builds a request within the leg's dialog (RFC 3261 §12.2.1.1).
 func (s *Server) inDialogRequest(l *leg, method sip.RequestMethod, body []byte, ctype string) *sip.Request {
-	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	ruri := *l.remoteTarget.Clone()
 	req := sip.NewRequest(method, ruri)
 	req.AppendHeader(s.via(l.transport))
@@ -62,11 +62,9 @@ func (s *Server) inDialogRequest(l *leg, method sip.RequestMethod, body []byte, 
 	req.AppendHeader(to)
 	cid := sip.CallIDHeader(l.callID)
 	req.AppendHeader(&cid)
-	if method != sip.ACK && method != sip.CANCEL {
-		l.localCSeq++
-	}
-	req.AppendHeader(&sip.CSeqHeader{SeqNo: l.localCSeq, MethodName: method})
-	// R24: a target refresh on a secure leg keeps a sips Contact.
+	req.AppendHeader(&sip.CSeqHeader{SeqNo: l.nextCSeqLocked(method), MethodName: method})
+	// R24: a target refresh on a secure leg keeps a sips Contact; R9: behind a sips route
+	// it is a sips Contact on our TLS listener (routeTransportLocked).
 	req.AppendHeader(&sip.ContactHeader{Address: *l.localContact.Clone()})
 	req.AppendHeader(sip.NewHeader("User-Agent", s.cfg.UserAgent))
 	if len(body) > 0 {
@@ -139,12 +137,12 @@ func (s *Server) respond(l *leg, tx sip.ServerTransaction, req *sip.Request, cod
 	if to := res.To(); to != nil && code > 100 {
 		withContact := code < 300 && (req.Method == sip.INVITE || req.Method == sip.UPDATE || req.Method == sip.SUBSCRIBE)
 		var contact sip.Uri
-		l.c.mu.Lock()
+		l.mu.Lock()
 		tag := l.localTag
 		if withContact {
 			contact = *l.localContact.Clone()
 		}
-		l.c.mu.Unlock()
+		l.mu.Unlock()
 		if _, has := req.To().Params.Get("tag"); !has && tag != "" {
 			to.Params.Add("tag", tag)
 		}
@@ -235,8 +233,10 @@ func (s *Server) udpListenerReady(la listenAddr) bool {
 }
 
 // routeTransportLocked applies the route set's transport to a leg (R35, P6): a sips top route
-// means every in-dialog request on the leg goes over TLS; a transport parameter on the top
-// route selects that transport. The caller holds c.mu (or owns the leg alone).
+// means every in-dialog request on the leg goes over TLS, and our Contact on the leg
+// becomes a sips URI on our TLS listener (R9: a sips top Route needs a sips Contact, so
+// the peer is never told to reach us in the clear); a transport parameter on the top
+// route selects that transport. The caller holds l.mu (or owns the leg alone).
 func (l *leg) routeTransportLocked() {
 	if len(l.routeSet) == 0 {
 		return
@@ -248,7 +248,23 @@ func (l *leg) routeTransportLocked() {
 	}
 	if strings.EqualFold(top.Scheme, "sips") {
 		tp = "TLS"
+		if l.c != nil && l.c.s != nil && !strings.EqualFold(l.localContact.Scheme, "sips") {
+			l.localContact = l.c.s.sipsContact(l.localContact)
+		}
 	}
 	l.transport = tp
 	l.dest = hostPort(top, tp)
+}
+
+// sipsContact turns our Contact u into a sips URI on our TLS listener (R9, P6): same user,
+// no transport parameter (sips alone selects TLS, R6).
+func (s *Server) sipsContact(u sip.Uri) sip.Uri {
+	la := s.local("TLS")
+	out := sip.Uri{Scheme: "sips", User: u.User, Host: la.host, Port: la.port, UriParams: sip.NewParams()}
+	for _, kv := range u.UriParams {
+		if !strings.EqualFold(kv.K, "transport") {
+			out.UriParams.Add(kv.K, kv.V)
+		}
+	}
+	return out
 }

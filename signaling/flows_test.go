@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +14,6 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 )
-
-func TestMain(m *testing.M) {
-	sip.SetDefaultLogger(testLogger())
-	os.Exit(m.Run())
-}
 
 func TestCancelBeforeAnswer(t *testing.T) {
 	for _, tp := range []string{"UDP", "TCP", "TLS"} {

@@ -1,7 +1,6 @@
 package signaling
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"time"
@@ -25,21 +24,32 @@ func (c *call) otherLocked(l *leg) *leg {
 // onInDialog handles requests within a dialog: BYE ends the call, the others (re-INVITE,
 // UPDATE, INFO, NOTIFY, MESSAGE) are relayed to the other leg with their bodies.
 func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
+	// Serve waits for the handler (a relay, the BYEs of a hang-up) before it closes the user
+	// agent: a request sent after that would open a socket nothing closes.
+	s.wg.Add(1)
+	defer s.wg.Done()
 	l := s.legByCallID(string(*req.CallID()))
-	if l == nil {
+	if l == nil || !l.matches(req) {
+		// RFC 3261 §12.2.2: the Call-ID and both tags name the dialog; a request with the
+		// right Call-ID but other tags belongs to no dialog of ours.
 		s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
-	c := l.c
+	ctx, span := s.startTxSpan(l, req)
+	defer span.End()
+	if code := s.checkInDialog(l, req, tx, span); code != 0 {
+		markStatus(span, code)
+		return
+	}
+	c := l.call()
 	c.mu.Lock()
 	other := c.otherLocked(l)
 	answered := !c.answered.IsZero()
 	c.mu.Unlock()
-	ctx, span := s.startTxSpan(l, req)
-	defer span.End()
 
 	if req.Method == sip.BYE {
-		_ = s.respond(l, tx, req, 200, "OK", nil, "")
+		// A BYE before the ACK for our 2xx is tolerated (RFC 3261 §15: the dialog ends).
+		_ = l.respond(tx, req, 200, "OK", nil, "")
 		markStatus(span, 200)
 		if !answered {
 			// A BYE on an early dialog: that fork (or the caller) gives up.
@@ -54,21 +64,14 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		return
 	}
 	if req.Method == sip.INVITE || req.Method == sip.UPDATE {
-		if ct := req.Contact(); ct != nil {
-			c.mu.Lock()
-			l.remoteTarget = *ct.Address.Clone()
-			if l.transport == "UDP" && len(l.routeSet) == 0 {
-				l.dest = hostPort(l.remoteTarget, l.transport)
-			}
-			c.mu.Unlock()
-		}
+		l.refreshTarget(req)
 		if t := l.sessionTimer(); t != nil {
 			t.refreshed()
 		}
 	}
 	if other == nil && req.Method == sip.NOTIFY {
 		// e.g. the sipfrag NOTIFYs of a REFER we sent after the other leg left (RFC 3515).
-		_ = s.respond(l, tx, req, 200, "OK", nil, "")
+		_ = l.respond(tx, req, 200, "OK", nil, "")
 		markStatus(span, 200)
 		return
 	}
@@ -92,7 +95,7 @@ var relayHeaders = []string{"Event", "Subscription-State", "Info-Package", "Cont
 
 // relay sends req's method and body on leg to, and answers from with to's final response.
 func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx sip.ServerTransaction) int {
-	c := from.c
+	c := from.call()
 	out := s.inDialogRequest(to, req.Method, req.Body(), contentType(req))
 	for _, n := range relayHeaders {
 		for _, h := range req.GetHeaders(n) {
@@ -100,30 +103,34 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 		}
 	}
 	if req.Method == sip.INVITE {
-		c.mu.Lock()
+		to.mu.Lock()
 		to.reinviteSeq = out.CSeq().SeqNo
-		c.mu.Unlock()
+		to.mu.Unlock()
 	}
 	rctx, cancel := context.WithTimeout(ctx, 32*time.Second)
 	defer cancel()
 	res, err := s.sendOn(rctx, to, out, trace.SpanContextFromContext(ctx))
 	if err != nil {
 		f := transportFailure(err)
-		_ = s.respond(from, tx, req, f.status, f.reason, nil, "", f.headers()...)
+		_ = from.respond(tx, req, f.status, f.reason, nil, "", f.headers()...)
 		return f.status
 	}
 	if req.Method == sip.INVITE && res.IsSuccess() {
-		_ = s.ack(to, nil)
+		_ = to.ack(nil)
 	}
 	if res.IsSuccess() && len(res.Body()) > 0 && (req.Method == sip.INVITE || req.Method == sip.UPDATE) {
-		c.mu.Lock()
+		to.mu.Lock()
 		to.remoteSDP = res.Body()
+		if len(req.Body()) > 0 {
+			to.localSDP = req.Body()
+		}
+		to.mu.Unlock()
+		from.mu.Lock()
 		from.localSDP = res.Body()
 		if len(req.Body()) > 0 {
 			from.remoteSDP = req.Body()
-			to.localSDP = req.Body()
 		}
-		c.mu.Unlock()
+		from.mu.Unlock()
 		c.holdEvents(to, req.Body())
 	}
 	var hdrs []sip.Header
@@ -135,36 +142,31 @@ func (s *Server) relay(ctx context.Context, from, to *leg, req *sip.Request, tx 
 			hdrs = append(hdrs, sip.HeaderClone(h))
 		}
 	}
-	_ = s.respond(from, tx, req, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...)
+	_ = from.respond(tx, req, res.StatusCode, res.Reason, res.Body(), contentType(res), hdrs...)
 	return res.StatusCode
 }
 
-// holdEvents emits held/retrieved when a relayed offer changes the direction of leg l.
+// holdEvents applies a relayed offer to leg l (the leg that received it): an offer with
+// sendonly, inactive or a c=0.0.0.0 connection puts l on hold, sendrecv takes it off, as
+// HoldCall and RetrieveCall do (same call state, same events).
 func (c *call) holdEvents(l *leg, sdp []byte) {
-	if len(sdp) == 0 {
+	held, ok := sdpHolds(sdp)
+	if !ok {
 		return
 	}
-	held := bytes.Contains(sdp, []byte("a=sendonly")) || bytes.Contains(sdp, []byte("a=inactive"))
-	c.mu.Lock()
-	changed := held != l.held
-	l.held = held
-	c.mu.Unlock()
-	if !changed {
-		return
-	}
-	if held {
-		c.event(EventLegHeld, l, nil)
-	} else {
-		c.event(EventLegRetrieved, l, nil)
-	}
+	c.setHeld(l, held)
 }
 
 // onAck consumes ACKs for 2xx: a late-offer SDP from A goes on to B's ACK.
 func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.legByCallID(string(*req.CallID()))
-	if l == nil {
-		return
+	if l == nil || !l.matches(req) {
+		return // an ACK that matches no dialog is dropped (RFC 3261 §17.2.3)
 	}
+	if l.isSecure() && !strings.EqualFold(req.Transport(), "TLS") {
+		return // R4/R25: requests of a sips dialog come over TLS
+	}
+	l.markAcked()
 	if l.span != nil {
 		l.span.AddEvent(sc.EventACK)
 	}
@@ -184,13 +186,12 @@ func (s *Server) onCancel(req *sip.Request, tx sip.ServerTransaction) {
 // onPrack answers PRACK for a reliable provisional response we sent (RFC 3262).
 func (s *Server) onPrack(req *sip.Request, tx sip.ServerTransaction) {
 	l := s.legByCallID(string(*req.CallID()))
-	if l == nil {
+	if l == nil || !l.matches(req) {
 		s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
 	rack := strings.Fields(headerValue(req, "RAck"))
-	c := l.c
-	c.mu.Lock()
+	l.mu.Lock()
 	var ch chan struct{}
 	if len(rack) == 3 && l.prackWait != nil {
 		for n, w := range l.prackWait {
@@ -200,25 +201,25 @@ func (s *Server) onPrack(req *sip.Request, tx sip.ServerTransaction) {
 			}
 		}
 	}
-	c.mu.Unlock()
+	l.mu.Unlock()
 	if ch == nil {
 		s.reply(tx, req, 481, "Call/Transaction Does Not Exist")
 		return
 	}
 	close(ch)
-	_ = s.respond(l, tx, req, 200, "OK", nil, "")
+	_ = l.respond(tx, req, 200, "OK", nil, "")
 }
 
 // reliableHeaders makes the next provisional response to leg a reliable (RFC 3262 §3).
 func (c *call) reliableHeaders(a *leg) []sip.Header {
-	c.mu.Lock()
+	a.mu.Lock()
 	a.rseq++
 	n := a.rseq
 	if a.prackWait == nil {
 		a.prackWait = map[uint32]chan struct{}{}
 	}
 	a.prackWait[n] = make(chan struct{})
-	c.mu.Unlock()
+	a.mu.Unlock()
 	return []sip.Header{sip.NewHeader("Require", "100rel"), sip.NewHeader("RSeq", itoa(n))}
 }
 

@@ -34,6 +34,9 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.reply(tx, req, 483, "Too Many Hops")
 		return
 	}
+	if s.refuseLiveCallID(req, tx) {
+		return
+	}
 	dec, err := sips.DecideInbound(inboundOf(req))
 	if err != nil {
 		s.rejectInbound(req, tx, err)
@@ -113,10 +116,13 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	}
 	a.routeSet = recordRoutes(req)
 	a.localCSeq = uint32(time.Now().UnixNano()&0x7fff) + 1
+	a.remoteCSeq, a.remoteCSeqSet = req.CSeq().SeqNo, true  // RFC 3261 §12.1.1
+	a.secure = deriveSecure(req.Transport(), req.Recipient) // R25, UAS side
+	a.acked = make(chan struct{})
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
-	a.setDialogDestLocked(a.peer)
 	a.localContact = s.contactFor(c.dialed, dec, "")
+	a.setDialogDestLocked(a.peer) // after the Contact: a sips top route makes it sips (R9)
 	a.invite = req
 	a.serverTx = tx
 	a.remoteSDP = req.Body()
@@ -127,14 +133,18 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.ctx, a.span = s.startLegSpan(c, a, req)
 	c.a = a
 	s.addCall(c)
-	s.registerLeg(a)
+	if !s.registerLeg(a) {
+		// refuseLiveCallID let it through, and another INVITE with its Call-ID won the race:
+		// the live dialog keeps its entry, this call's in-dialog requests get 481.
+		c.log(slog.LevelWarn, "Call-ID already live; leg A not reachable in-dialog", "sip_call_id", a.callID)
+	}
 	// The server transaction outlives the call by up to 64*T1 (RFC 6026 Timer L); a weak
 	// pointer keeps it from holding the whole call in memory that long.
 	wa := weak.Make(a)
 	tx.OnCancel(func(*sip.Request) {
 		if a := wa.Value(); a != nil {
 			a.span.AddEvent(sc.EventCANCEL)
-			a.c.cancel()
+			a.call().cancel()
 		}
 	})
 	c.event(EventCallCreated, nil, nil)
@@ -146,7 +156,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 // setDialogDestLocked sets, once, where in-dialog requests to leg A's peer go: with a route
 // set, its top entry decides transport and address (routeTransportLocked: R35, P6); without,
 // over TCP/TLS the connection the peer opened from source (RFC 3261 §18.2.2, R33, P7), over
-// UDP the remote target. The caller holds c.mu (or owns the leg alone).
+// UDP the remote target. The caller holds l.mu (or owns the leg alone).
 func (l *leg) setDialogDestLocked(source string) {
 	switch {
 	case len(l.routeSet) > 0:
@@ -502,7 +512,7 @@ func short(s string) string {
 
 // lastResponse returns the 2xx stored on a winning leg.
 func lastResponse(l *leg) *sip.Response {
-	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.final
 }

@@ -6,7 +6,15 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+	"go.uber.org/goleak"
 )
+
+// TestMain fails the package's tests when a goroutine is still running after them (a call,
+// a session timer, a relay or a listener left behind).
+func TestMain(m *testing.M) {
+	sip.SetDefaultLogger(testLogger())
+	goleak.VerifyTestMain(m)
+}
 
 // TestNoStateLeftAfterCalls runs answered, busy and cancelled calls and checks that no call,
 // leg or goroutine is left behind (a long-running B2BUA must not grow with the calls it has

@@ -118,6 +118,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 	inv.SetBody(p.body)
 	s.prepare(inv, l.transport, l.dest)
+	l.secure = deriveSecure(l.transport, target) // R25, UAC side: sent over TLS to a sips R-URI
 	l.invite = inv
 	l.ctx, l.span = s.startLegSpan(c, l, inv)
 	if sp.d.Traceparent {
@@ -153,9 +154,9 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		return nil, &f
 	}
 	s.countOut(inv)
-	c.mu.Lock()
+	l.mu.Lock()
 	l.clientTx = tx
-	c.mu.Unlock()
+	l.mu.Unlock()
 	// deliver hands a result to dial, unless dial has finished.
 	deliver := func(r forkResult) bool {
 		select {
@@ -176,12 +177,12 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					continue
 				}
 				if res.IsSuccess() {
-					c.mu.Lock()
+					l.mu.Lock()
 					first := l.final == nil
 					if first {
 						l.final = res
 					}
-					c.mu.Unlock()
+					l.mu.Unlock()
 					if !first {
 						continue
 					}
@@ -214,9 +215,9 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					return
 				}
 			case <-tx.Done():
-				c.mu.Lock()
+				l.mu.Lock()
 				answered := l.final != nil
-				c.mu.Unlock()
+				l.mu.Unlock()
 				if !answered {
 					if err := tx.Err(); err != nil && !deliver(forkResult{l: l, err: err}) {
 						c.releaseLeg(l, "ended after the attempt", 0)
@@ -276,9 +277,8 @@ func (c *call) recordLegRewrites(a *leg, from *sip.Request, l *leg, sp spec) {
 // earlyDialog records the early dialog a provisional response creates on an outbound leg
 // and PRACKs it if the peer asked for reliability (RFC 3262).
 func (c *call) earlyDialog(l *leg, res *sip.Response) {
-	c.mu.Lock()
-	firstRing := l.state != StateRinging
-	l.state = StateRinging
+	l.mu.Lock()
+	_, firstRing := l.setStateLocked(StateRinging)
 	if tag, _ := res.To().Params.Get("tag"); tag != "" {
 		l.remoteTag = tag
 	}
@@ -298,6 +298,8 @@ func (c *call) earlyDialog(l *leg, res *sip.Response) {
 	if al := headerValue(res, "Allow"); al != "" {
 		l.allow = al
 	}
+	l.mu.Unlock()
+	c.mu.Lock()
 	if c.state == StateInitiating {
 		c.state = StateRinging
 	}
@@ -306,17 +308,21 @@ func (c *call) earlyDialog(l *leg, res *sip.Response) {
 		c.event(EventLegRinging, l, func(e *Event) { e.Status = res.StatusCode })
 	}
 	if HasOption(res, "Require", "100rel") {
-		go c.prack(l, res)
+		c.s.wg.Add(1) // Serve waits for it before closing the user agent
+		go func() {
+			defer c.s.wg.Done()
+			c.prack(l, res)
+		}()
 	}
 }
 
 // onProvisional relays a 18x from an originated leg to leg A.
 func (c *call) onProvisional(a, l *leg, res *sip.Response) {
 	s := c.s
-	c.mu.Lock()
+	a.mu.Lock()
 	firstRing := !a.rang
 	a.rang = true
-	c.mu.Unlock()
+	a.mu.Unlock()
 	hdrs := []sip.Header{}
 	if a.needs100rel {
 		hdrs = append(hdrs, c.reliableHeaders(a)...)
@@ -350,16 +356,21 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	s := c.s
 	c.confirm(b, res)
 	c.mu.Lock()
-	b.state = StateTalking
-	b.localSDP = b.invite.Body()
 	c.b = b
 	c.removeForkLocked(b)
 	c.state = StateTalking
 	c.answered = time.Now()
-	a.state = StateTalking
-	a.localSDP = b.remoteSDP
-	lateOffer := len(a.invite.Body()) == 0
 	c.mu.Unlock()
+	b.mu.Lock()
+	b.setStateLocked(StateTalking)
+	b.localSDP = b.invite.Body()
+	bRemote := b.remoteSDP
+	b.mu.Unlock()
+	a.mu.Lock()
+	a.setStateLocked(StateTalking)
+	a.localSDP = bRemote
+	a.mu.Unlock()
+	lateOffer := len(a.invite.Body()) == 0
 
 	if !lateOffer {
 		if err := s.ack(b, nil); err != nil {
@@ -388,7 +399,9 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 	markAnswered(a.span, 200)
 	s.connAttrs(b)
 	if lateOffer {
+		s.wg.Add(1) // Serve waits for it before closing the user agent
 		go func() {
+			defer s.wg.Done()
 			select {
 			case sdp := <-a.ackCh:
 				_ = s.ack(b, sdp)
@@ -404,12 +417,12 @@ func (c *call) answer(a, b *leg, res *sip.Response) error {
 // inDialogAck builds the ACK for a 2xx on an outbound leg: CSeq of the INVITE (§13.2.2.4).
 func (s *Server) inDialogAck(l *leg, body []byte) *sip.Request {
 	ack := s.inDialogRequest(l, sip.ACK, body, "application/sdp")
-	l.c.mu.Lock()
+	l.mu.Lock()
 	seq := l.invite.CSeq().SeqNo
 	if l.reinviteSeq != 0 {
 		seq = l.reinviteSeq
 	}
-	l.c.mu.Unlock()
+	l.mu.Unlock()
 	ack.CSeq().SeqNo = seq
 	return ack
 }
@@ -427,16 +440,23 @@ func (c *call) ackAndBye(l *leg, res *sip.Response) {
 // cancelForks CANCELs every unanswered outbound leg except keep.
 func (c *call) cancelForks(keep *leg, cause string) {
 	c.mu.Lock()
+	forks := append([]*leg(nil), c.forks...)
+	c.mu.Unlock()
 	var todo []*leg
-	for _, f := range c.forks {
+	for _, f := range forks {
+		f.mu.Lock()
 		if f != keep && f.final == nil {
-			f.cause = cause // read under c.mu by releaseLeg
+			f.cause = cause // kept by releaseLeg
 			todo = append(todo, f)
 		}
+		f.mu.Unlock()
 	}
-	c.mu.Unlock()
 	for _, f := range todo {
-		go c.sendCancel(f)
+		c.s.wg.Add(1) // Serve waits for it before closing the user agent
+		go func() {
+			defer c.s.wg.Done()
+			c.sendCancel(f)
+		}()
 	}
 }
 
@@ -471,17 +491,16 @@ func (c *call) sendCancel(l *leg) {
 // releaseLeg marks a leg released without signalling: unregistered, a leg_released event, its
 // span ended. A cause already set on the leg (e.g. by cancelForks) is kept. Idempotent.
 func (c *call) releaseLeg(l *leg, cause string, status int) {
-	c.mu.Lock()
-	if l.state == StateReleased {
-		c.mu.Unlock()
+	l.mu.Lock()
+	if _, ok := l.setStateLocked(StateReleased); !ok {
+		l.mu.Unlock()
 		return
 	}
-	l.state = StateReleased
 	if l.cause == "" {
 		l.cause = cause
 	}
 	cause = l.cause
-	c.mu.Unlock()
+	l.mu.Unlock()
 	c.s.unregisterLeg(l)
 	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause; e.Status = status })
 	endLegSpan(l.span, status, cause, l.dir == outbound)

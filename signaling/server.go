@@ -38,6 +38,8 @@ type Config struct {
 	// SessionExpires and MinSE are the RFC 4028 values. Defaults 1800s and 90s.
 	SessionExpires time.Duration
 	MinSE          time.Duration
+	// Clock runs the session timers; nil means the real clock (tests inject a fake one).
+	Clock Clock
 	// UserAgent is written in User-Agent and Server headers. Default "sipsvc".
 	UserAgent string
 

@@ -12,16 +12,40 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// Clock is the time source of the session timers (RFC 4028); tests pass a fake one and
+// advance it. Config.Clock nil means the real clock.
+type Clock interface {
+	// AfterFunc calls f in its own goroutine after d, unless the returned timer is
+	// stopped first.
+	AfterFunc(d time.Duration, f func()) ClockTimer
+}
+
+// ClockTimer is a timer made by a Clock.
+type ClockTimer interface {
+	// Stop prevents the timer from firing; it reports whether it did.
+	Stop() bool
+}
+
+// realClock is the Clock of time.AfterFunc.
+type realClock struct{}
+
+func (realClock) AfterFunc(d time.Duration, f func()) ClockTimer { return time.AfterFunc(d, f) }
+
 // sessionTimer runs RFC 4028 on one leg: either we refresh the session every interval/2, or
-// we expect the peer to and end the call when no refresh comes in time.
+// we expect the peer to and end the call when no refresh comes in time. It acts on the
+// call the leg belongs to when it fires (leg.call()), so a leg moved by an attended
+// transfer ends its new call. Each arming has a generation: a callback that fires for an
+// older generation (it was already running when a refresh re-armed the timer) does
+// nothing, so a timer that fired for an older deadline never ends a refreshed session.
 type sessionTimer struct {
-	c         *call
 	l         *leg
+	clock     Clock
 	interval  time.Duration
 	weRefresh bool
 
-	mu      sync.Mutex // guards t and stopped
-	t       *time.Timer
+	mu      sync.Mutex // guards t, gen and stopped
+	t       ClockTimer
+	gen     uint64
 	stopped bool
 }
 
@@ -72,9 +96,9 @@ func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
 		}
 		weRefresh := a.se.refresher != "uac"
 		at := c.newTimer(a, se, weRefresh)
-		c.mu.Lock()
+		a.mu.Lock()
 		a.timer = at
-		c.mu.Unlock()
+		a.mu.Unlock()
 		hdrs = append(hdrs, at.header())
 		if !weRefresh {
 			hdrs = append(hdrs, sip.NewHeader("Require", "timer"))
@@ -82,15 +106,18 @@ func (c *call) setupTimers(a, b *leg, res *sip.Response) []sip.Header {
 	}
 	if bse := parseSessionExpires(res); bse.interval > 0 {
 		bt := c.newTimer(b, bse.interval, bse.refresher != "uas")
-		c.mu.Lock()
+		b.mu.Lock()
 		b.timer = bt
-		c.mu.Unlock()
+		b.mu.Unlock()
 	}
 	return hdrs
 }
 
 func (c *call) newTimer(l *leg, interval time.Duration, weRefresh bool) *sessionTimer {
-	t := &sessionTimer{c: c, l: l, interval: interval, weRefresh: weRefresh}
+	t := &sessionTimer{l: l, clock: c.s.cfg.Clock, interval: interval, weRefresh: weRefresh}
+	if t.clock == nil {
+		t.clock = realClock{}
+	}
 	t.arm()
 	return t
 }
@@ -113,8 +140,10 @@ func (t *sessionTimer) arm() {
 	if t.t != nil {
 		t.t.Stop()
 	}
+	t.gen = t.l.timerGen.Add(1)
+	gen := t.gen
 	if t.weRefresh {
-		t.t = time.AfterFunc(t.interval/2, t.refresh)
+		t.t = t.clock.AfterFunc(t.interval/2, func() { t.fire(gen, t.refresh) })
 		return
 	}
 	// RFC 4028 §10: BYE at interval - min(32s, interval/3) without a refresh.
@@ -122,7 +151,22 @@ func (t *sessionTimer) arm() {
 	if grace > 32*time.Second {
 		grace = 32 * time.Second
 	}
-	t.t = time.AfterFunc(t.interval-grace, t.expire)
+	t.t = t.clock.AfterFunc(t.interval-grace, func() { t.fire(gen, t.expire) })
+}
+
+// fire runs f for the arming of generation gen, unless the timer was stopped or re-armed
+// since (the generation guard).
+func (t *sessionTimer) fire(gen uint64, f func()) {
+	t.mu.Lock()
+	current := !t.stopped && t.gen == gen
+	t.mu.Unlock()
+	if !current {
+		return
+	}
+	s := t.l.call().s
+	s.wg.Add(1) // Serve waits for the refresh or the hang-up before closing the user agent
+	defer s.wg.Done()
+	f()
 }
 
 // refreshed is called when the peer refreshed the session.
@@ -142,18 +186,21 @@ func (t *sessionTimer) stop() {
 }
 
 func (t *sessionTimer) expire() {
-	t.c.log(slog.LevelInfo, "session timer expired", "leg", t.l.id)
-	t.c.hangup(context.Background(), nil, "session timer expired on leg "+t.l.id)
+	c := t.l.call()
+	c.log(slog.LevelInfo, "session timer expired", "leg", t.l.id)
+	c.hangup(context.Background(), nil, "session timer expired on leg "+t.l.id)
 }
 
 // refresh sends UPDATE (when the peer allows it) or a re-INVITE with the last SDP we sent.
 func (t *sessionTimer) refresh() {
-	s, l, c := t.c.s, t.l, t.c
+	l := t.l
+	c := l.call()
+	s := c.s
 	method := sip.INVITE
-	c.mu.Lock()
+	l.mu.Lock()
 	allowsUpdate := listHas(l.allow, "UPDATE")
 	sdp := l.localSDP
-	c.mu.Unlock()
+	l.mu.Unlock()
 	if allowsUpdate {
 		method = sip.UPDATE
 	}
@@ -164,19 +211,19 @@ func (t *sessionTimer) refresh() {
 	req := s.inDialogRequest(l, method, body, "application/sdp")
 	req.AppendHeader(sip.NewHeader("Session-Expires", strconv.Itoa(int(t.interval/time.Second))+";refresher=uac"))
 	if method == sip.INVITE {
-		c.mu.Lock()
+		l.mu.Lock()
 		l.reinviteSeq = req.CSeq().SeqNo
-		c.mu.Unlock()
+		l.mu.Unlock()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 32*time.Second)
 	defer cancel()
 	res, err := s.sendOn(ctx, l, req, trace.SpanContext{})
 	if err != nil || res.StatusCode == 408 || res.StatusCode == 481 {
-		t.c.hangup(context.Background(), nil, "session refresh failed on leg "+l.id)
+		l.call().hangup(context.Background(), nil, "session refresh failed on leg "+l.id)
 		return
 	}
 	if method == sip.INVITE && res.IsSuccess() {
-		_ = s.ack(l, nil)
+		_ = l.ack(nil)
 	}
 	t.arm()
 }
@@ -185,7 +232,7 @@ func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 // sessionTimer returns the leg's session timer, or nil.
 func (l *leg) sessionTimer() *sessionTimer {
-	l.c.mu.Lock()
-	defer l.c.mu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	return l.timer
 }

@@ -77,7 +77,7 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 	if !s.traced {
 		return s.tracer.Start(c.ctx, name)
 	}
-	attrs := append(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule),
+	attrs := append(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.isSecure(), l.dec.Reason, l.dec.Rule),
 		sc.AttrCallID.String(c.id),
 		sc.AttrSIPMethod.String(string(req.Method)),
 		sc.AttrSIPCallID.String(l.callID),
@@ -114,7 +114,7 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 	if !span.IsRecording() {
 		return ctx, span
 	}
-	span.AddEvent(sc.EventSchemeDecided, trace.WithAttributes(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.dec.Secure, l.dec.Reason, l.dec.Rule)...))
+	span.AddEvent(sc.EventSchemeDecided, trace.WithAttributes(sc.LegSchemeAttrs(l.id, l.dec.Scheme, l.dec.Transport, l.isSecure(), l.dec.Reason, l.dec.Rule)...))
 	return ctx, span
 }
 
@@ -153,7 +153,7 @@ func (s *Server) tlsAttrs(addr string, inbound bool) []attribute.KeyValue {
 func (s *Server) startTxSpan(l *leg, req *sip.Request) (context.Context, trace.Span) {
 	parent := l.ctx
 	if parent == nil {
-		parent = l.c.ctx
+		parent = l.call().ctx
 	}
 	if !s.traced {
 		return s.tracer.Start(parent, sc.SpanTransactionPrefix)
@@ -165,7 +165,7 @@ func (s *Server) startTxSpan(l *leg, req *sip.Request) (context.Context, trace.S
 // txSpanAttrs are the attributes of an in-dialog transaction span.
 func txSpanAttrs(l *leg, req *sip.Request, peer string) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
-		sc.AttrCallID.String(l.c.id),
+		sc.AttrCallID.String(l.call().id),
 		sc.AttrSIPLeg.String(l.id),
 		sc.AttrSIPMethod.String(string(req.Method)),
 		sc.AttrSIPCallID.String(l.callID),
@@ -188,7 +188,7 @@ func (s *Server) sendOn(ctx context.Context, l *leg, req *sip.Request, link trac
 	}
 	parent := l.ctx
 	if parent == nil {
-		parent = l.c.ctx
+		parent = l.call().ctx
 	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(txSpanAttrs(l, req, req.Destination())...)}
 	if link.IsValid() {
@@ -224,9 +224,9 @@ func (s *Server) connAttrs(l *leg) {
 	if l.span == nil || !l.span.IsRecording() {
 		return
 	}
-	l.c.mu.Lock()
+	l.mu.Lock()
 	transport, dest := l.transport, l.dest
-	l.c.mu.Unlock()
+	l.mu.Unlock()
 	if transport == "UDP" {
 		return
 	}
