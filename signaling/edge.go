@@ -1,0 +1,41 @@
+package signaling
+
+import (
+	"strings"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/sipcheck"
+)
+
+// supportedOptions are the option tags we support, as sent in Supported headers.
+const supportedOptions = "replaces, 100rel, timer"
+
+// newChecker is the edge check of every request: our option tags and body type.
+func newChecker() *sipcheck.Checker {
+	var tags []string
+	for t := range strings.SplitSeq(supportedOptions, ",") {
+		tags = append(tags, strings.TrimSpace(t))
+	}
+	return sipcheck.New(sipcheck.Config{Supported: tags, Accept: "application/sdp"})
+}
+
+// refuse answers a request that failed the edge check. ACK is never answered (RFC 3261
+// §17.2.1): it is dropped. 480 carries Warning 380 "SIPS Not Allowed" as on the INVITE path
+// (R4, R19, P11); other refusals say what is wrong in a 399 Warning.
+func (s *Server) refuse(req *sip.Request, tx sip.ServerTransaction, r sipcheck.Refusal) {
+	s.log.Debug("request refused at the edge", "method", req.Method, "code", r.Code, "why", r.Text)
+	if req.IsAck() {
+		return
+	}
+	hdrs := make([]sip.Header, 0, 2)
+	if r.Code == 480 {
+		hdrs = append(hdrs, withWarning(380, "SIPS Not Allowed"))
+	} else if r.Text != "" {
+		hdrs = append(hdrs, withWarning(399, r.Text))
+	}
+	if r.Header != "" {
+		hdrs = append(hdrs, sip.NewHeader(r.Header, r.Value))
+	}
+	s.reply(tx, req, r.Code, r.Reason, hdrs...)
+}
