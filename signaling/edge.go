@@ -28,6 +28,7 @@ func (s *Server) refuse(req *sip.Request, tx sip.ServerTransaction, r sipcheck.R
 	if req.IsAck() {
 		return
 	}
+	sipcheck.EchoSafe(req)
 	hdrs := make([]sip.Header, 0, 2)
 	if r.Code == 480 {
 		hdrs = append(hdrs, withWarning(380, "SIPS Not Allowed"))

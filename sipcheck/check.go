@@ -109,7 +109,7 @@ func Required(req *sip.Request) Refusal {
 		return bad("missing Call-ID")
 	case req.CSeq() == nil:
 		return bad("missing CSeq")
-	case req.CSeq().MethodName == "":
+	case req.CSeq().SeqNo > maxCSeq:
 		return bad("malformed CSeq")
 	case req.Via() == nil:
 		return bad("missing Via")

@@ -108,19 +108,24 @@ func lenientFrom(p sip.HeaderParser) sip.HeaderParser {
 }
 
 // lenientCSeq keeps a CSeq that fails to parse (RFC 4475 scalar02: a sequence number above
-// 2**31-1) as a CSeq without a method, which Request refuses with 400.
+// 2**31-1) as a CSeq with the sequence number malformedSeq and the method of the raw value,
+// which Request refuses with 400; the refusal then echoes a CSeq a peer can parse.
 func lenientCSeq(p sip.HeaderParser) sip.HeaderParser {
 	return func(name []byte, value string) (sip.Header, error) {
 		h, err := p(name, value)
-		if err != nil {
-			return &sip.CSeqHeader{}, nil
+		if c, ok := h.(*sip.CSeqHeader); ok && err == nil && c.SeqNo <= maxCSeq {
+			return h, nil
 		}
-		if c, ok := h.(*sip.CSeqHeader); ok && c.SeqNo > maxCSeq {
-			return &sip.CSeqHeader{}, nil
+		method := "UNKNOWN"
+		if f := strings.Fields(value); len(f) == 2 {
+			method = f[1]
 		}
-		return h, nil
+		return &sip.CSeqHeader{SeqNo: malformedSeq, MethodName: sip.RequestMethod(method)}, nil
 	}
 }
+
+// malformedSeq marks a CSeq that did not parse: no valid CSeq is above 2**31-1.
+const malformedSeq = maxCSeq + 1
 
 // maxCSeq is the largest CSeq sequence number RFC 3261 §8.1.1.5 allows (2**31 - 1).
 const maxCSeq = 1<<31 - 1
@@ -137,4 +142,13 @@ func trimParams(params sip.HeaderParams) sip.HeaderParams {
 		}
 	}
 	return params
+}
+
+// EchoSafe rewrites what NewParser marked in a request that is being refused so that the
+// refusal, which echoes the request's CSeq (RFC 3261 §8.2.6.2), carries a CSeq a peer can
+// parse: a malformed sequence number becomes 0.
+func EchoSafe(req *sip.Request) {
+	if c := req.CSeq(); c != nil && c.SeqNo > maxCSeq {
+		c.SeqNo = 0
+	}
 }
