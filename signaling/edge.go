@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"net"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -39,4 +40,23 @@ func (s *Server) refuse(req *sip.Request, tx sip.ServerTransaction, r sipcheck.R
 		hdrs = append(hdrs, sip.NewHeader(r.Header, r.Value))
 	}
 	s.reply(tx, req, r.Code, r.Reason, hdrs...)
+}
+
+// wrapUDP puts sipcheck's datagram check in front of sipgo's parser: requests whose
+// request line or framing sipgo would drop silently are answered (400, 416) or, for ACK,
+// dropped. Each one is counted as a message in and, when answered, a message out.
+func (s *Server) wrapUDP(c net.PacketConn) net.PacketConn {
+	return sipcheck.WrapPacketConn(c, sipcheck.WireConfig{
+		Server:    s.cfg.UserAgent,
+		WarnAgent: warnAgent,
+		OnRefuse: func(method string, code int) {
+			s.log.Debug("datagram refused before parsing", "method", method, "code", code)
+			if m := s.cfg.Metrics; m != nil {
+				m.MessageIn(method, 0, "UDP")
+				if code != 0 {
+					m.MessageOut(method, code, "UDP")
+				}
+			}
+		},
+	})
 }

@@ -287,7 +287,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	go func() { _ = s.srv.ServeTLS(s.insecure) }()
 	for _, c := range l.UDP {
 		c := c
-		go func() { errc <- s.srv.ServeUDP(c) }()
+		go func() { errc <- s.srv.ServeUDP(s.wrapUDP(c)) }()
 	}
 	for _, c := range l.TCP {
 		c := c

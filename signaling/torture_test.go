@@ -216,15 +216,15 @@ var tortureCases = []struct {
 	{"rfc4475/noreason.dat", "none", "none"},
 	// RFC 4475 §3.1.2: invalid messages.
 	{"rfc4475/badinv01.dat", "none", "closed"}, // gap: the Via does not parse
-	{"rfc4475/clerr.dat", "none", "none"},      // gap (UDP): 400 wanted
+	{"rfc4475/clerr.dat", "400", "none"},       // TCP: §18.3 waits for the rest of the body
 	{"rfc4475/ncl.dat", "400", "closed"},
 	{"rfc4475/scalar02.dat", "400", "400"},
 	{"rfc4475/scalarlg.dat", "none", "none"},
 	{"rfc4475/quotbal.dat", "400", "400"},
-	{"rfc4475/ltgtruri.dat", "none", "closed"}, // gap (UDP): 400 wanted
-	{"rfc4475/lwsruri.dat", "none", "closed"},  // gap (UDP): 400 wanted
-	{"rfc4475/lwsstart.dat", "none", "closed"}, // gap (UDP): 400 wanted
-	{"rfc4475/trws.dat", "none", "closed"},     // gap (UDP): 400 wanted
+	{"rfc4475/ltgtruri.dat", "400", "closed"}, // TCP: see docs/torture.md
+	{"rfc4475/lwsruri.dat", "400", "closed"},
+	{"rfc4475/lwsstart.dat", "400", "closed"},
+	{"rfc4475/trws.dat", "400", "closed"},
 	{"rfc4475/escruri.dat", "400", "400"},
 	{"rfc4475/baddate.dat", "404", "404"},
 	{"rfc4475/regbadct.dat", "405", "405"},
@@ -238,7 +238,7 @@ var tortureCases = []struct {
 	{"rfc4475/badbranch.dat", "200", "200"},
 	{"rfc4475/insuf.dat", "400", "400"},
 	{"rfc4475/unkscm.dat", "416", "416"},
-	{"rfc4475/novelsc.dat", "none", "closed"}, // gap (UDP): 416 wanted
+	{"rfc4475/novelsc.dat", "416", "closed"},
 	{"rfc4475/unksm2.dat", "405", "405"},
 	{"rfc4475/bext01.dat", "420", "420"},
 	{"rfc4475/invut.dat", "415", "415"},
@@ -255,7 +255,7 @@ var tortureCases = []struct {
 	{"rfc4475/inv2543.dat", "404", "closed"}, // TCP: no Content-Length on a stream (§18.3)
 	// RFC 5118 §4.
 	{"rfc5118/ipv6-good.dat", "405", "405"},
-	{"rfc5118/ipv6-bad.dat", "none", "closed"}, // gap (UDP): 400 wanted
+	{"rfc5118/ipv6-bad.dat", "400", "closed"},
 	{"rfc5118/port-ambiguous.dat", "405", "405"},
 	{"rfc5118/port-unambiguous.dat", "405", "405"},
 	{"rfc5118/via-received-param-with-delim.dat", "481", "481"},
