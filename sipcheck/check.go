@@ -41,9 +41,6 @@ func New(cfg Config) *Checker {
 	return &Checker{supported: cfg.Supported, accept: cfg.Accept}
 }
 
-// singleValued are the headers RFC 3261 allows once per request (RFC 4475 multi01, mcl01).
-var singleValued = [...]string{"To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"}
-
 // Request checks a parsed request that arrived over transport ("UDP", "TCP", "TLS", ...) and
 // returns how to refuse it, or the zero Refusal. The checks, in order: protocol version
 // (505), the headers RFC 3261 §8.1.1 requires and their form (400), Request-URI scheme (416,
@@ -54,7 +51,8 @@ func (c *Checker) Request(req *sip.Request, transport string) Refusal {
 	if req.SipVersion != "SIP/2.0" {
 		return Refusal{Code: 505, Reason: "Version Not Supported", Text: "only SIP/2.0 is supported"}
 	}
-	if r := Required(req); r.Code != 0 {
+	hs := scanHeaders(req)
+	if r := hs.required(req); r.Code != 0 {
 		return r
 	}
 	switch {
@@ -73,8 +71,8 @@ func (c *Checker) Request(req *sip.Request, transport string) Refusal {
 	if req.IsAck() || req.IsCancel() {
 		return Refusal{} // RFC 3261 §8.2.2.3: no Require processing for these
 	}
-	if h := req.GetHeader("Require"); h != nil {
-		if bad := c.unsupported(req.GetHeaders("Require")); bad != "" {
+	if hs.require {
+		if bad := c.unsupported(req); bad != "" {
 			return Refusal{Code: 420, Reason: "Bad Extension", Text: "unsupported extension required", Header: "Unsupported", Value: bad}
 		}
 	}
@@ -82,7 +80,7 @@ func (c *Checker) Request(req *sip.Request, transport string) Refusal {
 		if ct := req.ContentType(); ct != nil && len(req.Body()) > 0 && !c.acceptsBody(ct.Value()) {
 			return Refusal{Code: 415, Reason: "Unsupported Media Type", Text: "body type not supported", Header: "Accept", Value: c.accept}
 		}
-		if hs := req.GetHeaders("Accept"); len(hs) > 0 && !c.satisfiable(hs) {
+		if hs.accept && !c.satisfiable(req) {
 			return Refusal{Code: 406, Reason: "Not Acceptable", Text: "cannot answer with an acceptable body", Header: "Accept", Value: c.accept}
 		}
 	}
@@ -92,9 +90,63 @@ func (c *Checker) Request(req *sip.Request, transport string) Refusal {
 // Required checks the headers every request needs (RFC 3261 §8.1.1): present, once each,
 // well formed, and a CSeq method that matches the request's.
 func Required(req *sip.Request) Refusal {
+	hs := scanHeaders(req)
+	return hs.required(req)
+}
+
+// headerScan is what one pass over a request's headers found.
+type headerScan struct {
+	// counts of the single-valued headers, in the order of singleValued.
+	counts    [len(singleValued)]int
+	malformed sip.Header // a header NewParser could not parse
+	require   bool
+	accept    bool
+}
+
+// singleValued are the headers RFC 3261 allows once per request (RFC 4475 multi01, mcl01).
+var singleValued = [...]string{"To", "From", "Call-ID", "CSeq", "Max-Forwards", "Content-Length", "Content-Type"}
+
+// scanHeaders makes one pass over the headers, without allocating: sipgo's GetHeader
+// lower-cases (and so allocates) the name of every header it compares.
+func scanHeaders(req *sip.Request) headerScan {
+	var s headerScan
+	for _, h := range req.Headers() {
+		switch h.(type) {
+		case *sip.ToHeader:
+			s.counts[0]++
+		case *sip.FromHeader:
+			s.counts[1]++
+		case *sip.CallIDHeader:
+			s.counts[2]++
+		case *sip.CSeqHeader:
+			s.counts[3]++
+		case *sip.MaxForwardsHeader:
+			s.counts[4]++
+		case *sip.ContentLengthHeader:
+			s.counts[5]++
+		case *sip.ContentTypeHeader:
+			s.counts[6]++
+		case *sip.ViaHeader, *sip.ContactHeader, *sip.RouteHeader, *sip.RecordRouteHeader:
+		default:
+			switch n := h.Name(); {
+			case n == MalformedName:
+				if s.malformed == nil {
+					s.malformed = h
+				}
+			case strings.EqualFold(n, "Require"):
+				s.require = true
+			case strings.EqualFold(n, "Accept"):
+				s.accept = true
+			}
+		}
+	}
+	return s
+}
+
+func (s *headerScan) required(req *sip.Request) Refusal {
 	bad := func(text string) Refusal { return Refusal{Code: 400, Reason: "Bad Request", Text: text} }
-	if h := req.GetHeader(MalformedName); h != nil {
-		return bad("malformed " + h.Value())
+	if s.malformed != nil {
+		return bad("malformed " + s.malformed.Value())
 	}
 	switch {
 	case req.From() == nil:
@@ -118,30 +170,20 @@ func Required(req *sip.Request) Refusal {
 		// case-sensitive, but the case-folded comparison is what sipgo's routing also uses.
 		return bad("CSeq method does not match request method")
 	}
-	for _, name := range singleValued {
-		if n := count(req, name); n > 1 {
-			return bad("more than one " + name)
+	for i, n := range s.counts {
+		if n > 1 {
+			return bad("more than one " + singleValued[i])
 		}
 	}
 	return Refusal{}
 }
 
-// count counts the headers named name, stopping at 2 (all we need to know).
-func count(req *sip.Request, name string) int {
-	n := 0
-	for _, h := range req.Headers() {
-		if strings.EqualFold(h.Name(), name) {
-			if n++; n > 1 {
-				break
-			}
-		}
-	}
-	return n
-}
-
 // unsupported returns the first option tag of the Require headers we do not support.
-func (c *Checker) unsupported(hs []sip.Header) string {
-	for _, h := range hs {
+func (c *Checker) unsupported(req *sip.Request) string {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Require") {
+			continue
+		}
 		for v := range strings.SplitSeq(h.Value(), ",") {
 			tag := strings.TrimSpace(v)
 			if tag == "" || c.supports(tag) {
@@ -171,9 +213,12 @@ func (c *Checker) acceptsBody(ct string) bool {
 // satisfiable reports whether one of the Accept headers' media ranges covers our body type.
 // An empty Accept header means the peer takes no body at all, which an INVITE answer with
 // SDP cannot satisfy (RFC 3261 §20.1).
-func (c *Checker) satisfiable(hs []sip.Header) bool {
+func (c *Checker) satisfiable(req *sip.Request) bool {
 	typ, _, _ := strings.Cut(c.accept, "/")
-	for _, h := range hs {
+	for _, h := range req.Headers() {
+		if !strings.EqualFold(h.Name(), "Accept") {
+			continue
+		}
 		for v := range strings.SplitSeq(h.Value(), ",") {
 			mr, _, _ := strings.Cut(v, ";")
 			mr = strings.TrimSpace(mr)

@@ -104,19 +104,24 @@ func hostOK(s []byte) bool {
 // bytes after the start line) is larger than the body that follows it in the datagram.
 // Several or malformed Content-Length headers are left to Request (400).
 func bodyShort(data []byte) bool {
-	end := bytes.Index(data, crlfcrlf)
-	if end < 0 {
-		return false
-	}
-	body := len(data) - end - 4
 	cl, found := -1, 0
-	for hdrs := data[:end+2]; len(hdrs) > 0; {
-		i := bytes.Index(hdrs, crlf)
+	for rest := data; ; {
+		i := bytes.IndexByte(rest, '\n')
 		if i < 0 {
-			break
+			return false // no end of the header section: the parser decides
 		}
-		l := hdrs[:i]
-		hdrs = hdrs[i+2:]
+		l := rest[:i]
+		rest = rest[i+1:]
+		if len(l) == 0 || l[len(l)-1] != '\r' {
+			return false // a bare LF: the parser decides
+		}
+		l = l[:len(l)-1]
+		if len(l) == 0 {
+			return found == 1 && cl > len(rest) // the empty line: rest is the body
+		}
+		if l[0]|0x20 != 'c' && l[0]|0x20 != 'l' {
+			continue // cheap test first: most header lines are not Content-Length
+		}
 		name, value, ok := bytes.Cut(l, []byte(":"))
 		if !ok {
 			continue
@@ -132,7 +137,6 @@ func bodyShort(data []byte) bool {
 		}
 		cl = n
 	}
-	return found == 1 && cl > body
 }
 
 // WrapPacketConn wraps the UDP socket that sipgo reads: each datagram goes through
