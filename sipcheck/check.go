@@ -129,7 +129,7 @@ func scanHeaders(req *sip.Request) headerScan {
 		case *sip.ViaHeader, *sip.ContactHeader, *sip.RouteHeader, *sip.RecordRouteHeader:
 		default:
 			switch n := h.Name(); {
-			case n == MalformedName:
+			case n == MalformedName, n == "Via": // a typed Via is matched above
 				if s.malformed == nil {
 					s.malformed = h
 				}
@@ -146,6 +146,9 @@ func scanHeaders(req *sip.Request) headerScan {
 func (s *headerScan) required(req *sip.Request) Refusal {
 	bad := func(text string) Refusal { return Refusal{Code: 400, Reason: "Bad Request", Text: text} }
 	if s.malformed != nil {
+		if s.malformed.Name() == "Via" {
+			return bad("malformed Via")
+		}
 		return bad("malformed " + s.malformed.Value())
 	}
 	switch {

@@ -20,7 +20,7 @@ const rfc2543TagPrefix = "sipsvc2543-"
 // commaErrType is the type of the error sipgo's address parsers return to say "another value
 // follows after a comma"; it is not a parse failure and must reach sipgo unchanged.
 var commaErrType = func() reflect.Type {
-	_, err := sip.DefaultHeadersParser()["to"]([]byte("to"), "<sip:a@b>, <sip:c@d>")
+	_, err := sip.DefaultHeadersParser()["via"]([]byte("via"), "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b;branch=z9hG4bK2")
 	if err == nil {
 		return nil
 	}
@@ -50,6 +50,9 @@ func NewParser() *sip.Parser {
 		m[k] = lenientFrom(def[k])
 	}
 	m["cseq"] = lenientCSeq(def["cseq"])
+	for _, k := range []string{"via", "v"} {
+		m[k] = lenientVia(def[k])
+	}
 	m["max-forwards"] = keepGeneric(def["max-forwards"])
 	for _, k := range []string{"content-length", "l", "content-type", "c", "contact", "m"} {
 		m[k] = keepGeneric(def[k])
@@ -76,7 +79,7 @@ func keepGeneric(p sip.HeaderParser) sip.HeaderParser {
 func lenientTo(p sip.HeaderParser) sip.HeaderParser {
 	return func(name []byte, value string) (sip.Header, error) {
 		h, err := p(name, value)
-		if err != nil && !isComma(err) {
+		if (err != nil && !isComma(err)) || !displayNameOK(value) {
 			return &sip.ToHeader{Address: sip.Uri{Scheme: "sip", Host: "invalid"}, Params: sip.HeaderParams{{K: malformedParam, V: ""}}}, nil
 		}
 		if to, ok := h.(*sip.ToHeader); ok {
@@ -89,7 +92,7 @@ func lenientTo(p sip.HeaderParser) sip.HeaderParser {
 func lenientFrom(p sip.HeaderParser) sip.HeaderParser {
 	return func(name []byte, value string) (sip.Header, error) {
 		h, err := p(name, value)
-		if err != nil && !isComma(err) {
+		if (err != nil && !isComma(err)) || !displayNameOK(value) {
 			return &sip.FromHeader{Address: sip.Uri{Scheme: "sip", Host: "invalid"}, Params: sip.HeaderParams{{K: malformedParam, V: ""}}}, nil
 		}
 		if from, ok := h.(*sip.FromHeader); ok {
@@ -105,6 +108,48 @@ func lenientFrom(p sip.HeaderParser) sip.HeaderParser {
 		}
 		return h, err
 	}
+}
+
+// lenientVia keeps a Via that fails to parse (RFC 4475 badinv01) as a generic header named
+// Via with its raw value: sipgo then cannot key a transaction and answers 400 itself,
+// echoing that Via, and Request refuses any other request carrying one.
+func lenientVia(p sip.HeaderParser) sip.HeaderParser {
+	return func(name []byte, value string) (sip.Header, error) {
+		h, err := p(name, value)
+		if err != nil && !isComma(err) {
+			return sip.NewHeader("Via", value), nil
+		}
+		return h, err
+	}
+}
+
+// displayNameOK reports whether the display name of a To or From value, if any, is a
+// quoted string or tokens separated by whitespace (RFC 3261 §25.1); sipgo accepts any text
+// before "<" (RFC 4475 baddn: `Bell, Alexander <sip:...>`).
+func displayNameOK(value string) bool {
+	lt := strings.IndexByte(value, '<')
+	if lt <= 0 {
+		return true
+	}
+	dn := strings.TrimSpace(value[:lt])
+	if dn == "" || dn[0] == '"' {
+		return true // quoted strings are checked by sipgo's parser
+	}
+	for i := 0; i < len(dn); i++ {
+		if c := dn[i]; !isTokenChar(c) && c != ' ' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// isTokenChar reports whether c may appear in a token (RFC 3261 §25.1).
+func isTokenChar(c byte) bool {
+	switch {
+	case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		return true
+	}
+	return strings.IndexByte("-.!%*_+`'~", c) >= 0
 }
 
 // lenientCSeq keeps a CSeq that fails to parse (RFC 4475 scalar02: a sequence number above

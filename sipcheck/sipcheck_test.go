@@ -249,3 +249,18 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// TestCommaErrType checks that NewParser recognises sipgo's "another value follows" signal,
+// without which every comma-separated Via or Contact would count as malformed.
+func TestCommaErrType(t *testing.T) {
+	if commaErrType == nil {
+		t.Fatal("sipgo's comma signal was not found")
+	}
+	m, err := NewParser().ParseSIP(options("sip:a@example.com", "Via: SIP/2.0/UDP b;branch=z9hG4bK2, SIP/2.0/UDP c;branch=z9hG4bK3", "Contact: <sip:a@b>, <sip:c@d>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := Required(m.(*sip.Request)); r.Code != 0 {
+		t.Fatalf("Required = %+v for comma-separated Via and Contact", r)
+	}
+}
