@@ -44,19 +44,31 @@ func (s *Server) refuse(req *sip.Request, tx sip.ServerTransaction, r sipcheck.R
 
 // wrapUDP puts sipcheck's datagram check in front of sipgo's parser: requests whose
 // request line or framing sipgo would drop silently are answered (400, 416) or, for ACK,
-// dropped. Each one is counted as a message in and, when answered, a message out.
+// dropped.
 func (s *Server) wrapUDP(c net.PacketConn) net.PacketConn {
-	return sipcheck.WrapPacketConn(c, sipcheck.WireConfig{
+	return sipcheck.WrapPacketConn(c, s.wireConfig("UDP"))
+}
+
+// wrapTCP frames each TCP connection's messages and checks their request lines, so that a
+// request line sipgo cannot parse is answered (400, 416) instead of closing the connection.
+func (s *Server) wrapTCP(l net.Listener) net.Listener {
+	return sipcheck.WrapListener(l, s.wireConfig("TCP"))
+}
+
+// wireConfig is the configuration of the checks before parsing. Each refused request is
+// counted as a message in and, when answered, a message out.
+func (s *Server) wireConfig(transport string) sipcheck.WireConfig {
+	return sipcheck.WireConfig{
 		Server:    s.cfg.UserAgent,
 		WarnAgent: warnAgent,
 		OnRefuse: func(method string, code int) {
-			s.log.Debug("datagram refused before parsing", "method", method, "code", code)
+			s.log.Debug("request refused before parsing", "transport", transport, "method", method, "code", code)
 			if m := s.cfg.Metrics; m != nil {
-				m.MessageIn(method, 0, "UDP")
+				m.MessageIn(method, 0, transport)
 				if code != 0 {
-					m.MessageOut(method, code, "UDP")
+					m.MessageOut(method, code, transport)
 				}
 			}
 		},
-	})
+	}
 }

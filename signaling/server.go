@@ -291,7 +291,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	}
 	for _, c := range l.TCP {
 		c := c
-		go func() { errc <- s.srv.ServeTCP(c) }()
+		go func() { errc <- s.srv.ServeTCP(s.wrapTCP(c)) }()
 	}
 	for _, c := range l.TLS {
 		if s.cfg.ServerTLS == nil {

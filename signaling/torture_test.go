@@ -200,8 +200,8 @@ func withRport(data []byte) []byte {
 // tortureCases are the RFC 4475 §3 and RFC 5118 §4 messages with the answer each gets over
 // UDP and over TCP: a status code, "none" (no response: responses are dropped, or RFC 3261
 // §18.3 waits for the rest of a stream), or "closed" (TCP: the connection is closed because
-// its framing cannot be trusted). docs/torture.md explains each row. Rows marked "gap" are
-// answers we do not yet give as the RFC asks (see docs/torture.md, "Known gaps").
+// its framing cannot be trusted). docs/torture.md explains each row. The row marked "gap" is an
+// answer we do not yet give as the RFC asks (see docs/torture.md, "Known gaps").
 var tortureCases = []struct {
 	file     string
 	udp, tcp string
@@ -227,10 +227,10 @@ var tortureCases = []struct {
 	{"rfc4475/scalar02.dat", "400", "400"},
 	{"rfc4475/scalarlg.dat", "none", "none"},
 	{"rfc4475/quotbal.dat", "400", "400"},
-	{"rfc4475/ltgtruri.dat", "400", "closed"}, // TCP: see docs/torture.md
-	{"rfc4475/lwsruri.dat", "400", "closed"},
-	{"rfc4475/lwsstart.dat", "400", "closed"},
-	{"rfc4475/trws.dat", "400", "closed"},
+	{"rfc4475/ltgtruri.dat", "400", "400"},
+	{"rfc4475/lwsruri.dat", "400", "400"},
+	{"rfc4475/lwsstart.dat", "400", "400"},
+	{"rfc4475/trws.dat", "400", "400"},
 	{"rfc4475/escruri.dat", "400", "400"},
 	{"rfc4475/baddate.dat", "404", "404"},
 	{"rfc4475/regbadct.dat", "405", "405"},
@@ -244,7 +244,7 @@ var tortureCases = []struct {
 	{"rfc4475/badbranch.dat", "200", "200"},
 	{"rfc4475/insuf.dat", "400", "400"},
 	{"rfc4475/unkscm.dat", "416", "416"},
-	{"rfc4475/novelsc.dat", "416", "closed"},
+	{"rfc4475/novelsc.dat", "416", "416"},
 	{"rfc4475/unksm2.dat", "405", "405"},
 	{"rfc4475/bext01.dat", "420", "420"},
 	{"rfc4475/invut.dat", "415", "415"},
@@ -261,7 +261,7 @@ var tortureCases = []struct {
 	{"rfc4475/inv2543.dat", "404", "closed"}, // TCP: no Content-Length on a stream (§18.3)
 	// RFC 5118 §4.
 	{"rfc5118/ipv6-good.dat", "405", "405"},
-	{"rfc5118/ipv6-bad.dat", "400", "closed"},
+	{"rfc5118/ipv6-bad.dat", "400", "400"},
 	{"rfc5118/port-ambiguous.dat", "405", "405"},
 	{"rfc5118/port-unambiguous.dat", "405", "405"},
 	{"rfc5118/via-received-param-with-delim.dat", "481", "481"},

@@ -43,7 +43,31 @@ func CheckDatagram(data []byte) Verdict {
 	if eol <= 0 || bytes.HasPrefix(data, sipSlash) {
 		return Verdict{} // a keep-alive, a response, or no line at all: the parser decides
 	}
-	line := data[:eol]
+	if v := checkRequestLine(data[:eol]); v.Code != 0 || v.Drop {
+		return v
+	}
+	if bodyShort(data[eol+2:]) {
+		if bytes.HasPrefix(data, []byte("ACK ")) {
+			return Verdict{Drop: true, Method: "ACK"}
+		}
+		return Verdict{Code: 400, Reason: "Bad Request", Text: "Content-Length larger than the datagram's body", Method: methodOf(data[:eol])}
+	}
+	return Verdict{}
+}
+
+// methodOf is the method of a request line (allocates: refusal path only).
+func methodOf(line []byte) string {
+	m, _, _ := bytes.Cut(line, []byte(" "))
+	return string(m)
+}
+
+// checkRequestLine checks a request line (without its CRLF): two single SP, a Request-URI
+// without "<" or ">", a sip or sips scheme, a bracketed IPv6 host. A line that is not a SIP
+// request line at all passes: sipgo's parser drops or refuses it.
+func checkRequestLine(line []byte) Verdict {
+	if bytes.HasPrefix(line, sipSlash) {
+		return Verdict{} // a status line
+	}
 	trimmed := bytes.TrimRight(line, " \t")
 	sp1 := bytes.IndexByte(trimmed, ' ')
 	spL := bytes.LastIndexByte(trimmed, ' ')
@@ -76,9 +100,6 @@ func CheckDatagram(data []byte) Verdict {
 	if !hostOK(uri[colon+1:]) {
 		return bad("IPv6 host without brackets in the Request-URI")
 	}
-	if bodyShort(data[eol+2:]) {
-		return bad("Content-Length larger than the datagram's body")
-	}
 	return Verdict{}
 }
 
@@ -104,20 +125,32 @@ func hostOK(s []byte) bool {
 // bytes after the start line) is larger than the body that follows it in the datagram.
 // Several or malformed Content-Length headers are left to Request (400).
 func bodyShort(data []byte) bool {
+	body, cl := frameHead(data)
+	return body >= 0 && cl > len(data)-body
+}
+
+// frameHead scans the header section in data (the bytes after the start line). It returns
+// the offset of the body, just after the empty line, or -1 when the section is incomplete or
+// a line ends in a bare LF; and the value of its one Content-Length, or -1 when there is
+// none, several, or one that is not a number.
+func frameHead(data []byte) (body, cl int) {
 	cl, found := -1, 0
-	for rest := data; ; {
-		i := bytes.IndexByte(rest, '\n')
+	for off := 0; ; {
+		i := bytes.IndexByte(data[off:], '\n')
 		if i < 0 {
-			return false // no end of the header section: the parser decides
+			return -1, -1
 		}
-		l := rest[:i]
-		rest = rest[i+1:]
+		l := data[off : off+i]
+		off += i + 1
 		if len(l) == 0 || l[len(l)-1] != '\r' {
-			return false // a bare LF: the parser decides
+			return -1, -1
 		}
 		l = l[:len(l)-1]
 		if len(l) == 0 {
-			return found == 1 && cl > len(rest) // the empty line: rest is the body
+			if found != 1 {
+				cl = -1
+			}
+			return off, cl
 		}
 		if l[0]|0x20 != 'c' && l[0]|0x20 != 'l' {
 			continue // cheap test first: most header lines are not Content-Length
@@ -132,8 +165,9 @@ func bodyShort(data []byte) bool {
 		}
 		found++
 		n, err := strconv.Atoi(string(bytes.TrimSpace(value)))
-		if err != nil {
-			return false
+		if err != nil || n < 0 {
+			n = -1
+			found++ // a malformed value: no usable length
 		}
 		cl = n
 	}
