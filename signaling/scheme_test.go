@@ -2,8 +2,11 @@ package signaling
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -60,5 +63,62 @@ func TestSchemeEveryMethod(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// countingMetrics records the messages counted in and out.
+type countingMetrics struct {
+	mu      sync.Mutex
+	in, out []string
+}
+
+func (m *countingMetrics) MessageIn(method string, status int, transport string) {
+	m.mu.Lock()
+	m.in = append(m.in, fmt.Sprintf("%s %d %s", method, status, transport))
+	m.mu.Unlock()
+}
+
+func (m *countingMetrics) MessageOut(method string, status int, transport string) {
+	m.mu.Lock()
+	m.out = append(m.out, fmt.Sprintf("%s %d %s", method, status, transport))
+	m.mu.Unlock()
+}
+
+func (m *countingMetrics) TLSHandshake(string, string)       {}
+func (m *countingMetrics) RoutingDone(time.Duration, string) {}
+func (m *countingMetrics) has(list *[]string, want string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Contains(*list, want)
+}
+
+// TestRefusalsCounted checks that refusals are counted like any other message: one refused
+// before parsing (the request-line check, UDP and TCP) and one refused by the request check.
+func TestRefusalsCounted(t *testing.T) {
+	m := &countingMetrics{}
+	b := startB2BUA(t, func(c *Config) { c.Metrics = m })
+	ltgt := readTorture(t, "rfc4475/ltgtruri.dat")
+	if got := sendRawUDP(t, b.udp, withRport(ltgt), 2*time.Second); got.code != 400 {
+		t.Fatalf("ltgtruri over UDP: %s", got)
+	}
+	if got := sendRawTCP(t, b.tcp, ltgt, 2*time.Second); got.code != 400 {
+		t.Fatalf("ltgtruri over TCP: %s", got)
+	}
+	tel, err := os.ReadFile(filepath.Join("testdata", "scheme", "options_tel.sip"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sendRawTCP(t, b.tcp, tel, 2*time.Second); got.code != 416 {
+		t.Fatalf("OPTIONS tel: over TCP: %s", got)
+	}
+	for _, want := range []string{"INVITE 0 UDP", "INVITE 0 TCP", "OPTIONS 0 TCP"} {
+		if !m.has(&m.in, want) {
+			t.Errorf("no message in %q; got %v", want, m.in)
+		}
+	}
+	for _, want := range []string{"INVITE 400 UDP", "INVITE 400 TCP", "OPTIONS 416 TCP"} {
+		if !m.has(&m.out, want) {
+			t.Errorf("no message out %q; got %v", want, m.out)
+		}
 	}
 }
