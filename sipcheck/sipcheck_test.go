@@ -264,3 +264,29 @@ func TestCommaErrType(t *testing.T) {
 		t.Fatalf("Required = %+v for comma-separated Via and Contact", r)
 	}
 }
+
+// FuzzCheckDatagram checks that the datagram check never panics and that every response it
+// forms is one the lenient parser reads back as a response with the refusal's status.
+func FuzzCheckDatagram(f *testing.F) {
+	f.Add(readFile(f, "invite.sip"))
+	f.Add([]byte("INVITE <sip:a@example.com> SIP/2.0\r\n" + hVia + "\r\n" + hCall + "\r\nCSeq: 1 INVITE\r\n\r\n"))
+	f.Add(options("soap.beep://192.0.2.103:3002"))
+	f.Add([]byte("OPTIONS sip:a@example.com SIP/2.0\r\nl: 99\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		v := CheckDatagram(data)
+		if v.Code == 0 {
+			return
+		}
+		res := Response(data, v, WireConfig{Server: "s", WarnAgent: "w"})
+		if res == nil {
+			return
+		}
+		m, err := NewParser().ParseSIP(res)
+		if err != nil {
+			return // a copied header line sipgo cannot parse even leniently (e.g. a bad Via)
+		}
+		if r, ok := m.(*sip.Response); !ok || r.StatusCode != v.Code {
+			t.Fatalf("response %q is not a %d", res, v.Code)
+		}
+	})
+}
