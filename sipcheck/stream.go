@@ -140,16 +140,19 @@ func (c *streamConn) frame() {
 			c.out = append(c.out, msg)
 			continue
 		}
-		code := 0
+		var res []byte
 		if !v.Drop {
-			if res := Response(msg, v, c.cfg); res != nil {
-				if _, err := c.Write(res); err == nil {
-					code = v.Code
-				}
-			}
+			res = Response(msg, v, c.cfg)
 		}
 		if c.cfg.OnRefuse != nil {
-			c.cfg.OnRefuse(v.Method, code)
+			code := 0
+			if res != nil {
+				code = v.Code
+			}
+			c.cfg.OnRefuse(v.Method, code) // before the answer: whoever sees it sees it counted
+		}
+		if res != nil {
+			_, _ = c.Write(res) // a write error surfaces on sipgo's next read or write
 		}
 	}
 }

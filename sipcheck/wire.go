@@ -12,9 +12,9 @@ type WireConfig struct {
 	Server string
 	// WarnAgent is the warn-agent of their Warning header (RFC 3261 §20.43).
 	WarnAgent string
-	// OnRefuse, if set, is told of every datagram answered or dropped here: the request
-	// method (empty when unknown) and the status code sent (0 when dropped). It is called on
-	// the read loop: it must not block.
+	// OnRefuse, if set, is told of every request answered or dropped here, just before the
+	// answer is sent: the request method and the status code (0 when dropped). It is called
+	// on the read loop: it must not block.
 	OnRefuse func(method string, code int)
 }
 
@@ -199,16 +199,19 @@ func (p *packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
 		if v.Code == 0 && !v.Drop {
 			return n, addr, nil
 		}
-		code := 0
+		var res []byte
 		if !v.Drop {
-			if res := Response(b[:n], v, p.cfg); res != nil {
-				if _, werr := p.PacketConn.WriteTo(res, addr); werr == nil {
-					code = v.Code
-				}
-			}
+			res = Response(b[:n], v, p.cfg)
 		}
 		if p.cfg.OnRefuse != nil {
-			p.cfg.OnRefuse(v.Method, code)
+			code := 0
+			if res != nil {
+				code = v.Code
+			}
+			p.cfg.OnRefuse(v.Method, code) // before the answer: whoever sees it sees it counted
+		}
+		if res != nil {
+			_, _ = p.PacketConn.WriteTo(res, addr) // a lost answer is like a lost datagram
 		}
 	}
 }
