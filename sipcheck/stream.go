@@ -52,6 +52,7 @@ type streamConn struct {
 	// Read state: sipgo reads a connection from one goroutine.
 	buf     [4096]byte
 	in      []byte   // bytes read and not yet framed
+	store   []byte   // the buffer c.in starts in when it empties
 	out     [][]byte // framed segments for the reader, in order; never merged
 	through bool     // framing gave up: bytes pass unchecked
 	rerr    error    // read error to return once out is drained
@@ -81,13 +82,9 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			}
 			return c.Conn.Read(p)
 		}
-		if len(c.in) == 0 {
-			c.in = nil // nothing refers to the old bytes any more
-		}
 		n, err := c.Conn.Read(c.buf[:])
 		if n > 0 {
-			c.in = append(c.in, c.buf[:n]...)
-			c.frame()
+			c.feed(c.buf[:n])
 		}
 		if err != nil {
 			c.rerr = err
@@ -96,6 +93,20 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			}
 		}
 	}
+}
+
+// feed appends read bytes to c.in and frames them. c.out is empty when it is called (Read
+// only reads once its segments are handed out), so when c.in is empty too nothing refers to
+// the buffer any more and it is reused.
+func (c *streamConn) feed(b []byte) {
+	if len(c.in) == 0 {
+		c.in = c.store[:0]
+	}
+	c.in = append(c.in, b...)
+	if len(c.in) == len(b) {
+		c.store = c.in[:0] // keep the (possibly grown) buffer for the next time
+	}
+	c.frame()
 }
 
 // frame moves the complete messages at the start of c.in to c.out, answering and skipping
