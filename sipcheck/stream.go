@@ -146,6 +146,9 @@ func (c *streamConn) frame() {
 		}
 		msg := c.in[:size:size]
 		c.in = c.in[size:]
+		if bytes.HasPrefix(msg, sipSlash) && !statusLineOK(msg[:eol]) {
+			continue // a response that cannot be parsed is discarded (RFC 3261 §18.1.2, RFC 4475 bigcode)
+		}
 		v := checkRequestLine(msg[:eol])
 		if v.Code == 0 && !v.Drop {
 			c.out = append(c.out, msg)
@@ -173,4 +176,14 @@ func (c *streamConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// statusLineOK reports whether a status line has the form "SIP/2.0 ddd reason", with a
+// status code from 100 to 699 (RFC 3261 §7.2, §21).
+func statusLineOK(line []byte) bool {
+	_, rest, ok := bytes.Cut(line, []byte(" "))
+	if !ok || len(rest) < 3 || (len(rest) > 3 && rest[3] != ' ') {
+		return false
+	}
+	return '1' <= rest[0] && rest[0] <= '6' && '0' <= rest[1] && rest[1] <= '9' && '0' <= rest[2] && rest[2] <= '9'
 }

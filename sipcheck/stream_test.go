@@ -140,3 +140,20 @@ func BenchmarkStreamFrame(b *testing.B) {
 		}
 	}
 }
+
+// TestStatusLineOK pins which status lines the TCP framing hands on (RFC 4475 bigcode is not).
+func TestStatusLineOK(t *testing.T) {
+	for line, want := range map[string]bool{
+		"SIP/2.0 200 OK": true,
+		"SIP/2.0 180":    true,
+		"SIP/2.0 699 x":  true,
+		"SIP/2.0 4294967301 better not break the receiver": false,
+		"SIP/2.0 099 low": false,
+		"SIP/2.0 2000 OK": false,
+		"SIP/2.0":         false,
+	} {
+		if got := statusLineOK([]byte(line)); got != want {
+			t.Errorf("statusLineOK(%q) = %v, want %v", line, got, want)
+		}
+	}
+}
