@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sipcheck"
 )
 
 // Config configures a Server. Directory is required; everything else has a default.
@@ -89,6 +90,9 @@ type Server struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 
+	// check validates every request at the edge (sipcheck).
+	check *sipcheck.Checker
+
 	// verify builds TLS configs; insecure dials TLS for DNs with insecure_skip_verify.
 	verify   *verifyPolicy
 	insecure *insecureDialer
@@ -156,8 +160,10 @@ func New(cfg Config) (*Server, error) {
 		legs:   map[string]*leg{},
 	}
 	s.verify = newVerifyPolicy(cfg.ClientTLS, cfg.Metrics)
+	s.check = newChecker()
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent(cfg.UserAgent),
+		sipgo.WithUserAgentParser(sipcheck.NewParser()),
 		sipgo.WithUserAgenTLSConfig(s.verify.clientConfig()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quietLogger(cfg.Logger))),
 		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quietLogger(cfg.Logger))),
@@ -232,31 +238,18 @@ func (s *Server) guard(h sipgo.RequestHandler) sipgo.RequestHandler {
 		if m := s.cfg.Metrics; m != nil {
 			m.MessageIn(string(req.Method), 0, req.Transport())
 		}
-		if err := validateRequest(req); err != nil {
-			if !req.IsAck() {
-				s.reply(tx, req, 400, "Bad Request", withWarning(399, err.Error()))
-			}
+		if r := s.check.Request(req, req.Transport()); r.Code != 0 {
+			s.refuse(req, tx, r) // sipcheck: RFC 4475/5118 answers, R4/R18 for every method
 			return
 		}
 		h(req, tx)
 	}
 }
 
-// validateRequest checks what RFC 3261 §8.1.1 requires of every request.
+// validateRequest checks what RFC 3261 §8.1.1 requires of every request (sipcheck.Required).
 func validateRequest(req *sip.Request) error {
-	switch {
-	case req.From() == nil:
-		return errors.New("missing From")
-	case req.To() == nil:
-		return errors.New("missing To")
-	case req.CallID() == nil || *req.CallID() == "":
-		return errors.New("missing Call-ID")
-	case req.CSeq() == nil:
-		return errors.New("missing CSeq")
-	case req.Via() == nil:
-		return errors.New("missing Via")
-	case req.CSeq().MethodName != req.Method:
-		return errors.New("CSeq method does not match request method")
+	if r := sipcheck.Required(req); r.Code != 0 {
+		return errors.New(r.Text)
 	}
 	return nil
 }
@@ -296,11 +289,11 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	go func() { _ = s.srv.ServeTLS(s.insecure) }()
 	for _, c := range l.UDP {
 		c := c
-		go func() { errc <- s.srv.ServeUDP(c) }()
+		go func() { errc <- s.srv.ServeUDP(s.wrapUDP(c)) }()
 	}
 	for _, c := range l.TCP {
 		c := c
-		go func() { errc <- s.srv.ServeTCP(c) }()
+		go func() { errc <- s.srv.ServeTCP(s.wrapTCP(c)) }()
 	}
 	for _, c := range l.TLS {
 		if s.cfg.ServerTLS == nil {
