@@ -268,7 +268,12 @@ func TestDialogRefusal_SpanAttribute(t *testing.T) {
 		t.Fatalf("final %d", res.StatusCode)
 	}
 	call.Ack()
-	if res := sendFrom(t, newPhone(t, "alice", "UDP"), call.InDialog(sip.BYE, nil), b.udp); res.StatusCode != 480 {
+	// A sips Request-URI over UDP is refused by the edge guard before any dialog is looked
+	// up; with a sip: Request-URI the BYE passes the guard and must be refused by the
+	// dialog's own check (a sips dialog takes requests over TLS only, R25).
+	bye := call.InDialog(sip.BYE, nil)
+	bye.Recipient.Scheme = "sip"
+	if res := sendFrom(t, newPhone(t, "alice", "UDP"), bye, b.udp); res.StatusCode != 480 {
 		t.Fatalf("BYE over UDP → %d", res.StatusCode)
 	}
 	refresh := call.InDialog(sip.UPDATE, nil)
