@@ -84,6 +84,9 @@ type DN struct {
 	TrustedCertSubjects []string `json:"trusted_cert_subjects,omitempty" yaml:"trusted_cert_subjects,omitempty"`
 	// Traceparent adds a W3C traceparent header to INVITEs sent to this DN.
 	Traceparent bool `json:"traceparent,omitempty" yaml:"traceparent,omitempty"`
+	// AllowAnonymous lets callers that are neither authenticated nor trusted reach this DN
+	// (an extension or ACD position; never a trunk or a VoIP service). Off by default.
+	AllowAnonymous bool `json:"allow_anonymous,omitempty" yaml:"allow_anonymous,omitempty"`
 
 	// sources is TrustedSources parsed by WithSourcesParsed, or nil. Being unexported, it
 	// is not encoded: the stored JSON and the YAML configuration are unchanged.
@@ -147,6 +150,17 @@ func (d DN) Validate() error {
 			return &FieldError{"contact", err.Error()}
 		}
 	}
+	if err := CheckDisplayName(d.DisplayName); err != nil {
+		return &FieldError{"display_name", fmt.Sprintf("%q %v", d.DisplayName, err)}
+	}
+	if d.AllowAnonymous && (d.Type == TypeTrunk || d.Type == TypeVoIPService) {
+		return &FieldError{"allow_anonymous", fmt.Sprintf("cannot be set on a %s: anonymous callers never reach trunks or VoIP services", d.Type)}
+	}
+	for i, s := range d.TrustedCertSubjects {
+		if err := CheckDisplayName(s); err != nil || s == "" {
+			return &FieldError{fmt.Sprintf("trusted_cert_subjects[%d]", i), fmt.Sprintf("%q is empty or %v", s, err)}
+		}
+	}
 	switch d.Policy {
 	case PolicyDefault, PolicyPerLeg, PolicyStrict:
 	default:
@@ -174,6 +188,9 @@ func ParseContact(s string) (sip.Uri, error) {
 	}
 	if err := CheckContact(&u); err != nil {
 		return u, fmt.Errorf("%q: %w", s, err)
+	}
+	if _, err := CheckWireURI(s); err != nil {
+		return u, fmt.Errorf("%q %w", s, err)
 	}
 	return u, nil
 }
