@@ -38,6 +38,9 @@ type call struct {
 	forks    []*leg // originated legs not (yet) answered
 	state    CallState
 	answered time.Time
+	// adm is the inbound call's admission (caller class, cap slots); nil for MakeCall.
+	// Set before the call runs, then only read.
+	adm      *admission
 	rewrites []Rewrite
 	nextLeg  int
 }

@@ -511,6 +511,7 @@ func (c *call) end(cause string, status int) {
 		// Remove before closing done: ReleaseCall waits on done, and its caller may look
 		// the call up at once.
 		c.s.removeCall(c)
+		c.releaseAdmission()
 		close(c.done)
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
 		endCallSpan(c.span, status, cause)
