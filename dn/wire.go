@@ -50,6 +50,24 @@ func CheckDisplayName(s string) error {
 	return nil
 }
 
+// CheckText reports why s cannot be written as free text in a SIP message (a reason
+// phrase, a header value): a control character, invalid UTF-8, or more than
+// MaxDisplayNameLen bytes.
+func CheckText(s string) error {
+	if len(s) > MaxDisplayNameLen {
+		return wireErrf("is longer than %d bytes", MaxDisplayNameLen)
+	}
+	if !utf8.ValidString(s) {
+		return wireErrf("is not valid UTF-8")
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f {
+			return wireErrf("holds control character %#02x at byte %d", c, i)
+		}
+	}
+	return nil
+}
+
 // CheckWireURI parses a sip:/sips: URI that will be written into a SIP message (a
 // Request-URI, To, Contact, Refer-To) and refuses it unless it is safe there: no control
 // character, space, '<', '>', '"' or '\' anywhere (they would end the header or the

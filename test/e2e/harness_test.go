@@ -54,6 +54,10 @@ type stackOptions struct {
 	routingTimeout time.Duration
 	// fallbackDNs is routing.fallback_dns.
 	fallbackDNs []string
+	// admission is signaling's admission config. nil: the lab setting, anonymous callers
+	// reach every extension (AnonymousExtensions), as the phones of most tests are not
+	// provisioned with passwords; the admission tests set the production default.
+	admission *signaling.Admission
 }
 
 // stack is sipsvc running in the test process.
@@ -132,7 +136,12 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		_ = reg.Run(ctx)
 	}()
 
+	adm := signaling.Admission{Anonymous: signaling.AnonymousExtensions}
+	if o.admission != nil {
+		adm = *o.admission
+	}
 	sig, err := signaling.New(signaling.Config{
+		Admission:      adm,
 		Hostname:       "127.0.0.1",
 		ServerTLS:      serverTLS(t),
 		ClientTLS:      clientTLS(),
