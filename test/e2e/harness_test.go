@@ -243,6 +243,13 @@ func (s *stack) addPhone(number, name, transport string) *phone {
 	return p
 }
 
+// trustLoopback adds a trunk DN "lab-sbc" that trusts 127.0.0.1: every caller of the test
+// is then trusted (an SBC in front of sipsvc), and may reach any target.
+func (s *stack) trustLoopback() {
+	s.t.Helper()
+	s.addDN(dn.DN{Number: "lab-sbc", Type: dn.TypeTrunk, Contact: "sip:sbc@192.0.2.1", TrustedSources: []string{"127.0.0.1"}})
+}
+
 // callerPhone starts a phone that is not in the directory (it places calls into sipsvc).
 func (s *stack) callerPhone(name, transport string) *phone {
 	s.t.Helper()
