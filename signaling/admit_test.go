@@ -1,0 +1,132 @@
+package signaling
+
+import (
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+)
+
+// refusals records Metrics and AdmissionMetrics counts.
+type refusals struct {
+	mu sync.Mutex // guards n
+	n  map[string]int
+}
+
+func (r *refusals) MessageIn(string, int, string)     {}
+func (r *refusals) MessageOut(string, int, string)    {}
+func (r *refusals) TLSHandshake(string, string)       {}
+func (r *refusals) RoutingDone(time.Duration, string) {}
+func (r *refusals) CallRefused(reason string)         { r.mu.Lock(); r.n[reason]++; r.mu.Unlock() }
+func (r *refusals) count(reason string) int           { r.mu.Lock(); defer r.mu.Unlock(); return r.n[reason] }
+func newRefusals() *refusals                          { return &refusals{n: map[string]int{}} }
+func ringForever(p *phone) func(*sip.Request, sip.ServerTransaction) {
+	return func(req *sip.Request, tx sip.ServerTransaction) { p.Ring(req, tx); <-tx.Done() }
+}
+
+// TestCallCaps: over each cap (global, per source, per DN) a new call gets 503 with
+// Retry-After and is counted by reason; a call that ends gives its slot back.
+func TestCallCaps(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		adm    Admission
+		second string // number the second call dials (the first dials 6000)
+		reason string
+	}{
+		{"global", Admission{MaxCalls: 1}, "6001", RefusedCapGlobal},
+		{"per source", Admission{MaxCallsPerSource: 1}, "6001", RefusedCapSource},
+		{"per DN", Admission{MaxCallsPerDN: 1}, "6000", RefusedCapDN},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bob := newPhone(t, "bob", "UDP")
+			bob.SetAnswer(ringForever(bob))
+			m := newRefusals()
+			b := startB2BUA(t, func(c *Config) { c.Admission = tc.adm; c.Metrics = m },
+				dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")},
+				dn.DN{Number: "6001", Type: dn.TypeExtension, Contact: bob.ContactURI("6001", "sip")})
+			alice := newPhone(t, "alice", "UDP")
+			first := alice.invite(b, "6000", inviteOpts{})
+			first.WaitProvisional(180, 3*time.Second)
+
+			second := alice.invite(b, tc.second, inviteOpts{})
+			res := second.Wait(3 * time.Second)
+			if res.StatusCode != 503 || res.GetHeader("Retry-After") == nil {
+				t.Fatalf("call over the cap got %d (Retry-After %v), want 503 with Retry-After", res.StatusCode, res.GetHeader("Retry-After"))
+			}
+			if got := m.count(tc.reason); got != 1 {
+				t.Errorf("refused{reason=%s} = %d, want 1", tc.reason, got)
+			}
+			if n := bob.Count(sip.INVITE); n != 1 {
+				t.Errorf("callee got %d INVITEs, want 1 (the refused call must not ring)", n)
+			}
+
+			first.Cancel()
+			if res := first.Wait(3 * time.Second); res.StatusCode != 487 {
+				t.Fatalf("first call final %d, want 487", res.StatusCode)
+			}
+			b.rec.waitKind(t, EventCallEnded)
+			third := alice.invite(b, tc.second, inviteOpts{})
+			third.WaitProvisional(180, 3*time.Second) // the slot was given back
+			third.Cancel()
+			third.Wait(3 * time.Second)
+		})
+	}
+}
+
+// TestSessionExpiresClamped: a caller asking for a huge Session-Expires gets ours
+// (MaxSessionExpires) in the 2xx (RFC 4028 §9 lets the UAS lower it).
+func TestSessionExpiresClamped(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	b := startB2BUA(t, func(c *Config) { c.Admission.MaxSessionExpires = time.Hour },
+		dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	alice := newPhone(t, "alice", "UDP")
+	u := alice.invite(b, "6000", inviteOpts{headers: []sip.Header{sip.NewHeader("Session-Expires", "31536000"), sip.NewHeader("Supported", "timer")}})
+	res := u.Wait(5 * time.Second)
+	if res.StatusCode != 200 {
+		t.Fatalf("final %d", res.StatusCode)
+	}
+	u.Ack()
+	defer u.Bye()
+	h := res.GetHeader("Session-Expires")
+	if h == nil {
+		t.Fatal("2xx has no Session-Expires")
+	}
+	v, _, _ := cutSemicolon(h.Value())
+	if n, err := strconv.Atoi(v); err != nil || n != 3600 {
+		t.Errorf("Session-Expires %q, want 3600 (clamped)", h.Value())
+	}
+}
+
+func cutSemicolon(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == ';' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+// TestMaxCallDuration: an answered call is ended with BYE on both legs once it reaches
+// MaxCallDuration, and counted.
+func TestMaxCallDuration(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	m := newRefusals()
+	b := startB2BUA(t, func(c *Config) { c.Admission.MaxCallDuration = 700 * time.Millisecond; c.Metrics = m },
+		dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	alice := newPhone(t, "alice", "UDP")
+	u := alice.invite(b, "6000", inviteOpts{})
+	if res := u.Wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("final %d", res.StatusCode)
+	}
+	u.Ack()
+	alice.WaitRequest(sip.BYE, 1, 5*time.Second)
+	bob.WaitRequest(sip.BYE, 1, 5*time.Second)
+	b.rec.waitKind(t, EventCallEnded)
+	if got := m.count(RefusedMaxDuration); got != 1 {
+		t.Errorf("refused{reason=max_duration} = %d, want 1", got)
+	}
+}
