@@ -399,6 +399,24 @@ func (c *call) admitTargets(a *leg, d RouteDecision) (RouteDecision, bool) {
 	return d, false
 }
 
+// checkLegOnWire is the last check before an originated INVITE is written: a target URI
+// that does not survive a round trip through the SIP parser, or holds characters that end
+// a header, fails the leg (480); a display name that would, is not written (the call goes
+// on without it). Values from the configuration, the API and the routing service were
+// checked on entry; this catches what came another way (a registered contact, a caller's
+// display name, a store edited by hand).
+func (c *call) checkLegOnWire(l *leg, target sip.Uri) *failure {
+	if err := dn.CheckDisplayName(l.localDisplay); err != nil {
+		c.log(slog.LevelWarn, "display name not written: it would change the message", "display_name", strconv.Quote(l.localDisplay), "error", err)
+		l.localDisplay = ""
+	}
+	if err := dn.CheckURIOnWire(target); err != nil {
+		c.s.refused(RefusedBadTarget)
+		return &failure{status: 480, reason: "Temporarily Unavailable", cause: "target URI cannot be written onto the wire: " + err.Error()}
+	}
+	return nil
+}
+
 // failureHeaders are the Reason and Warning headers of a final failure to leg A. A caller
 // that is not trusted gets none that carry internal detail (x509 errors, addresses, a
 // downstream Warning): only our own RFC 5630 warnings (380, 381), whose text is fixed.

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"strconv"
 	"sync"
 	"testing"
@@ -129,4 +130,62 @@ func TestMaxCallDuration(t *testing.T) {
 	if got := m.count(RefusedMaxDuration); got != 1 {
 		t.Errorf("refused{reason=max_duration} = %d, want 1", got)
 	}
+}
+
+// TestUnsafeValuesNeverWritten (issue 10, the last check at the point of writing): values
+// that reached sipsvc another way than a checked entry, a DN display name with CRLF in the
+// store, a routing answer's URI with CRLF, a registered contact with CRLF, never reach the
+// wire: no forged header, no broken Request-Line.
+func TestUnsafeValuesNeverWritten(t *testing.T) {
+	t.Run("DN display name with CRLF in the store", func(t *testing.T) {
+		alice, bob := newPhone(t, "alice", "UDP"), newPhone(t, "bob", "UDP")
+		evil := ext("1000", alice)
+		evil.DisplayName = "Alice\r\nP-Asserted-Identity: <sip:911@x>"
+		b := startB2BUA(t, nil, evil, ext("2000", bob))
+		if _, err := b.s.MakeCall(context.Background(), MakeCallRequest{From: "1000", To: "2000"}); err != nil {
+			t.Fatal(err)
+		}
+		inv := bob.WaitRequest(sip.INVITE, 1, 5*time.Second)
+		if h := inv.GetHeader("P-Asserted-Identity"); h != nil {
+			t.Fatalf("forged P-Asserted-Identity %q reached the wire", h.Value())
+		}
+		if d := inv.From().DisplayName; d != "" {
+			t.Errorf("From display %q, want none", d)
+		}
+	})
+	t.Run("routing answer URI with CRLF", func(t *testing.T) {
+		bob := newPhone(t, "bob", "UDP")
+		m := newRefusals()
+		bad := bob.ContactURI("6000", "sip") + ";x\r\nX-Evil: 1"
+		b := startB2BUA(t, func(c *Config) {
+			c.Metrics = m
+			c.Router = RouterFunc(func(context.Context, RouteRequest) (RouteDecision, error) {
+				return RouteDecision{Targets: []Target{{URI: bad}}}, nil
+			})
+		})
+		alice := newPhone(t, "alice", "UDP")
+		if res := alice.invite(b, "6000", inviteOpts{}).Wait(5 * time.Second); res.StatusCode != 480 {
+			t.Fatalf("caller got %d, want 480", res.StatusCode)
+		}
+		if n := bob.Count(sip.INVITE); n != 0 {
+			t.Errorf("%d INVITEs written to an unsafe URI", n)
+		}
+		if m.count(RefusedBadTarget) != 1 {
+			t.Errorf("refused{reason=target_unsafe} = %d, want 1", m.count(RefusedBadTarget))
+		}
+	})
+	t.Run("registered contact with CRLF", func(t *testing.T) {
+		bob := newPhone(t, "bob", "UDP")
+		b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: "*"})
+		b.dir.mu.Lock()
+		b.dir.bindings["6000"] = []dn.Binding{{Number: "6000", Contact: bob.ContactURI("6000", "sip") + ";x\r\nX-Evil=1", Transport: "UDP"}}
+		b.dir.mu.Unlock()
+		alice := newPhone(t, "alice", "UDP")
+		if res := alice.invite(b, "6000", inviteOpts{}).Wait(5 * time.Second); res.StatusCode < 400 {
+			t.Fatalf("caller got %d, want a failure", res.StatusCode)
+		}
+		if n := bob.Count(sip.INVITE); n != 0 {
+			t.Errorf("%d INVITEs written to an unsafe contact", n)
+		}
+	})
 }

@@ -62,6 +62,9 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 	l.localURI = sip.Uri{Scheme: d.Scheme, User: caller, Host: la.host}
 	l.localDisplay = p.callerDisplay
+	if f := c.checkLegOnWire(l, target); f != nil { // admit.go: the last check before writing
+		return nil, f
+	}
 	l.localContact = s.contactFor(caller, d, sp.d.Style)
 	l.transport = d.Transport
 	switch {
