@@ -212,8 +212,8 @@ api:
 log:
   level: warn
 dns:
-  - {number: bench, type: extension, contact: "sip:bench@127.0.0.1:$UAS_UDP"}
-  - {number: bench-tcp, type: extension, contact: "sip:bench-tcp@127.0.0.1:$UAS_TCP;transport=tcp"}
+  - {number: bench, type: extension, contact: "sip:bench@127.0.0.1:$UAS_UDP", allow_anonymous: true}
+  - {number: bench-tcp, type: extension, contact: "sip:bench-tcp@127.0.0.1:$UAS_TCP;transport=tcp", allow_anonymous: true}
 EOF
   "$OUT/sipsvc" --config "$OUT/sipsvc.yaml" > "$OUT/sipsvc.log" 2>&1 &
   SVC_PID=$!
