@@ -107,14 +107,15 @@ func CheckURIOnWire(u sip.Uri) error {
 		return err
 	}
 	s := u.String()
-	var back sip.Uri
-	if err := sip.ParseUri(s, &back); err != nil || back.String() != s || back.User != u.User || back.Host != u.Host {
-		return wireErrf("%q does not survive a round trip through the SIP parser", s)
-	}
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c <= 0x20 || c >= 0x7f || c == '<' || c == '>' || c == '"' || c == '\\' {
 			return wireErrf("holds byte %#02x at %d", c, i)
 		}
+	}
+	var back sip.Uri
+	if err := sip.ParseUri(s, &back); err != nil || !strings.EqualFold(back.Scheme, u.Scheme) || back.User != u.User || back.Host != u.Host ||
+		back.Port != u.Port || back.UriParams.Length() != u.UriParams.Length() || back.Headers.Length() != u.Headers.Length() {
+		return wireErrf("%q does not survive a round trip through the SIP parser", s)
 	}
 	return nil
 }

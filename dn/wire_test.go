@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/emiago/sipgo/sip"
 )
 
 // TestValidateRefusesWireInjection: a DN value that would be written into a SIP message is
@@ -76,6 +78,31 @@ func TestNormalizeUser(t *testing.T) {
 	} {
 		if got := NormalizeUser(in); got != want {
 			t.Errorf("NormalizeUser(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestCheckURIOnWire: the last check before writing refuses a URI built in memory whose
+// parts would change the message, and passes a plain one.
+func TestCheckURIOnWire(t *testing.T) {
+	withParam := func(k, v string) sip.Uri {
+		u := sip.Uri{Scheme: "sip", User: "6000", Host: "10.0.0.6", Port: 5060, UriParams: sip.NewParams()}
+		u.UriParams.Add(k, v)
+		return u
+	}
+	ok := withParam("transport", "tcp")
+	if err := CheckURIOnWire(ok); err != nil {
+		t.Fatalf("CheckURIOnWire(%s) = %v", ok.String(), err)
+	}
+	for name, u := range map[string]sip.Uri{
+		"CRLF in a parameter":  withParam("x", "a\r\nX-Evil: 1"),
+		"space in a parameter": withParam("x", "a b"),
+		"CRLF in the host":     {Scheme: "sip", User: "6000", Host: "h\r\nX-Evil: 1"},
+		"'>' in the user":      {Scheme: "sip", User: "60>00", Host: "h"},
+		"no host":              {Scheme: "sip", User: "6000"},
+	} {
+		if err := CheckURIOnWire(u); !errors.Is(err, ErrWire) {
+			t.Errorf("%s: CheckURIOnWire = %v, want ErrWire", name, err)
 		}
 	}
 }

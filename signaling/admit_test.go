@@ -189,3 +189,35 @@ func TestUnsafeValuesNeverWritten(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkAdmission is what admission adds to a call from a trusted caller: classify, take
+// the cap slots, arm the maximum-duration timer, the last check of the target URI, and the
+// release at the end. Compare with the CPU per call of docs/performance.md.
+func BenchmarkAdmission(b *testing.B) {
+	s, err := New(Config{Directory: newMemDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var target sip.Uri
+	if err := sip.ParseUri("sip:6000@127.0.0.1:5070;transport=udp", &target); err != nil {
+		b.Fatal(err)
+	}
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "6000", Host: "127.0.0.1", Port: 5060})
+	from := &sip.FromHeader{Address: sip.Uri{Scheme: "sip", User: "1000", Host: "127.0.0.1"}, Params: sip.NewParams()}
+	req.AppendHeader(from)
+	req.SetSource("127.0.0.1:40000")
+	b.ReportAllocs()
+	for b.Loop() {
+		adm, ok := s.admitInvite(req, nil)
+		if !ok {
+			b.Fatal("refused")
+		}
+		c := &call{id: "c", s: s}
+		s.admitted(c, adm)
+		l := &leg{c: c}
+		if f := c.checkLegOnWire(l, target); f != nil {
+			b.Fatal(f.cause)
+		}
+		c.releaseAdmission()
+	}
+}
