@@ -65,3 +65,34 @@ func TestAPIRefusesWireInjection(t *testing.T) {
 		t.Errorf("a refused update changed the DN: %+v (%v)", d, err)
 	}
 }
+
+// TestDirectoryAllowAnonymous: allow_anonymous is set and read over the API, survives an
+// update that does not name it, and is refused on a trunk with the field named.
+func TestDirectoryAllowAnonymous(t *testing.T) {
+	env := startAPI(t, nil, nil)
+	ctx := ctxT(t)
+	dir := sipsvcv1.NewDirectoryServiceClient(env.conn)
+	ext := sipsvcv1.DNType_DN_TYPE_EXTENSION
+	got, err := dir.CreateDN(ctx, &sipsvcv1.CreateDNRequest{Dn: &sipsvcv1.DN{Number: "6000", Type: ext, Contact: "sip:6000@10.0.0.6", AllowAnonymous: true}})
+	if err != nil || !got.GetDn().GetAllowAnonymous() {
+		t.Fatalf("CreateDN = %v, %v; want allow_anonymous set", got, err)
+	}
+	if _, err := dir.UpdateDN(ctx, &sipsvcv1.UpdateDNRequest{
+		Dn: &sipsvcv1.DN{Number: "6000", DisplayName: "Lobby"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"display_name"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := env.store.Lookup(ctx, "6000"); err != nil || !d.AllowAnonymous || d.DisplayName != "Lobby" {
+		t.Errorf("after a display_name update: %+v (%v)", d, err)
+	}
+	if _, err := dir.UpdateDN(ctx, &sipsvcv1.UpdateDNRequest{
+		Dn: &sipsvcv1.DN{Number: "6000"}, UpdateMask: &fieldmaskpb.FieldMask{Paths: []string{"allow_anonymous"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := env.store.Lookup(ctx, "6000"); d.AllowAnonymous {
+		t.Errorf("allow_anonymous not cleared by an update that names it")
+	}
+	_, err = dir.CreateDN(ctx, &sipsvcv1.CreateDNRequest{Dn: &sipsvcv1.DN{Number: "9000", Type: sipsvcv1.DNType_DN_TYPE_TRUNK, Contact: "sip:gw@192.0.2.1", AllowAnonymous: true}})
+	wantCode(t, err, codes.InvalidArgument, "dn.allow_anonymous")
+}
