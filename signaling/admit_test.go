@@ -221,3 +221,17 @@ func BenchmarkAdmission(b *testing.B) {
 		c.releaseAdmission()
 	}
 }
+
+// TestDialedNumberUnescaped: the dialed user part is compared after decoding its escapes
+// (RFC 3261 §19.1.4), as the From user is: sip:%36000@h reaches DN 6000.
+func TestDialedNumberUnescaped(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	alice := newPhone(t, "alice", "UDP")
+	u := alice.invite(b, "%36000", inviteOpts{})
+	if res := u.Wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("INVITE sip:%%36000 got %d, want 200 from DN 6000", res.StatusCode)
+	}
+	u.Ack()
+	u.Bye()
+}

@@ -89,7 +89,7 @@ func inboundOf(req *sip.Request) sips.Inbound {
 func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec sips.Decision, caller *dn.DN, se sessionExpires) (*call, *leg) {
 	c := &call{
 		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
-		caller: req.From().Address.User, dialed: req.Recipient.User,
+		caller: req.From().Address.User, dialed: dn.NormalizeUser(req.Recipient.User), // RFC 3261 §19.1.4
 		cancelled: make(chan struct{}), done: make(chan struct{}),
 	}
 	c.ctx, c.span = s.startCallSpan(context.Background(), req, c)
