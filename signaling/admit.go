@@ -302,9 +302,10 @@ func (s *Server) anonymousMayReachDN(d dn.DN) bool {
 }
 
 // admitted ties an admission to its call: the call releases the cap slots when it ends,
-// and is ended by MaxCallDuration.
+// and is ended by MaxCallDuration. A call that ended already (it is visible to the API
+// from newInboundCall on) releases them here: end closes done before it reads c.adm, and
+// this stores c.adm before it looks at done, so one of the two sees the other.
 func (s *Server) admitted(c *call, adm *admission) {
-	c.adm = adm
 	id := c.id
 	adm.timer = time.AfterFunc(s.adm.cfg.MaxCallDuration, func() {
 		s.refused(RefusedMaxDuration)
@@ -315,11 +316,26 @@ func (s *Server) admitted(c *call, adm *admission) {
 			c.log(slog.LevelWarn, "release at maximum call duration failed", "error", err)
 		}
 	})
+	c.mu.Lock()
+	c.adm = adm
+	c.mu.Unlock()
+	select {
+	case <-c.done:
+		c.releaseAdmission()
+	default:
+	}
+}
+
+// admission returns the call's admission, or nil (MakeCall, or not admitted yet).
+func (c *call) admission() *admission {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.adm
 }
 
 // releaseAdmission gives back the call's cap slots, once. The call's end calls it.
 func (c *call) releaseAdmission() {
-	adm := c.adm
+	adm := c.admission()
 	if adm == nil {
 		return
 	}
@@ -333,10 +349,11 @@ func (c *call) releaseAdmission() {
 
 // describeCaller tells the router who calls and how that was established.
 func (c *call) describeCaller(rr *RouteRequest) {
-	if c.adm == nil {
+	adm := c.admission()
+	if adm == nil {
 		return
 	}
-	cl := c.adm.caller
+	cl := adm.caller
 	rr.CallerClass = cl.Class
 	rr.CallerRule = cl.Rule
 	if cl.DN != nil {
@@ -356,7 +373,8 @@ func (c *call) admitTargets(a *leg, d RouteDecision) (RouteDecision, bool) {
 	if d.Reject != nil || len(d.Targets) == 0 {
 		return d, true
 	}
-	anon := c.adm != nil && c.adm.caller.Class == CallerAnonymous
+	adm := c.admission()
+	anon := adm != nil && adm.caller.Class == CallerAnonymous
 	kept := d.Targets[:0:0]
 	refusedClass, refusedWire := 0, 0
 	for _, t := range d.Targets {
@@ -422,7 +440,7 @@ func (c *call) checkLegOnWire(l *leg, target sip.Uri) *failure {
 // downstream Warning): only our own RFC 5630 warnings (380, 381), whose text is fixed.
 // The detail stays in the logs and the call's span.
 func (c *call) failureHeaders(f failure) []sip.Header {
-	if c.adm == nil || c.adm.caller.Class == CallerTrusted {
+	if adm := c.admission(); adm == nil || adm.caller.Class == CallerTrusted {
 		return f.headers()
 	}
 	if f.warning != "" && (strings.HasPrefix(f.warning, "380 "+warnAgent+" ") || strings.HasPrefix(f.warning, "381 "+warnAgent+" ")) {

@@ -39,7 +39,7 @@ type call struct {
 	state    CallState
 	answered time.Time
 	// adm is the inbound call's admission (caller class, cap slots); nil for MakeCall.
-	// Set before the call runs, then only read.
+	// Set once by admitted (admit.go).
 	adm      *admission
 	rewrites []Rewrite
 	nextLeg  int

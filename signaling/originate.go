@@ -514,8 +514,8 @@ func (c *call) end(cause string, status int) {
 		// Remove before closing done: ReleaseCall waits on done, and its caller may look
 		// the call up at once.
 		c.s.removeCall(c)
-		c.releaseAdmission()
 		close(c.done)
+		c.releaseAdmission() // after done: see admitted
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
 		endCallSpan(c.span, status, cause)
 	})
