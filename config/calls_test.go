@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,23 @@ func TestCallsConfig(t *testing.T) {
 		var fe *FieldError
 		if !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: Validate() = %v, want an error naming the field", tc.field, err)
+		}
+	}
+}
+
+// TestLoadRefusesUnsafeAndAnonymousFiles: files that would write CR/LF onto the wire, or
+// open a trunk to anonymous callers, stop start-up with an error naming the field.
+func TestLoadRefusesUnsafeAndAnonymousFiles(t *testing.T) {
+	for file, field := range map[string]string{
+		"bad_dn_display_name_crlf.yaml":     "dns[0].display_name",
+		"bad_dn_contact_crlf.yaml":          "dns[0].contact",
+		"bad_calls_anonymous.yaml":          "calls.anonymous",
+		"bad_dn_allow_anonymous_trunk.yaml": "dns[0].allow_anonymous",
+	} {
+		_, err := Load(filepath.Join("testdata", file), func(string) string { return "" })
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != field {
+			t.Errorf("%s: Load() = %v, want an error naming %s", file, err, field)
 		}
 	}
 }
