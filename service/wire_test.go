@@ -2,6 +2,7 @@ package service
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"google.golang.org/grpc/codes"
@@ -95,4 +96,17 @@ func TestDirectoryAllowAnonymous(t *testing.T) {
 	}
 	_, err = dir.CreateDN(ctx, &sipsvcv1.CreateDNRequest{Dn: &sipsvcv1.DN{Number: "9000", Type: sipsvcv1.DNType_DN_TYPE_TRUNK, Contact: "sip:gw@192.0.2.1", AllowAnonymous: true}})
 	wantCode(t, err, codes.InvalidArgument, "dn.allow_anonymous")
+}
+
+// TestMakeCallOverCap: a call cap that is full reaches the API client as
+// RESOURCE_EXHAUSTED (REST 429) with the cap named.
+func TestMakeCallOverCap(t *testing.T) {
+	fake := &fakeCalls{MakeCallFunc: func(context.Context, signaling.MakeCallRequest) (signaling.CallInfo, error) {
+		return signaling.CallInfo{}, fmt.Errorf("%w: %s", signaling.ErrOverCap, signaling.RefusedCapDN)
+	}}
+	env := startAPI(t, fake, nil)
+	_, err := sipsvcv1.NewCallServiceClient(env.conn).MakeCall(ctxT(t), &sipsvcv1.MakeCallRequest{From: "1000", To: "2000"})
+	wantCode(t, err, codes.ResourceExhausted, signaling.RefusedCapDN)
+	code, body := env.do(t, "POST", "/v1/calls", map[string]any{"from": "1000", "to": "2000"}, "")
+	wantHTTP(t, code, body, 429, signaling.RefusedCapDN)
 }

@@ -247,6 +247,26 @@ func (s *Server) admitInvite(req *sip.Request, tx sip.ServerTransaction) (*admis
 	return adm, true
 }
 
+// ErrOverCap is returned by MakeCall when a call cap is full (the API answers
+// RESOURCE_EXHAUSTED); the wrapping error names the cap.
+var ErrOverCap = errors.New("signaling: over a call cap")
+
+// admitMakeCall takes the cap slots of a third-party call placed through the API: the
+// global cap and the per-DN cap of the origin and of the dialed number (the API caller is
+// authenticated by the API, so the class is trusted; there is no source IP).
+func (s *Server) admitMakeCall(origin dn.DN, dialed string) (*admission, error) {
+	adm := &admission{caller: Caller{Class: CallerTrusted, DN: &origin, Rule: "call-control API", User: origin.Number}}
+	adm.dns = append(adm.dns, origin.Number)
+	if dialed != "" && dialed != origin.Number {
+		adm.dns = append(adm.dns, dialed)
+	}
+	if reason := s.adm.acquire("", adm.dns); reason != "" {
+		s.refused(reason)
+		return nil, fmt.Errorf("%w: %s (numbers %v)", ErrOverCap, reason, adm.dns)
+	}
+	return adm, nil
+}
+
 // classify runs the Authenticator. Without one, every caller is trusted (an embedder that
 // sets no Authenticator vouches for its peers; cmd/sipsvc always sets one).
 func (s *Server) classify(ctx context.Context, req *sip.Request, tx sip.ServerTransaction) (Caller, bool) {

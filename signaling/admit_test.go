@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"sync"
 	"testing"
@@ -234,4 +235,33 @@ func TestDialedNumberUnescaped(t *testing.T) {
 	}
 	u.Ack()
 	u.Bye()
+}
+
+// TestMakeCallCaps: a call placed through the API takes cap slots too; over a cap
+// MakeCall fails with ErrOverCap (the API answers RESOURCE_EXHAUSTED) and it is counted.
+func TestMakeCallCaps(t *testing.T) {
+	alice, bob := newPhone(t, "alice", "UDP"), newPhone(t, "bob", "UDP")
+	alice.SetAnswer(ringForever(alice))
+	m := newRefusals()
+	b := startB2BUA(t, func(c *Config) { c.Admission.MaxCallsPerDN = 1; c.Metrics = m }, ext("1000", alice), ext("2000", bob))
+	ci, err := b.s.MakeCall(context.Background(), MakeCallRequest{From: "1000", To: "2000"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.WaitRequest(sip.INVITE, 1, 3*time.Second)
+	if _, err := b.s.MakeCall(context.Background(), MakeCallRequest{From: "1000", To: "2000"}); !errors.Is(err, ErrOverCap) {
+		t.Fatalf("second MakeCall from 1000: %v, want ErrOverCap", err)
+	}
+	if got := m.count(RefusedCapDN); got != 1 {
+		t.Errorf("refused{reason=cap_dn} = %d, want 1", got)
+	}
+	if err := b.s.ReleaseCall(context.Background(), ci.ID); err != nil {
+		t.Fatal(err)
+	}
+	b.rec.waitKind(t, EventCallEnded)
+	ci, err = b.s.MakeCall(context.Background(), MakeCallRequest{From: "1000", To: "2000"})
+	if err != nil {
+		t.Fatalf("MakeCall after the first call ended: %v (the slot was not given back)", err)
+	}
+	_ = b.s.ReleaseCall(context.Background(), ci.ID)
 }
