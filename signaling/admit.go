@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/sipsvc/sipsvc/dn"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // CallerClass says how sipsvc established who places a call.
@@ -380,7 +380,7 @@ func (c *call) describeCaller(rr *RouteRequest) {
 		rr.CallerDN = cl.DN.Number
 	}
 	if c.span.IsRecording() {
-		c.span.SetAttributes(attribute.String("sipsvc.caller.class", string(cl.Class)))
+		c.span.SetAttributes(sc.AttrCallerClass.String(string(cl.Class)))
 	}
 }
 

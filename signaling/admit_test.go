@@ -265,3 +265,25 @@ func TestMakeCallCaps(t *testing.T) {
 	}
 	_ = b.s.ReleaseCall(context.Background(), ci.ID)
 }
+
+// TestCallerClassOnCallSpan: the call span says how the caller was established.
+func TestCallerClassOnCallSpan(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	alice := newPhone(t, "alice", "UDP")
+	u := alice.invite(b, "6000", inviteOpts{})
+	if res := u.Wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("final %d", res.StatusCode)
+	}
+	u.Ack()
+	u.Bye()
+	for _, sp := range sink.wait(t, 1) {
+		if sp.Name == "sipsvc.call" {
+			if got := sp.Attributes["sipsvc.caller.class"]; got != "trusted" {
+				t.Errorf("sipsvc.caller.class = %v, want trusted (no authenticator)", got)
+			}
+			return
+		}
+	}
+	t.Fatal("no sipsvc.call span")
+}
