@@ -211,9 +211,13 @@ api:
   http_addr: "127.0.0.1:0"
 log:
   level: warn
+calls: # the caps are not what is measured: keep them out of the way of the rate steps
+  max_calls: 1000000
+  max_calls_per_source: 1000000
+  max_calls_per_dn: 1000000
 dns:
-  - {number: bench, type: extension, contact: "sip:bench@127.0.0.1:$UAS_UDP"}
-  - {number: bench-tcp, type: extension, contact: "sip:bench-tcp@127.0.0.1:$UAS_TCP;transport=tcp"}
+  - {number: bench, type: extension, contact: "sip:bench@127.0.0.1:$UAS_UDP", allow_anonymous: true}
+  - {number: bench-tcp, type: extension, contact: "sip:bench-tcp@127.0.0.1:$UAS_TCP;transport=tcp", allow_anonymous: true}
 EOF
   "$OUT/sipsvc" --config "$OUT/sipsvc.yaml" > "$OUT/sipsvc.log" 2>&1 &
   SVC_PID=$!

@@ -29,6 +29,7 @@ type Config struct {
 	API       APIConfig       `yaml:"api"`
 	Routing   RoutingConfig   `yaml:"routing"`
 	Registrar RegistrarConfig `yaml:"registrar"`
+	Calls     CallsConfig     `yaml:"calls"`
 	Log       LogConfig       `yaml:"log"`
 	Telemetry TelemetryConfig `yaml:"telemetry"`
 	// DNs seed the directory store at start-up.
@@ -196,14 +197,15 @@ func Default() Config {
 			MaxBindingsPerDN:       registrar.DefaultMaxBindingsPerDN,
 			DigestAlgorithms:       registrar.DefaultAlgorithms(),
 		},
+		Calls:     defaultCalls(),
 		Log:       LogConfig{Level: "info", Format: "text"},
 		Telemetry: TelemetryConfig{OTLPProtocol: "grpc", ServiceName: "sipsvc", SampleRatio: 1},
 		DNs: []DNConfig{
 			// Self-registered: their passwords are generated on first start (GeneratePasswords).
 			{DN: dn.DN{Number: "1000", Type: dn.TypeExtension, Contact: "*", DisplayName: "Alice (self-registered)"}, GeneratePassword: true},
 			{DN: dn.DN{Number: "1001", Type: dn.TypeExtension, Contact: "*", DisplayName: "Bob (self-registered)"}, GeneratePassword: true},
-			{DN: dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sips:5000@127.0.0.1:5071", DisplayName: "sips phone", InsecureSkipVerify: true}},
-			{DN: dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: "sip:6000@127.0.0.1:5070", DisplayName: "plain sip phone"}},
+			{DN: dn.DN{Number: "5000", Type: dn.TypeExtension, Contact: "sips:5000@127.0.0.1:5071", DisplayName: "sips phone", InsecureSkipVerify: true, AllowAnonymous: true}},
+			{DN: dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: "sip:6000@127.0.0.1:5070", DisplayName: "plain sip phone", AllowAnonymous: true}},
 		},
 	}
 }
@@ -417,6 +419,9 @@ func (c *Config) Validate() error {
 		if _, err := sips.ParseServiceRoute(v); err != nil {
 			return &FieldError{fmt.Sprintf("registrar.service_route[%d]", i), err.Error()}
 		}
+	}
+	if err := c.validateCalls(); err != nil {
+		return err
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

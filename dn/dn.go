@@ -87,6 +87,9 @@ type DN struct {
 	// DigestAlgorithms, when set, replaces the registrar's digest algorithms for this DN:
 	// offered in this order, only these accepted (SHA-256, MD5), e.g. [SHA-256] to require it.
 	DigestAlgorithms []string `json:"digest_algorithms,omitempty" yaml:"digest_algorithms,omitempty"`
+	// AllowAnonymous lets callers that are neither authenticated nor trusted reach this DN
+	// (an extension or ACD position; never a trunk or a VoIP service). Off by default.
+	AllowAnonymous bool `json:"allow_anonymous,omitempty" yaml:"allow_anonymous,omitempty"`
 
 	// sources is TrustedSources parsed by WithSourcesParsed, or nil. Being unexported, it
 	// is not encoded: the stored JSON and the YAML configuration are unchanged.
@@ -150,6 +153,17 @@ func (d DN) Validate() error {
 			return &FieldError{"contact", err.Error()}
 		}
 	}
+	if err := CheckDisplayName(d.DisplayName); err != nil {
+		return &FieldError{"display_name", fmt.Sprintf("%q %v", d.DisplayName, err)}
+	}
+	if d.AllowAnonymous && (d.Type == TypeTrunk || d.Type == TypeVoIPService) {
+		return &FieldError{"allow_anonymous", fmt.Sprintf("cannot be set on a %s: anonymous callers never reach trunks or VoIP services", d.Type)}
+	}
+	for i, s := range d.TrustedCertSubjects {
+		if err := CheckDisplayName(s); err != nil || s == "" {
+			return &FieldError{fmt.Sprintf("trusted_cert_subjects[%d]", i), fmt.Sprintf("%q is empty or %v", s, err)}
+		}
+	}
 	switch d.Policy {
 	case PolicyDefault, PolicyPerLeg, PolicyStrict:
 	default:
@@ -187,6 +201,9 @@ func ParseContact(s string) (sip.Uri, error) {
 	}
 	if err := CheckContact(&u); err != nil {
 		return u, fmt.Errorf("%q: %w", s, err)
+	}
+	if _, err := CheckWireURI(s); err != nil {
+		return u, fmt.Errorf("%q %w", s, err)
 	}
 	return u, nil
 }

@@ -251,19 +251,32 @@ func TestAuthorizeCall(t *testing.T) {
 		trunk     func(*dn.DN)
 		want      int
 		caller    string
+		class     string // X-Caller-Class, when set
+		rule      string // X-Caller-Rule, when set
 	}{
 		{name: "password DN answers 407 with SHA-256", transport: "UDP", from: "1000", password: "secret", want: 200, caller: "1000"},
 		{name: "password DN wrong password", transport: "TCP", from: "1000", password: "nope", want: 403},
 		{name: "password DN no answer", transport: "TCP", from: "1000", want: 407},
-		{name: "no password DN", transport: "UDP", from: "1001", want: 200, caller: "1001"},
-		{name: "unknown user", transport: "UDP", from: "555", want: 200, caller: "-"},
-		{name: "disabled DN", transport: "UDP", from: "1002", want: 403},
+		// R-issue 10: a From user naming a DN is only a claim unless proved: a DN without a
+		// password, or a disabled one, makes the caller anonymous (signaling decides what
+		// an anonymous caller may reach).
+		{name: "no password DN is anonymous", transport: "UDP", from: "1001", want: 200, caller: "-", class: "anonymous"},
+		{name: "unknown user", transport: "UDP", from: "555", want: 200, caller: "-", class: "anonymous"},
+		{name: "disabled DN is anonymous", transport: "UDP", from: "1002", want: 200, caller: "-", class: "anonymous"},
+		// RFC 3261 §19.1.4: sip:%31000@h is sip:1000@h, so an escaped From user gets the
+		// challenge of DN 1000 and cannot slip past it as an unknown user.
+		{name: "escaped From user is challenged as its DN", transport: "UDP", from: "%31000", want: 407},
+		{name: "escaped From user authenticates as its DN", transport: "UDP", from: "%31000", password: "secret", want: 200, caller: "1000", class: "authenticated"},
+		{name: "password DN authenticated class", transport: "TCP", from: "1000", password: "secret", want: 200, caller: "1000", class: "authenticated"},
 		{name: "trunk by source IP", transport: "UDP", from: "+4930123",
-			trunk: func(d *dn.DN) { d.TrustedSources = []string{"127.0.0.0/8"} }, want: 200, caller: "trunk"},
+			trunk: func(d *dn.DN) { d.TrustedSources = []string{"127.0.0.0/8"} }, want: 200, caller: "trunk", class: "trusted", rule: "source 127.0.0.1 in trusted_sources of DN trunk"},
+		{name: "trunk sources not matching: anonymous", transport: "UDP", from: "trunk",
+			trunk: func(d *dn.DN) { d.TrustedSources = []string{"192.0.2.0/24"} }, want: 200, caller: "-", class: "anonymous"},
 		{name: "trunk by source IP wins over From DN password", transport: "TCP", from: "1000",
 			trunk: func(d *dn.DN) { d.TrustedSources = []string{"127.0.0.1"} }, want: 200, caller: "trunk"},
 		{name: "trunk by TLS client certificate", transport: "TLS", cert: true, from: "+4930123",
-			trunk: func(d *dn.DN) { d.TrustedCertSubjects = []string{"trunk.example.net"} }, want: 200, caller: "trunk"},
+			trunk: func(d *dn.DN) { d.TrustedCertSubjects = []string{"trunk.example.net"} }, want: 200, caller: "trunk", class: "trusted",
+			rule: "certificate subject trunk.example.net in trusted_cert_subjects of DN trunk"},
 		{name: "trunk certificate required but absent", transport: "TLS", from: "1000",
 			trunk: func(d *dn.DN) { d.TrustedCertSubjects = []string{"trunk.example.net"} }, want: 407},
 	}
@@ -278,13 +291,19 @@ func TestAuthorizeCall(t *testing.T) {
 			req := p.request(sip.INVITE, reg{number: tc.from})
 			res := p.do(req)
 			if res.StatusCode == 407 && tc.password != "" {
-				authorize(t, req, challenge(t, res, "SHA-256"), tc.from, tc.password, 1)
+				authorize(t, req, challenge(t, res, "SHA-256"), dn.NormalizeUser(tc.from), tc.password, 1)
 				res = p.resend(req)
 			}
 			wantStatus(t, res, tc.want)
 			if tc.want == 200 {
 				if got := res.GetHeader("X-Caller").Value(); got != tc.caller {
 					t.Fatalf("caller %q, want %q", got, tc.caller)
+				}
+				if got := res.GetHeader("X-Caller-Class").Value(); tc.class != "" && got != tc.class {
+					t.Fatalf("class %q, want %q", got, tc.class)
+				}
+				if h := res.GetHeader("X-Caller-Rule"); tc.rule != "" && (h == nil || h.Value() != tc.rule) {
+					t.Fatalf("rule %v, want %q", h, tc.rule)
 				}
 			}
 			if tc.want == 407 && len(res.GetHeaders("Proxy-Authenticate")) != 2 {

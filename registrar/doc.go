@@ -101,14 +101,18 @@
 //
 // # Calls
 //
-// AuthorizeCall trusts a request whose source IP matches a DN's TrustedSources, or whose
+// ClassifyCall (signaling.Classifier; AuthorizeCall is its signaling.Authenticator form)
+// trusts a request whose source IP matches a DN's TrustedSources, or whose
 // TLS connection presented a verified client certificate whose CN, DNS, URI or e-mail SAN
 // matches a DN's TrustedCertSubjects; that DN is the caller. The certificate is read from
 // the sipgo server transaction's connection (a *sip.TCPConnection around a *tls.Conn), so
 // the transaction must be the one sipgo handed to the handler, and it must have been
 // verified (tls.VerifyClientCertIfGiven or RequireAndVerifyClientCert with ClientCAs): an
 // unverified certificate (tls.RequestClientCert) is ignored. The trusted DNs come from
-// store.Store.TrustedDNs. Otherwise the caller is the
-// From user: a DN with a password is challenged (407), a disabled DN gets 403, and a DN
-// without a password or an unknown user passes (caller that DN, or nil).
+// store.Store.TrustedDNs; the class is then trusted and the rule that matched is named.
+// Otherwise the From user, its %HH escapes decoded (RFC 3261 §19.1.4), decides: a DN with
+// a password is challenged (407) and, answered, authenticated; a DN without a password, a
+// disabled DN or an unknown user is anonymous (signaling decides what an anonymous caller
+// may reach). ChallengeCall sends an anonymous caller the same 407, checked against dummy
+// credentials, so that it cannot tell which numbers exist.
 package registrar

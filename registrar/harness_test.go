@@ -202,16 +202,18 @@ func (h *harness) serve() {
 	}
 	srv.OnRegister(func(req *sip.Request, tx sip.ServerTransaction) { h.reg.ServeRegister(ctx, req, tx) })
 	srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-		caller, ok := h.reg.AuthorizeCall(ctx, req, tx)
+		cl, ok := h.reg.ClassifyCall(ctx, req, tx)
 		if !ok {
 			return
 		}
 		res := sip.NewResponseFromRequest(req, 200, "OK", nil)
 		who := "-"
-		if caller != nil {
-			who = caller.Number
+		if cl.DN != nil {
+			who = cl.DN.Number
 		}
 		res.AppendHeader(sip.NewHeader("X-Caller", who))
+		res.AppendHeader(sip.NewHeader("X-Caller-Class", string(cl.Class)))
+		res.AppendHeader(sip.NewHeader("X-Caller-Rule", cl.Rule))
 		_ = tx.Respond(res)
 	})
 	srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {})

@@ -145,6 +145,7 @@ type Registrar struct {
 var (
 	_ signaling.Registrar     = (*Registrar)(nil)
 	_ signaling.Authenticator = (*Registrar)(nil)
+	_ signaling.Classifier    = (*Registrar)(nil)
 )
 
 // New checks cfg, applies defaults and returns a Registrar.

@@ -30,6 +30,7 @@ func TestGRPCErrorTable(t *testing.T) {
 		{signaling.ErrNotSupported, codes.FailedPrecondition, 412},
 		{signaling.ErrUnknownDN, codes.NotFound, 404},
 		{signaling.ErrBadTarget, codes.InvalidArgument, 400},
+		{signaling.ErrOverCap, codes.ResourceExhausted, 429},
 		{&dn.FieldError{Field: "contact", Msg: "bad"}, codes.InvalidArgument, 400},
 		{dn.ErrNotFound, codes.NotFound, 404},
 		{dn.ErrExists, codes.AlreadyExists, 409},
@@ -46,7 +47,7 @@ func TestGRPCErrorTable(t *testing.T) {
 		})
 	}
 	wantCode(t, grpcError(&dn.FieldError{Field: "contact", Msg: "bad"}, "dn."), codes.InvalidArgument, "dn.contact: bad")
-	if len(errorCodes) != 9 {
+	if len(errorCodes) != 10 {
 		t.Errorf("errorCodes has %d rows; update this test", len(errorCodes))
 	}
 }

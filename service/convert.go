@@ -204,6 +204,7 @@ func dnToProto(d dn.DN) *sipsvcv1.DN {
 		TrustedSources:      append([]string(nil), d.TrustedSources...),
 		TrustedCertSubjects: append([]string(nil), d.TrustedCertSubjects...),
 		Traceparent:         d.Traceparent,
+		AllowAnonymous:      d.AllowAnonymous,
 	}
 }
 
@@ -219,6 +220,7 @@ func (t *enumTables) dnFromProto(p *sipsvcv1.DN) (dn.DN, error) {
 		TrustedSources:      p.GetTrustedSources(),
 		TrustedCertSubjects: p.GetTrustedCertSubjects(),
 		Traceparent:         p.GetTraceparent(),
+		AllowAnonymous:      p.GetAllowAnonymous(),
 	}
 	var ok bool
 	if p.GetType() != sipsvcv1.DNType_DN_TYPE_UNSPECIFIED {

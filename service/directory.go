@@ -121,7 +121,7 @@ func (s *directoryServer) UpdateDN(ctx context.Context, req *sipsvcv1.UpdateDNRe
 // maskFields are the DN fields an update mask may name.
 var maskFields = []string{
 	"type", "contact", "display_name", "policy", "style", "insecure_skip_verify", "disabled",
-	"password", "trusted_sources", "trusted_cert_subjects", "traceparent",
+	"password", "trusted_sources", "trusted_cert_subjects", "traceparent", "allow_anonymous",
 }
 
 func updatable(path string) bool { return slices.Contains(maskFields, path) }
@@ -149,6 +149,8 @@ func applyPath(d *dn.DN, in dn.DN, path string) {
 		d.TrustedCertSubjects = in.TrustedCertSubjects
 	case "traceparent":
 		d.Traceparent = in.Traceparent
+	case "allow_anonymous":
+		d.AllowAnonymous = in.AllowAnonymous
 	}
 }
 

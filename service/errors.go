@@ -28,6 +28,7 @@ var errorCodes = []struct {
 	// An unknown DN named in a request is a missing object, like an unknown call.
 	{signaling.ErrUnknownDN, codes.NotFound},
 	{signaling.ErrBadTarget, codes.InvalidArgument},
+	{signaling.ErrOverCap, codes.ResourceExhausted},
 	{dn.ErrInvalid, codes.InvalidArgument},
 	{dn.ErrNotFound, codes.NotFound},
 	{dn.ErrExists, codes.AlreadyExists},

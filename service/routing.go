@@ -277,7 +277,17 @@ func routeRequestToProto(r signaling.RouteRequest) *routingv1.RouteCallRequest {
 		Headers:       r.Headers,
 		Inbound:       legDecisionToRouting(r.Inbound),
 		Source:        r.Source,
+		CallerClass:   callerClasses[r.CallerClass],
+		CallerDn:      r.CallerDN,
+		CallerRule:    r.CallerRule,
 	}
+}
+
+// callerClasses maps the caller class; a class not listed is sent as unspecified.
+var callerClasses = map[signaling.CallerClass]routingv1.CallerClass{
+	signaling.CallerAuthenticated: routingv1.CallerClass_CALLER_CLASS_AUTHENTICATED,
+	signaling.CallerTrusted:       routingv1.CallerClass_CALLER_CLASS_TRUSTED,
+	signaling.CallerAnonymous:     routingv1.CallerClass_CALLER_CLASS_ANONYMOUS,
 }
 
 var routingPolicies = map[routingv1.SipsPolicy]dn.Policy{
@@ -296,6 +306,9 @@ func routeDecisionFromProto(resp *routingv1.RouteCallResponse) (signaling.RouteD
 		st := x.Reject.GetSipStatus()
 		if st < 400 || st > 699 {
 			return d, fmt.Errorf("reject.sip_status %d is not a SIP final error status (400-699)", st)
+		}
+		if err := dn.CheckText(x.Reject.GetReason()); err != nil {
+			return d, fmt.Errorf("reject.reason: %q %w", x.Reject.GetReason(), err)
 		}
 		d.Reject = &signaling.Rejection{Status: int(st), Reason: x.Reject.GetReason()}
 		return d, nil

@@ -84,8 +84,9 @@ func sampleRouteRequest() signaling.RouteRequest {
 	return signaling.RouteRequest{
 		CallID: "c1", SIPCallID: "abc@10.0.0.1", Caller: "1000", CallerDisplay: "Alice", Dialed: "2000",
 		RequestURI: "sips:2000@sipsvc.example", Headers: map[string]string{"User-Agent": "phone/1"},
-		Inbound: signaling.LegDecision{Leg: "A", Scheme: "sips", Transport: "TLS", Secure: true, Reason: "request-uri sips", Rule: "R3"},
-		Source:  "10.0.0.1:5061",
+		Inbound:     signaling.LegDecision{Leg: "A", Scheme: "sips", Transport: "TLS", Secure: true, Reason: "request-uri sips", Rule: "R3"},
+		Source:      "10.0.0.1:5061",
+		CallerClass: signaling.CallerTrusted, CallerDN: "trunk1", CallerRule: "source 10.0.0.1 in trusted_sources of DN trunk1",
 	}
 }
 
@@ -114,6 +115,11 @@ func TestRoutingClientRoute(t *testing.T) {
 		case "baduri":
 			return &routingv1.RouteCallResponse{Decision: &routingv1.RouteCallResponse_Targets{Targets: &routingv1.TargetList{Targets: []*routingv1.Target{
 				{Destination: &routingv1.Target_Uri{Uri: "http://x"}}}}}}, nil
+		case "crlfuri": // issue 10: a routing answer must not inject headers or break the Request-Line
+			return &routingv1.RouteCallResponse{Decision: &routingv1.RouteCallResponse_Targets{Targets: &routingv1.TargetList{Targets: []*routingv1.Target{
+				{Destination: &routingv1.Target_Uri{Uri: "sip:6000@10.0.0.6\r\nP-Asserted-Identity: <sip:911@x>"}}}}}}, nil
+		case "crlfreason":
+			return &routingv1.RouteCallResponse{Decision: &routingv1.RouteCallResponse_Reject{Reject: &routingv1.Rejection{SipStatus: 486, Reason: "Busy\r\nX-Evil: 1"}}}, nil
 		}
 		return nil, status.Error(codes.NotFound, "no route")
 	}}
@@ -150,7 +156,11 @@ func TestRoutingClientRoute(t *testing.T) {
 		t.Errorf("reject: %+v, %v", d, err)
 	}
 
-	for _, dialed := range []string{"err", "empty", "none", "200", "baduri", "404"} {
+	if seen.GetCallerClass() != routingv1.CallerClass_CALLER_CLASS_TRUSTED || seen.GetCallerDn() != "trunk1" || !strings.Contains(seen.GetCallerRule(), "trusted_sources of DN trunk1") {
+		t.Errorf("routing service was not told who calls: class %v dn %q rule %q", seen.GetCallerClass(), seen.GetCallerDn(), seen.GetCallerRule())
+	}
+
+	for _, dialed := range []string{"err", "empty", "none", "200", "baduri", "crlfuri", "crlfreason", "404"} {
 		t.Run(dialed, func(t *testing.T) {
 			req := sampleRouteRequest()
 			req.Dialed = dialed

@@ -39,6 +39,9 @@ type call struct {
 	forks    []*leg // originated legs not (yet) answered
 	state    CallState
 	answered time.Time
+	// adm is the inbound call's admission (caller class, cap slots); nil for MakeCall.
+	// Set once by admitted (admit.go).
+	adm      *admission
 	rewrites []Rewrite
 	nextLeg  int
 }

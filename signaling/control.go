@@ -33,6 +33,10 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 	if err != nil {
 		return CallInfo{}, err
 	}
+	adm, err := s.admitMakeCall(origin, dialed) // admit.go: caps
+	if err != nil {
+		return CallInfo{}, err
+	}
 	c := &call{
 		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
 		caller: origin.Number, dialed: dialed,
@@ -40,6 +44,7 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 	}
 	c.ctx, c.span = s.startCallSpan(context.WithoutCancel(ctx), nil, c)
 	s.addCall(c)
+	s.admitted(c, adm)
 	c.event(EventCallCreated, nil, nil)
 	s.wg.Add(1)
 	go func() {

@@ -63,6 +63,14 @@ type RouteRequest struct {
 	Inbound LegDecision
 	// Source is the inbound peer's address.
 	Source string
+	// CallerClass is how the caller was established: authenticated, trusted or anonymous.
+	// sipsvc refuses targets the class may not reach whatever the router answers.
+	CallerClass CallerClass
+	// CallerDN is the authenticated DN, or the trusted DN whose rule matched; empty when
+	// anonymous.
+	CallerDN string
+	// CallerRule names the trust rule that matched a trusted caller.
+	CallerRule string
 }
 
 // Target is one place to try a call.

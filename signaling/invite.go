@@ -42,22 +42,20 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 		s.rejectInbound(req, tx, err)
 		return
 	}
-	se := parseSessionExpires(req) // parsed once for the call: leg A keeps it for setupTimers
+	se := s.clampSessionExpires(parseSessionExpires(req)) // parsed once for the call: leg A keeps it for setupTimers
 	if se.interval > 0 && se.interval < s.cfg.MinSE {
 		// RFC 4028 §8.1: too small an interval gets 422 with our Min-SE.
 		s.reply(tx, req, 422, "Session Interval Too Small", sip.NewHeader("Min-SE", strconv.Itoa(int(s.cfg.MinSE/time.Second))))
 		return
 	}
-	var caller *dn.DN
-	if s.cfg.Authenticator != nil {
-		var ok bool
-		if caller, ok = s.cfg.Authenticator.AuthorizeCall(context.Background(), req, tx); !ok {
-			return
-		}
+	adm, ok := s.admitInvite(req, tx) // admit.go: caller class, anonymous gate, caps
+	if !ok {
+		return
 	}
 	s.wg.Add(1)
 	defer s.wg.Done()
-	c, a := s.newInboundCall(req, tx, dec, caller, se)
+	c, a := s.newInboundCall(req, tx, dec, adm.caller.DN, se)
+	s.admitted(c, adm)
 	c.runInbound(a)
 }
 
@@ -94,7 +92,7 @@ func inboundOf(req *sip.Request) sips.Inbound {
 func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec sips.Decision, caller *dn.DN, se sessionExpires) (*call, *leg) {
 	c := &call{
 		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
-		caller: req.From().Address.User, dialed: req.Recipient.User,
+		caller: req.From().Address.User, dialed: dn.NormalizeUser(req.Recipient.User), // RFC 3261 §19.1.4
 		cancelled: make(chan struct{}), done: make(chan struct{}),
 	}
 	c.ctx, c.span = s.startCallSpan(context.Background(), req, c)
@@ -226,7 +224,11 @@ func (c *call) runInbound(a *leg) {
 	if s.cfg.Router != nil {
 		rr.Headers = selectedHeaders(a.invite) // only a routing service reads them
 	}
-	d := s.route(c.ctx, c, rr)
+	c.describeCaller(&rr)
+	d, ok := c.admitTargets(a, s.route(c.ctx, c, rr))
+	if !ok {
+		return
+	}
 	if d.Reject != nil {
 		reason := d.Reject.Reason
 		if reason == "" {
@@ -273,7 +275,7 @@ func (c *call) fail(a *leg, f failure, extra ...sip.Header) {
 	if f.reason == "" {
 		f.reason = statusText(f.status)
 	}
-	hdrs := append(f.headers(), extra...)
+	hdrs := append(c.failureHeaders(f), extra...)
 	if err := c.s.respond(a, a.serverTx, a.invite, f.status, f.reason, nil, "", hdrs...); err != nil {
 		c.log(slog.LevelDebug, "final response to A failed", "error", err)
 	}

@@ -62,6 +62,9 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 	l.localURI = sip.Uri{Scheme: d.Scheme, User: caller, Host: la.host}
 	l.localDisplay = p.callerDisplay
+	if f := c.checkLegOnWire(l, target); f != nil { // admit.go: the last check before writing
+		return nil, f
+	}
 	l.localContact = s.contactFor(caller, d, sp.d.Style)
 	l.transport = d.Transport
 	switch {
@@ -531,6 +534,7 @@ func (c *call) end(cause string, status int) {
 		// the call up at once.
 		c.s.removeCall(c)
 		close(c.done)
+		c.releaseAdmission() // after done: see admitted
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
 		endCallSpan(c.span, status, cause)
 	})

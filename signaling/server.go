@@ -54,8 +54,11 @@ type Config struct {
 	FallbackDNs []string
 	// Registrar serves REGISTER; nil answers 405.
 	Registrar Registrar
-	// Authenticator authorizes new calls; nil lets every call through.
+	// Authenticator authorizes new calls; nil lets every call through (as trusted). When it
+	// is a Classifier, callers are classified authenticated, trusted or anonymous (admit.go).
 	Authenticator Authenticator
+	// Admission sets the anonymous-caller policy and the call caps; zero fields are defaults.
+	Admission Admission
 	// Observers receive every event.
 	Observers []Observer
 	// Metrics receives hot-path counts; nil records none.
@@ -110,6 +113,8 @@ type Server struct {
 
 	wg sync.WaitGroup // call goroutines
 
+	adm *admitter // caps and the anonymous policy (admit.go)
+
 	udpReady atomic.Bool // sipgo has our UDP listener in its pool
 	serving  atomic.Bool // Serve has its listeners and has not begun to stop (Ready)
 	draining atomic.Bool // new calls are refused with 503 (graceful shutdown)
@@ -159,6 +164,10 @@ func New(cfg Config) (*Server, error) {
 		calls:  map[string]*call{},
 		legs:   map[string]*leg{},
 	}
+	if err := cfg.Admission.Validate(); err != nil {
+		return nil, fmt.Errorf("signaling: admission: %w", err)
+	}
+	s.adm = newAdmitter(cfg.Admission)
 	s.verify = newVerifyPolicy(cfg.ClientTLS, cfg.Metrics)
 	s.check = newChecker()
 	ua, err := sipgo.NewUA(

@@ -70,6 +70,7 @@ type Metrics struct {
 	msgIn           metric.Int64Counter
 	msgOut          metric.Int64Counter
 	tlsHandshakes   metric.Int64Counter
+	refused         metric.Int64Counter // admission.go
 
 	noAttrs measureOpts
 
@@ -123,6 +124,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.msgIn = i64(MetricMessagesReceived, "{message}", "SIP messages received, by method, status (responses) and transport.")
 	m.msgOut = i64(MetricMessagesSent, "{message}", "SIP messages sent, by method, status (responses) and transport.")
 	m.tlsHandshakes = i64(MetricTLSHandshakes, "{handshake}", "TLS handshakes on SIP connections, by direction and result.")
+	m.refused = i64(MetricCallsRefused, "{call}", "Calls refused at admission or ended by a cap, by reason.")
 	h, err := meter.Float64Histogram(MetricRoutingDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time to reach a routing decision, by outcome."),
 		metric.WithExplicitBucketBoundaries(RoutingBuckets...))

@@ -151,6 +151,7 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 		FallbackDNs:    cfg.Routing.FallbackDNs,
 		Registrar:      reg,
 		Authenticator:  reg,
+		Admission:      cfg.Calls.Admission(),
 		Observers:      []signaling.Observer{observers},
 		Metrics:        metrics,
 		TracerProvider: tel.TracerProvider,

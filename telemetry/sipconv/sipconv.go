@@ -151,6 +151,9 @@ const (
 	AttrCallOrigin = attribute.Key("sipsvc.call.origin")
 	// AttrCallOutcome is how the call ended; one of the Outcome* values.
 	AttrCallOutcome = attribute.Key("sipsvc.call.outcome")
+	// AttrCallerClass is how the caller of an inbound call was established:
+	// "authenticated", "trusted" or "anonymous" (signaling.CallerClass).
+	AttrCallerClass = attribute.Key("sipsvc.caller.class")
 	// AttrRoutingSource is who decided: "routing-service", "fallback", "builtin".
 	AttrRoutingSource = attribute.Key("sipsvc.routing.source")
 	// AttrRoutingOutcome is the Metrics.RoutingDone outcome: routed, rejected, error, timeout,

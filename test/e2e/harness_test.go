@@ -57,6 +57,10 @@ type stackOptions struct {
 	routingTimeout time.Duration
 	// fallbackDNs is routing.fallback_dns.
 	fallbackDNs []string
+	// admission is signaling's admission config. nil: the lab setting, anonymous callers
+	// reach every extension (AnonymousExtensions), as the phones of most tests are not
+	// provisioned with passwords; the admission tests set the production default.
+	admission *signaling.Admission
 }
 
 // stack is sipsvc running in the test process.
@@ -135,7 +139,12 @@ func startStack(t *testing.T, o stackOptions) *stack {
 		_ = reg.Run(ctx)
 	}()
 
+	adm := signaling.Admission{Anonymous: signaling.AnonymousExtensions}
+	if o.admission != nil {
+		adm = *o.admission
+	}
 	sig, err := signaling.New(signaling.Config{
+		Admission:      adm,
 		Hostname:       "127.0.0.1",
 		ServerTLS:      serverTLS(t),
 		ClientTLS:      clientTLS(),
@@ -235,6 +244,13 @@ func (s *stack) addPhone(number, name, transport string) *phone {
 	s.mu.Unlock()
 	s.addDN(dn.DN{Number: number, Type: dn.TypeExtension, Contact: p.ContactURI(number, "sip"), DisplayName: name})
 	return p
+}
+
+// trustLoopback adds a trunk DN "lab-sbc" that trusts 127.0.0.1: every caller of the test
+// is then trusted (an SBC in front of sipsvc), and may reach any target.
+func (s *stack) trustLoopback() {
+	s.t.Helper()
+	s.addDN(dn.DN{Number: "lab-sbc", Type: dn.TypeTrunk, Contact: "sip:sbc@192.0.2.1", TrustedSources: []string{"127.0.0.1"}})
 }
 
 // callerPhone starts a phone that is not in the directory (it places calls into sipsvc).

@@ -67,6 +67,7 @@ func TestRoutingService(t *testing.T) {
 		return nil, status.Error(codes.NotFound, "no route")
 	})
 	s := startStack(t, stackOptions{router: router, routingTimeout: 300 * time.Millisecond, fallbackDNs: []string{"4000"}})
+	s.trustLoopback() // the dialed numbers are routes, not DNs: only a trusted caller reaches them
 	bob := s.addPhone("2000", "bob", "UDP")
 	dave := s.addPhone("4000", "dave", "UDP")
 	erin := s.addPhone("5000", "erin", "UDP")
@@ -97,6 +98,9 @@ func TestRoutingService(t *testing.T) {
 		}
 		if d := rr.GetInbound(); d.GetLegId() != "A" || d.GetScheme() != "sip" || d.GetTransport() != "UDP" {
 			t.Errorf("RouteCall inbound decision %v", d)
+		}
+		if rr.GetCallerClass() != routingv1.CallerClass_CALLER_CLASS_TRUSTED || rr.GetCallerDn() != "lab-sbc" || !strings.Contains(rr.GetCallerRule(), "trusted_sources of DN lab-sbc") {
+			t.Errorf("RouteCall caller class %v dn %q rule %q, want trusted by lab-sbc", rr.GetCallerClass(), rr.GetCallerDn(), rr.GetCallerRule())
 		}
 		if !strings.HasPrefix(rr.GetRequestUri(), "sip:7001@") || rr.GetSource() == "" {
 			t.Errorf("RouteCall request_uri %q source %q", rr.GetRequestUri(), rr.GetSource())
@@ -176,6 +180,7 @@ func TestRoutingBuiltinFallback(t *testing.T) {
 		return sleepPastDeadline(ctx)
 	})
 	s := startStack(t, stackOptions{router: router, routingTimeout: 200 * time.Millisecond})
+	s.trustLoopback()
 	bob := s.addPhone("2000", "bob", "UDP")
 	alice := s.callerPhone("alice", "UDP")
 	w := s.watch(&sipsvcv1.WatchEventsRequest{Kinds: []sipsvcv1.EventKind{sipsvcv1.EventKind_EVENT_KIND_ROUTING_FALLBACK}})

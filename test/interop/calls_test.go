@@ -188,7 +188,7 @@ const legacyDigest = "registrar:\n  digest_algorithms: [MD5, SHA-256]\n"
 func TestSipsakRegister(t *testing.T) {
 	sipsak := requireTool(t, "sipsak", "sipsak")
 	const number, password = "1000", "s3cret-1000"
-	svc := startSipsvc(t, svcOptions{DNs: []dnSpec{{Number: number, Contact: "*", Password: password}}, Extra: legacyDigest})
+	svc := startSipsvc(t, svcOptions{DNs: []dnSpec{{Number: number, Contact: "*", Password: password, AllowAnonymous: true}}, Extra: legacyDigest})
 	uasPort := freePort(t)
 	aor := fmt.Sprintf("sip:%s@127.0.0.1:%d", number, svc.udp)
 

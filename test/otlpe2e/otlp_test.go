@@ -60,7 +60,7 @@ log:
 telemetry:
   service_name: sipsvc-e2e
 dns:
-  - {number: "6000", type: extension, contact: "sip:6000@%s", traceparent: true}
+  - {number: "6000", type: extension, contact: "sip:6000@%s", traceparent: true, allow_anonymous: true}
 `, filepath.Join(dir, "data"), addr(udp), addr(tcp), addr(tlsPort),
 		filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem"),
 		addr(grpcPort), addr(httpPort), bob.Addr)

@@ -80,6 +80,63 @@ func (SipsPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_routing_v1_routing_proto_rawDescGZIP(), []int{0}
 }
 
+// CallerClass is how sipsvc established who places a call.
+type CallerClass int32
+
+const (
+	// Not set (a sipsvc older than this field).
+	CallerClass_CALLER_CLASS_UNSPECIFIED CallerClass = 0
+	// The caller answered a digest challenge for the DN in From.
+	CallerClass_CALLER_CLASS_AUTHENTICATED CallerClass = 1
+	// The request came from a DN's trusted source or verified TLS certificate subject.
+	CallerClass_CALLER_CLASS_TRUSTED CallerClass = 2
+	// Neither: the From user is only a claim.
+	CallerClass_CALLER_CLASS_ANONYMOUS CallerClass = 3
+)
+
+// Enum value maps for CallerClass.
+var (
+	CallerClass_name = map[int32]string{
+		0: "CALLER_CLASS_UNSPECIFIED",
+		1: "CALLER_CLASS_AUTHENTICATED",
+		2: "CALLER_CLASS_TRUSTED",
+		3: "CALLER_CLASS_ANONYMOUS",
+	}
+	CallerClass_value = map[string]int32{
+		"CALLER_CLASS_UNSPECIFIED":   0,
+		"CALLER_CLASS_AUTHENTICATED": 1,
+		"CALLER_CLASS_TRUSTED":       2,
+		"CALLER_CLASS_ANONYMOUS":     3,
+	}
+)
+
+func (x CallerClass) Enum() *CallerClass {
+	p := new(CallerClass)
+	*p = x
+	return p
+}
+
+func (x CallerClass) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CallerClass) Descriptor() protoreflect.EnumDescriptor {
+	return file_routing_v1_routing_proto_enumTypes[1].Descriptor()
+}
+
+func (CallerClass) Type() protoreflect.EnumType {
+	return &file_routing_v1_routing_proto_enumTypes[1]
+}
+
+func (x CallerClass) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CallerClass.Descriptor instead.
+func (CallerClass) EnumDescriptor() ([]byte, []int) {
+	return file_routing_v1_routing_proto_rawDescGZIP(), []int{1}
+}
+
 // LegDecision is the URI scheme and transport decision for one leg.
 type LegDecision struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -191,7 +248,15 @@ type RouteCallRequest struct {
 	// The inbound leg's scheme decision.
 	Inbound *LegDecision `protobuf:"bytes,8,opt,name=inbound,proto3" json:"inbound,omitempty"`
 	// The inbound peer's address, host:port.
-	Source        string `protobuf:"bytes,9,opt,name=source,proto3" json:"source,omitempty"`
+	Source string `protobuf:"bytes,9,opt,name=source,proto3" json:"source,omitempty"`
+	// How sipsvc established who calls. Whatever the router answers, sipsvc refuses targets
+	// the class may not reach (an anonymous caller never reaches a trunk or a URI target).
+	CallerClass CallerClass `protobuf:"varint,10,opt,name=caller_class,json=callerClass,proto3,enum=routing.v1.CallerClass" json:"caller_class,omitempty"`
+	// The authenticated DN, or the DN whose trust rule matched; empty when anonymous.
+	CallerDn string `protobuf:"bytes,11,opt,name=caller_dn,json=callerDn,proto3" json:"caller_dn,omitempty"`
+	// For a trusted caller, the rule that matched, e.g. "source 192.0.2.7 in trusted_sources
+	// of DN trunk1".
+	CallerRule    string `protobuf:"bytes,12,opt,name=caller_rule,json=callerRule,proto3" json:"caller_rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +350,27 @@ func (x *RouteCallRequest) GetInbound() *LegDecision {
 func (x *RouteCallRequest) GetSource() string {
 	if x != nil {
 		return x.Source
+	}
+	return ""
+}
+
+func (x *RouteCallRequest) GetCallerClass() CallerClass {
+	if x != nil {
+		return x.CallerClass
+	}
+	return CallerClass_CALLER_CLASS_UNSPECIFIED
+}
+
+func (x *RouteCallRequest) GetCallerDn() string {
+	if x != nil {
+		return x.CallerDn
+	}
+	return ""
+}
+
+func (x *RouteCallRequest) GetCallerRule() string {
+	if x != nil {
+		return x.CallerRule
 	}
 	return ""
 }
@@ -715,7 +801,7 @@ const file_routing_v1_routing_proto_rawDesc = "" +
 	"\ttransport\x18\x03 \x01(\tR\ttransport\x12\x16\n" +
 	"\x06secure\x18\x04 \x01(\bR\x06secure\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x12\n" +
-	"\x04rule\x18\x06 \x01(\tR\x04rule\"\x8f\x03\n" +
+	"\x04rule\x18\x06 \x01(\tR\x04rule\"\x89\x04\n" +
 	"\x10RouteCallRequest\x12\x17\n" +
 	"\acall_id\x18\x01 \x01(\tR\x06callId\x12\x1e\n" +
 	"\vsip_call_id\x18\x02 \x01(\tR\tsipCallId\x12\x16\n" +
@@ -726,7 +812,12 @@ const file_routing_v1_routing_proto_rawDesc = "" +
 	"requestUri\x12C\n" +
 	"\aheaders\x18\a \x03(\v2).routing.v1.RouteCallRequest.HeadersEntryR\aheaders\x121\n" +
 	"\ainbound\x18\b \x01(\v2\x17.routing.v1.LegDecisionR\ainbound\x12\x16\n" +
-	"\x06source\x18\t \x01(\tR\x06source\x1a:\n" +
+	"\x06source\x18\t \x01(\tR\x06source\x12:\n" +
+	"\fcaller_class\x18\n" +
+	" \x01(\x0e2\x17.routing.v1.CallerClassR\vcallerClass\x12\x1b\n" +
+	"\tcaller_dn\x18\v \x01(\tR\bcallerDn\x12\x1f\n" +
+	"\vcaller_rule\x18\f \x01(\tR\n" +
+	"callerRule\x1a:\n" +
 	"\fHeadersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa2\x01\n" +
@@ -759,7 +850,12 @@ const file_routing_v1_routing_proto_rawDesc = "" +
 	"SipsPolicy\x12\x1b\n" +
 	"\x17SIPS_POLICY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13SIPS_POLICY_PER_LEG\x10\x01\x12\x16\n" +
-	"\x12SIPS_POLICY_STRICT\x10\x022\xbc\x01\n" +
+	"\x12SIPS_POLICY_STRICT\x10\x02*\x81\x01\n" +
+	"\vCallerClass\x12\x1c\n" +
+	"\x18CALLER_CLASS_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aCALLER_CLASS_AUTHENTICATED\x10\x01\x12\x18\n" +
+	"\x14CALLER_CLASS_TRUSTED\x10\x02\x12\x1a\n" +
+	"\x16CALLER_CLASS_ANONYMOUS\x10\x032\xbc\x01\n" +
 	"\x0eRoutingService\x12H\n" +
 	"\tRouteCall\x12\x1c.routing.v1.RouteCallRequest\x1a\x1d.routing.v1.RouteCallResponse\x12`\n" +
 	"\x11NotifyLegDecision\x12$.routing.v1.NotifyLegDecisionRequest\x1a%.routing.v1.NotifyLegDecisionResponseB\x9a\x01\n" +
@@ -779,41 +875,43 @@ func file_routing_v1_routing_proto_rawDescGZIP() []byte {
 	return file_routing_v1_routing_proto_rawDescData
 }
 
-var file_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_routing_v1_routing_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_routing_v1_routing_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_routing_v1_routing_proto_goTypes = []any{
 	(SipsPolicy)(0),                   // 0: routing.v1.SipsPolicy
-	(*LegDecision)(nil),               // 1: routing.v1.LegDecision
-	(*RouteCallRequest)(nil),          // 2: routing.v1.RouteCallRequest
-	(*Target)(nil),                    // 3: routing.v1.Target
-	(*TargetList)(nil),                // 4: routing.v1.TargetList
-	(*Rejection)(nil),                 // 5: routing.v1.Rejection
-	(*RouteCallResponse)(nil),         // 6: routing.v1.RouteCallResponse
-	(*NotifyLegDecisionRequest)(nil),  // 7: routing.v1.NotifyLegDecisionRequest
-	(*NotifyLegDecisionResponse)(nil), // 8: routing.v1.NotifyLegDecisionResponse
-	nil,                               // 9: routing.v1.RouteCallRequest.HeadersEntry
-	(*durationpb.Duration)(nil),       // 10: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),     // 11: google.protobuf.Timestamp
+	(CallerClass)(0),                  // 1: routing.v1.CallerClass
+	(*LegDecision)(nil),               // 2: routing.v1.LegDecision
+	(*RouteCallRequest)(nil),          // 3: routing.v1.RouteCallRequest
+	(*Target)(nil),                    // 4: routing.v1.Target
+	(*TargetList)(nil),                // 5: routing.v1.TargetList
+	(*Rejection)(nil),                 // 6: routing.v1.Rejection
+	(*RouteCallResponse)(nil),         // 7: routing.v1.RouteCallResponse
+	(*NotifyLegDecisionRequest)(nil),  // 8: routing.v1.NotifyLegDecisionRequest
+	(*NotifyLegDecisionResponse)(nil), // 9: routing.v1.NotifyLegDecisionResponse
+	nil,                               // 10: routing.v1.RouteCallRequest.HeadersEntry
+	(*durationpb.Duration)(nil),       // 11: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),     // 12: google.protobuf.Timestamp
 }
 var file_routing_v1_routing_proto_depIdxs = []int32{
-	9,  // 0: routing.v1.RouteCallRequest.headers:type_name -> routing.v1.RouteCallRequest.HeadersEntry
-	1,  // 1: routing.v1.RouteCallRequest.inbound:type_name -> routing.v1.LegDecision
-	10, // 2: routing.v1.Target.timeout:type_name -> google.protobuf.Duration
-	0,  // 3: routing.v1.Target.policy:type_name -> routing.v1.SipsPolicy
-	3,  // 4: routing.v1.TargetList.targets:type_name -> routing.v1.Target
-	4,  // 5: routing.v1.RouteCallResponse.targets:type_name -> routing.v1.TargetList
-	5,  // 6: routing.v1.RouteCallResponse.reject:type_name -> routing.v1.Rejection
-	1,  // 7: routing.v1.NotifyLegDecisionRequest.decision:type_name -> routing.v1.LegDecision
-	11, // 8: routing.v1.NotifyLegDecisionRequest.time:type_name -> google.protobuf.Timestamp
-	2,  // 9: routing.v1.RoutingService.RouteCall:input_type -> routing.v1.RouteCallRequest
-	7,  // 10: routing.v1.RoutingService.NotifyLegDecision:input_type -> routing.v1.NotifyLegDecisionRequest
-	6,  // 11: routing.v1.RoutingService.RouteCall:output_type -> routing.v1.RouteCallResponse
-	8,  // 12: routing.v1.RoutingService.NotifyLegDecision:output_type -> routing.v1.NotifyLegDecisionResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	10, // 0: routing.v1.RouteCallRequest.headers:type_name -> routing.v1.RouteCallRequest.HeadersEntry
+	2,  // 1: routing.v1.RouteCallRequest.inbound:type_name -> routing.v1.LegDecision
+	1,  // 2: routing.v1.RouteCallRequest.caller_class:type_name -> routing.v1.CallerClass
+	11, // 3: routing.v1.Target.timeout:type_name -> google.protobuf.Duration
+	0,  // 4: routing.v1.Target.policy:type_name -> routing.v1.SipsPolicy
+	4,  // 5: routing.v1.TargetList.targets:type_name -> routing.v1.Target
+	5,  // 6: routing.v1.RouteCallResponse.targets:type_name -> routing.v1.TargetList
+	6,  // 7: routing.v1.RouteCallResponse.reject:type_name -> routing.v1.Rejection
+	2,  // 8: routing.v1.NotifyLegDecisionRequest.decision:type_name -> routing.v1.LegDecision
+	12, // 9: routing.v1.NotifyLegDecisionRequest.time:type_name -> google.protobuf.Timestamp
+	3,  // 10: routing.v1.RoutingService.RouteCall:input_type -> routing.v1.RouteCallRequest
+	8,  // 11: routing.v1.RoutingService.NotifyLegDecision:input_type -> routing.v1.NotifyLegDecisionRequest
+	7,  // 12: routing.v1.RoutingService.RouteCall:output_type -> routing.v1.RouteCallResponse
+	9,  // 13: routing.v1.RoutingService.NotifyLegDecision:output_type -> routing.v1.NotifyLegDecisionResponse
+	12, // [12:14] is the sub-list for method output_type
+	10, // [10:12] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_routing_v1_routing_proto_init() }
@@ -834,7 +932,7 @@ func file_routing_v1_routing_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_routing_v1_routing_proto_rawDesc), len(file_routing_v1_routing_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,

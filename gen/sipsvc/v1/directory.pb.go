@@ -223,9 +223,12 @@ type DN struct {
 	// TLS client certificate subjects (CN or SAN) trusted without digest.
 	TrustedCertSubjects []string `protobuf:"bytes,12,rep,name=trusted_cert_subjects,json=trustedCertSubjects,proto3" json:"trusted_cert_subjects,omitempty"`
 	// Adds a W3C traceparent header to INVITEs sent to this DN.
-	Traceparent   bool `protobuf:"varint,13,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Traceparent bool `protobuf:"varint,13,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
+	// Lets callers that neither authenticate nor come from a trusted source call this DN (an
+	// extension or ACD position; refused on a trunk or VoIP service). Off by default.
+	AllowAnonymous bool `protobuf:"varint,14,opt,name=allow_anonymous,json=allowAnonymous,proto3" json:"allow_anonymous,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DN) Reset() {
@@ -345,6 +348,13 @@ func (x *DN) GetTrustedCertSubjects() []string {
 func (x *DN) GetTraceparent() bool {
 	if x != nil {
 		return x.Traceparent
+	}
+	return false
+}
+
+func (x *DN) GetAllowAnonymous() bool {
+	if x != nil {
+		return x.AllowAnonymous
 	}
 	return false
 }
@@ -1153,7 +1163,7 @@ var File_sipsvc_v1_directory_proto protoreflect.FileDescriptor
 
 const file_sipsvc_v1_directory_proto_rawDesc = "" +
 	"\n" +
-	"\x19sipsvc/v1/directory.proto\x12\tsipsvc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe9\x03\n" +
+	"\x19sipsvc/v1/directory.proto\x12\tsipsvc.v1\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x04\n" +
 	"\x02DN\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\tR\x06number\x12%\n" +
 	"\x04type\x18\x02 \x01(\x0e2\x11.sipsvc.v1.DNTypeR\x04type\x12\x18\n" +
@@ -1168,7 +1178,8 @@ const file_sipsvc_v1_directory_proto_rawDesc = "" +
 	" \x01(\bR\vhasPassword\x12'\n" +
 	"\x0ftrusted_sources\x18\v \x03(\tR\x0etrustedSources\x122\n" +
 	"\x15trusted_cert_subjects\x18\f \x03(\tR\x13trustedCertSubjects\x12 \n" +
-	"\vtraceparent\x18\r \x01(\bR\vtraceparent\"\xf4\x02\n" +
+	"\vtraceparent\x18\r \x01(\bR\vtraceparent\x12'\n" +
+	"\x0fallow_anonymous\x18\x0e \x01(\bR\x0eallowAnonymous\"\xf4\x02\n" +
 	"\fRegistration\x12\x0e\n" +
 	"\x02dn\x18\x01 \x01(\tR\x02dn\x12\x18\n" +
 	"\acontact\x18\x02 \x01(\tR\acontact\x12\x16\n" +
