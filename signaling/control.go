@@ -84,9 +84,12 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	c.mu.Unlock()
 	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
 	target.Timeout = timeout
+	if s.policyOf(c.ctx, origin.Number) == dn.PolicyStrict {
+		target.Policy = dn.PolicyStrict // the pair is strict when either DN is (R14, R19, R20)
+	}
 	b, f := c.dial(target, originateParams{
 		callerUser: origin.Number, callerDisplay: origin.DisplayName, body: resA.Body(),
-		ctype: contentType(resA), otherSIPS: a.dec.Scheme == "sips",
+		ctype: contentType(resA), other: &a.dec,
 	}, nil)
 	if b == nil {
 		_ = s.ack(a, nil)
@@ -390,8 +393,17 @@ func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
 	if err != nil {
 		return err
 	}
+	if s.policyOf(ctx, l.dn) == dn.PolicyStrict {
+		target.Policy = dn.PolicyStrict // the transferred party's strict DN binds the new pair
+	}
 	if listHas(l.allow, "REFER") {
-		return s.referTransfer(ctx, c, l, other, target)
+		refer, err := s.checkRefer(ctx, l, target) // R17
+		if err != nil {
+			return err
+		}
+		if refer {
+			return s.referTransfer(ctx, c, l, other, target)
+		}
 	}
 	return s.rerouteTransfer(ctx, c, l, other, target)
 }
@@ -429,7 +441,7 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	user := l.remoteURI.User
 	display := l.remoteDisplay
 	c.mu.Unlock()
-	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, otherSIPS: l.dec.Scheme == "sips"}, nil)
+	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, other: &l.dec}, nil)
 	if nl == nil {
 		cause := "no answer"
 		if f != nil {
@@ -489,6 +501,9 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	c2.mu.Unlock()
 	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
 		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
+	}
+	if err := s.checkJoin(ctx, l, far); err != nil { // R14, R19, R20 under strict
+		return err
 	}
 	c.mu.Lock()
 	partySDP := l.remoteSDP

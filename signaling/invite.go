@@ -115,7 +115,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.localCSeq = uint32(time.Now().UnixNano()&0x7fff) + 1
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
-	a.setDialogDestLocked(a.peer)
+	a.setDialogDestLocked(a.dialogSource(dec))
 	a.localContact = s.contactFor(c.dialed, dec, "")
 	a.invite = req
 	a.serverTx = tx
@@ -348,7 +348,7 @@ func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
 		mf = int(amf.Val()) - 1 // decremented across the B2BUA
 	}
 	tmpl := originateParams{
-		otherSIPS: a.dec.Scheme == "sips", callerUser: c.caller, callerDisplay: a.remoteDisplay,
+		other: &a.dec, callerUser: c.caller, callerDisplay: a.remoteDisplay,
 		maxForwards: mf, body: a.remoteSDP, ctype: contentType(a.invite), from: a.invite, fromLeg: a,
 	}
 	winner, f := c.dial(t, tmpl, func(l *leg, res *sip.Response) { c.onProvisional(a, l, res) })

@@ -21,8 +21,9 @@ import (
 type originateParams struct {
 	sp     spec
 	policy dn.Policy
-	// otherSIPS: the leg this one is bridged to uses sips (strict policy, R19/R20).
-	otherSIPS bool
+	// other is the decision of the leg this one is bridged to (strict policy, R19/R20); nil
+	// when there is none yet (a MakeCall's origin leg).
+	other *sips.Decision
 	// callerUser and callerDisplay go in From (caller identity carried over).
 	callerUser, callerDisplay string
 	maxForwards               int
@@ -46,7 +47,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		// R4: refuse to send rather than modify the request (RFC 3261 §19.1.5).
 		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
 	}
-	if r := sips.CheckPolicy(p.policy, p.otherSIPS, d.Scheme == "sips"); r != nil {
+	if r := p.policyRefusal(d); r != nil {
 		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning)}
 	}
 	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, state: StateInitiating}

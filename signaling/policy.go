@@ -1,0 +1,113 @@
+package signaling
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
+)
+
+// ErrPolicyRefused: the sips policy does not allow the operation, e.g. joining a sips leg
+// with a sip one under the strict policy (R14, R19, R20), or referring the party of a sips
+// dialog to a sip: URI (R17). It is always returned together with ErrWrongState, so that the
+// service edge reports a failed precondition.
+var ErrPolicyRefused = errors.New("signaling: refused by sips policy")
+
+// policyRefusal applies the strict policy between the new leg's decision d and the leg it is
+// to be bridged to; a leg with no other leg yet (a MakeCall's origin) is checked later, when
+// its peer is dialled.
+func (p originateParams) policyRefusal(d sips.Decision) *sips.Refusal {
+	if p.other == nil {
+		return nil
+	}
+	return sips.CheckPolicy(p.policy, *p.other, d)
+}
+
+// dialogSource applies "a sips URI is reached over TLS, or not at all" (R11, R37) to an
+// inbound leg before its in-dialog destination is set: when the decision reaches the leg over
+// TLS although the INVITE came over TCP or UDP (a sip: Request-URI with a sips Contact or
+// Record-Route), the dialog goes over TLS to the remote target or route, not back over the
+// caller's connection; it returns "" then. Otherwise it returns the caller's source address,
+// whose connection the dialog reuses (R33). The caller owns the leg alone.
+func (l *leg) dialogSource(dec sips.Decision) string {
+	if dec.Transport != "" && dec.Transport != l.transport {
+		l.transport = dec.Transport
+		return ""
+	}
+	return l.peer
+}
+
+// policyOf returns the sips policy for calls toward a DN: its own, else the global one. An
+// empty number (a party that is not a DN) has the global policy.
+func (s *Server) policyOf(ctx context.Context, number string) dn.Policy {
+	if number != "" {
+		if d, err := s.cfg.Directory.Lookup(ctx, number); err == nil && d.Policy != dn.PolicyDefault {
+			return d.Policy
+		}
+	}
+	return s.cfg.Policy
+}
+
+// pairPolicy is the policy under which two parties are joined: strict when either DN's
+// policy is.
+func (s *Server) pairPolicy(ctx context.Context, a, b string) dn.Policy {
+	return sips.StricterPolicy(s.policyOf(ctx, a), s.policyOf(ctx, b))
+}
+
+// checkJoin refuses to join leg l with leg far under the strict policy when one is sips and
+// the other is not (R14, R19, R20): attended transfer joins two existing legs without a new
+// INVITE, so the check that originate makes is made here.
+func (s *Server) checkJoin(ctx context.Context, l, far *leg) error {
+	l.c.mu.Lock()
+	ld, ldn := l.dec, l.dn
+	l.c.mu.Unlock()
+	far.c.mu.Lock()
+	fd, fdn := far.dec, far.dn
+	far.c.mu.Unlock()
+	if r := sips.CheckPolicy(s.pairPolicy(ctx, ldn, fdn), ld, fd); r != nil {
+		return fmt.Errorf("join leg %s (%s) with leg %s (%s): policy strict (%s, %s): %w: %w",
+			l.id, ld.Scheme, far.id, fd.Scheme, r.Rule, r.Warning, ErrPolicyRefused, ErrWrongState)
+	}
+	return nil
+}
+
+// referURI is the Refer-To sipsvc writes on leg l for a blind transfer to t: a DN is called
+// through sipsvc in the leg's own scheme (so a sips dialog refers to a sips URI, R17); a URI
+// target is referred to as it is.
+func referURI(l *leg, t Target) (sip.Uri, error) {
+	if t.DN != "" {
+		u := l.localContact
+		return sip.Uri{Scheme: u.Scheme, User: t.DN, Host: u.Host, Port: u.Port, UriParams: u.UriParams}, nil
+	}
+	var u sip.Uri
+	if err := sip.ParseUri(t.URI, &u); err != nil {
+		return sip.Uri{}, fmt.Errorf("refer-to %q: %w: %w", t.URI, ErrBadTarget, err)
+	}
+	return u, nil
+}
+
+// checkRefer decides whether a blind transfer of leg l to t may use REFER (R17). It returns
+// refer=false when sipsvc must not ask the party of a sips dialog to set up a sip one: the
+// URI is not rewritten to sips either (that would be a silent upgrade, R38). Under the strict
+// policy such a transfer is refused (ErrPolicyRefused); under per-leg, sipsvc calls the
+// target itself (the documented per-leg exception, R14) instead of referring.
+func (s *Server) checkRefer(ctx context.Context, l *leg, t Target) (refer bool, err error) {
+	u, err := referURI(l, t)
+	if err != nil {
+		return false, err
+	}
+	l.c.mu.Lock()
+	dec, ldn := l.dec, l.dn
+	l.c.mu.Unlock()
+	if err := sips.CheckReferTo(dec, u); err != nil {
+		if s.pairPolicy(ctx, ldn, t.DN) == dn.PolicyStrict {
+			return false, fmt.Errorf("transfer leg %s to %s: %w: %w: %w", l.id, u.String(), err, ErrPolicyRefused, ErrWrongState)
+		}
+		return false, nil
+	}
+	return true, nil
+}
