@@ -92,6 +92,11 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		ctype: contentType(resA), other: &a.dec,
 	}, nil)
 	if b == nil {
+		if f != nil {
+			c.setOutcome(f.outcomeOf()) // the destination's failure, not "answered"
+		} else {
+			c.setOutcome(OutcomeNoAnswer)
+		}
 		_ = s.ack(a, nil)
 		c.mu.Lock()
 		c.b = a // so that hangup sends BYE to the origin
@@ -152,10 +157,11 @@ func (c *call) confirm(l *leg, res *sip.Response) {
 // endUnanswered ends a MakeCall whose origin never answered (no leg A): 480 "no answer"
 // unless f tells why.
 func (c *call) endUnanswered(f *failure) {
-	cause, status := "no answer", 480
+	cause, status, outcome := "no answer", 480, OutcomeNoAnswer
 	if f != nil {
-		cause, status = f.cause, f.status
+		cause, status, outcome = f.cause, f.status, f.outcomeOf()
 	}
+	c.setOutcome(outcome)
 	c.finish(nil, cause, status)
 }
 

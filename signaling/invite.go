@@ -178,6 +178,7 @@ type failure struct {
 	reason  string
 	cause   string // for the Reason header text
 	warning string
+	outcome Outcome // how the call ends if this failure ends it; "" means by status
 }
 
 func (f failure) headers() []sip.Header {
@@ -253,7 +254,7 @@ func (c *call) runInbound(a *leg) {
 		return
 	}
 	if best == nil {
-		best = &failure{status: 480, reason: "Temporarily Unavailable", cause: "no target answered"}
+		best = &failure{status: 480, reason: "Temporarily Unavailable", cause: "no target answered", outcome: OutcomeNoAnswer}
 	}
 	c.fail(a, *best)
 }
@@ -264,6 +265,7 @@ func (c *call) fail(a *leg, f failure, extra ...sip.Header) {
 		f.reason = statusText(f.status)
 	}
 	hdrs := append(f.headers(), extra...)
+	c.setOutcome(f.outcomeOf())
 	if err := c.s.respond(a, a.serverTx, a.invite, f.status, f.reason, nil, "", hdrs...); err != nil {
 		c.log(slog.LevelDebug, "final response to A failed", "error", err)
 	}
@@ -439,11 +441,11 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 		case <-ring.C:
 			c.cancelForks(nil, "ring timeout")
 			c.drain(results, &pending)
-			return nil, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout"}
+			return nil, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout", outcome: OutcomeNoAnswer}
 		case <-c.cancelled:
 			c.cancelForks(nil, "cancelled")
 			c.drain(results, &pending)
-			return nil, &failure{status: 487, reason: "Request Terminated", cause: "cancelled"}
+			return nil, &failure{status: 487, reason: "Request Terminated", cause: "cancelled", outcome: OutcomeCancelled}
 		}
 	}
 	if winner == nil {
@@ -478,19 +480,6 @@ func (c *call) drain(results chan forkResult, pending *int) {
 			return
 		}
 	}
-}
-
-func transportFailure(err error) failure {
-	msg := err.Error()
-	switch {
-	case errors.Is(err, sip.ErrTransactionTimeout), errors.Is(err, context.DeadlineExceeded):
-		return failure{status: 408, reason: "Request Timeout", cause: "no response: " + short(msg)}
-	case strings.Contains(msg, "TLS handshake") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509"):
-		return failure{status: 503, reason: "Service Unavailable", cause: "TLS handshake failed: " + short(msg)}
-	case strings.Contains(msg, "refused"):
-		return failure{status: 503, reason: "Service Unavailable", cause: "connection refused"}
-	}
-	return failure{status: 503, reason: "Service Unavailable", cause: "transport error: " + short(msg)}
 }
 
 func short(s string) string {

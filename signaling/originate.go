@@ -48,7 +48,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
 	}
 	if r := p.policyRefusal(d); r != nil {
-		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning)}
+		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning), outcome: OutcomeRejected}
 	}
 	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, state: StateInitiating}
 	l.callID = sip.GenerateTagN(20) + "@" + s.local(d.Transport).host
@@ -513,7 +513,8 @@ func (c *call) end(cause string, status int) {
 		// the call up at once.
 		c.s.removeCall(c)
 		close(c.done)
-		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
-		endCallSpan(c.span, status, cause)
+		outcome, dir := c.endOutcome(status)
+		c.event(EventCallEnded, nil, func(e *Event) { e.Cause, e.Status, e.Outcome, e.Direction = cause, status, outcome, dir })
+		endCallSpan(c.span, status, cause, outcome)
 	})
 }

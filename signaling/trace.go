@@ -299,7 +299,7 @@ func endLegSpan(span trace.Span, code int, cause string, client bool) {
 }
 
 // endCallSpan ends the call's root span with its outcome.
-func endCallSpan(span trace.Span, code int, cause string) {
+func endCallSpan(span trace.Span, code int, cause string, outcome Outcome) {
 	if span == nil {
 		return
 	}
@@ -307,17 +307,13 @@ func endCallSpan(span trace.Span, code int, cause string) {
 		span.End()
 		return
 	}
-	outcome := sc.CallOutcome(code, cause)
-	if outcome == "" {
-		outcome = sc.OutcomeAnswered
-	}
-	span.SetAttributes(sc.AttrCallOutcome.String(outcome))
+	span.SetAttributes(sc.AttrCallOutcome.String(string(outcome)))
 	if cause != "" {
 		span.SetAttributes(sc.AttrSIPCause.String(cause))
 	}
 	if code != 0 {
 		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
-		if code >= 500 && code != 503 || outcome == sc.OutcomeFailed {
+		if code >= 500 && code != 503 || outcome == OutcomeFailed {
 			span.SetStatus(codes.Error, cause)
 		}
 	}

@@ -160,7 +160,7 @@ const (
 	AttrRoutingTargets = attribute.Key("sipsvc.routing.targets")
 )
 
-// Call outcomes, the values of AttrCallOutcome and of Event.Cause on call_ended events.
+// Call outcomes, the values of AttrCallOutcome and of Event.Outcome on call_ended events.
 const (
 	OutcomeAnswered    = "answered"
 	OutcomeBusy        = "busy"
@@ -171,16 +171,23 @@ const (
 	OutcomeFailed      = "failed"
 )
 
-// CallOutcome maps how a call ended to one of the Outcome* values, for the call span and the
-// calls-ended metric alike. A cause that already is an outcome wins; otherwise the final
-// status given to the caller decides (0 means answered and later released). It returns ""
-// for a status it cannot place (1xx).
-func CallOutcome(status int, cause string) string {
-	switch cause {
-	case OutcomeAnswered, OutcomeBusy, OutcomeNoAnswer, OutcomeCancelled,
-		OutcomeRejected, OutcomeUnavailable, OutcomeFailed:
-		return cause
-	}
+// AttrCallDirection is the metric label of a call's direction: DirectionInbound for a call a
+// caller's INVITE started, DirectionOutbound for one sipsvc originated (MakeCall).
+const AttrCallDirection = attribute.Key("sipsvc.call.direction")
+
+// Values of AttrCallDirection (and of signaling.Event.Direction).
+const (
+	DirectionInbound  = "inbound"
+	DirectionOutbound = "outbound"
+)
+
+// OutcomeForStatus maps the final status of a call (the one given to the caller; 0 means
+// answered and later released) to one of the Outcome* values: 2xx answered, 486/600 busy,
+// 408 no_answer, 480 unavailable, 487 cancelled, 502–504 unavailable, other 5xx failed,
+// other 3xx–6xx rejected. It returns "" for a status it cannot place (1xx, out of range).
+// It reads the status only: the path that ends a call knows more (a ring timeout is
+// no_answer whatever the status) and sets the outcome itself (signaling.Event.Outcome).
+func OutcomeForStatus(status int) string {
 	switch st := status; {
 	case st == 0 || (st >= 200 && st < 300):
 		return OutcomeAnswered
@@ -189,9 +196,6 @@ func CallOutcome(status int, cause string) string {
 	case st == 408:
 		return OutcomeNoAnswer
 	case st == 480:
-		if strings.Contains(cause, "answer") || strings.Contains(cause, "ring timeout") {
-			return OutcomeNoAnswer
-		}
 		return OutcomeUnavailable
 	case st == 487:
 		return OutcomeCancelled
