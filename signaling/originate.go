@@ -48,6 +48,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
 	}
 	if r := p.policyRefusal(d); r != nil {
+		c.policyRefused(nil, r.Rule, "not dialled: "+sp.uri.String())
 		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning), outcome: OutcomeRejected}
 	}
 	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, state: StateInitiating}

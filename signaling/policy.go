@@ -6,9 +6,11 @@ import (
 	"fmt"
 
 	"github.com/emiago/sipgo/sip"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/sips"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // ErrPolicyRefused: the sips policy does not allow the operation, e.g. joining a sips leg
@@ -69,6 +71,7 @@ func (s *Server) checkJoin(ctx context.Context, l, far *leg) error {
 	fd, fdn := far.dec, far.dn
 	far.c.mu.Unlock()
 	if r := sips.CheckPolicy(s.pairPolicy(ctx, ldn, fdn), ld, fd); r != nil {
+		l.c.policyRefused(l, r.Rule, "join with leg "+far.id)
 		return fmt.Errorf("join leg %s (%s) with leg %s (%s): policy strict (%s, %s): %w: %w",
 			l.id, ld.Scheme, far.id, fd.Scheme, r.Rule, r.Warning, ErrPolicyRefused, ErrWrongState)
 	}
@@ -105,9 +108,23 @@ func (s *Server) checkRefer(ctx context.Context, l *leg, t Target) (refer bool, 
 	l.c.mu.Unlock()
 	if err := sips.CheckReferTo(dec, u); err != nil {
 		if s.pairPolicy(ctx, ldn, t.DN) == dn.PolicyStrict {
+			l.c.policyRefused(l, "R17", "refer to "+u.String())
 			return false, fmt.Errorf("transfer leg %s to %s: %w: %w: %w", l.id, u.String(), err, ErrPolicyRefused, ErrWrongState)
 		}
 		return false, nil
 	}
 	return true, nil
+}
+
+// policyRefused records a refusal by the sips policy as a span event (sipsvc.policy.refused):
+// on leg l's span, or on the call span when l is nil (a leg that was never dialled).
+func (c *call) policyRefused(l *leg, rule, what string) {
+	span := c.span
+	if l != nil && l.span != nil {
+		span = l.span
+	}
+	if span == nil || !span.IsRecording() {
+		return
+	}
+	span.AddEvent(sc.EventPolicyRefused, trace.WithAttributes(sc.AttrSIPRule.String(rule), sc.AttrSIPCause.String(what)))
 }

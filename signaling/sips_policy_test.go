@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/dn"
+	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
 // sipsExt is a DN reached with sips over TLS at a TLS phone.
@@ -288,4 +289,45 @@ func TestReferTransfer_R17(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPolicyRefusalIsObservable: a strict-policy refusal leaves a sipsvc.policy.refused span
+// event naming the rule: on the call span when a leg is not dialled (R19), on the leg span
+// when a transfer of that leg is refused (R17); and the call's outcome is rejected.
+func TestPolicyRefusalIsObservable(t *testing.T) {
+	t.Run("R19_leg_not_dialled", func(t *testing.T) {
+		bob := newPhone(t, "bob", "UDP")
+		b, sink := tracedB2BUA(t, func(c *Config) { c.Policy = dn.PolicyStrict }, ext("6000", bob))
+		alice := newPhone(t, "alice", "TLS")
+		if res := alice.invite(b, "6000", sipsInvite(b, alice, "6000")).Wait(5 * time.Second); res.StatusCode != 480 {
+			t.Fatalf("final %d, want 480", res.StatusCode)
+		}
+		if ev := b.rec.waitKind(t, EventCallEnded); ev.Outcome != OutcomeRejected {
+			t.Errorf("outcome %q, want rejected", ev.Outcome)
+		}
+		call := spanOne(t, sink.wait(t, 1), sc.SpanCall, "")
+		evs := call.EventsNamed(sc.EventPolicyRefused)
+		if len(evs) != 1 || evs[0].Attributes[string(sc.AttrSIPRule)] != "R19" {
+			t.Errorf("call span %s events %+v, want one naming R19", sc.EventPolicyRefused, evs)
+		}
+	})
+	t.Run("R17_refer_refused", func(t *testing.T) {
+		alice, bob, carol := newPhone(t, "alice", "TLS"), newPhone(t, "bob", "TLS"), newPhone(t, "carol", "UDP")
+		b, sink := tracedB2BUA(t, func(c *Config) { c.Policy = dn.PolicyStrict }, sipsExt("2000", bob, ""))
+		o := sipsInvite(b, alice, "2000")
+		o.headers = []sip.Header{sip.NewHeader("Allow", "INVITE, ACK, BYE, CANCEL, REFER, NOTIFY")}
+		_, id := connected(t, b, alice, "2000", o)
+		err := b.s.TransferCall(context.Background(), TransferRequest{CallID: id, LegID: "A", Target: "sip:3000@" + carol.Addr})
+		if !errors.Is(err, ErrPolicyRefused) {
+			t.Fatalf("transfer: %v, want ErrPolicyRefused", err)
+		}
+		if err := b.s.ReleaseCall(context.Background(), id); err != nil {
+			t.Fatal(err)
+		}
+		a := spanOne(t, sink.wait(t, 1), sc.SpanLegInbound, "A")
+		evs := a.EventsNamed(sc.EventPolicyRefused)
+		if len(evs) != 1 || evs[0].Attributes[string(sc.AttrSIPRule)] != "R17" {
+			t.Errorf("leg A span %s events %+v, want one naming R17", sc.EventPolicyRefused, evs)
+		}
+	})
 }

@@ -61,6 +61,11 @@ const (
 	// EventRoutingFallback is added to the SpanRoute span (and the call span) when the routing
 	// service failed and the B2BUA fell back; attributes AttrRoutingOutcome and AttrErrorType.
 	EventRoutingFallback = "sipsvc.routing.fallback"
+	// EventPolicyRefused is added when the sips policy refuses something: on the call span
+	// when a leg is not dialled (strict, R19/R20), on the leg span when a transfer of that leg
+	// is refused (strict join R14/R19/R20, sip Refer-To in a sips dialog R17); attributes
+	// AttrSIPRule and AttrSIPCause.
+	EventPolicyRefused = "sipsvc.policy.refused"
 )
 
 // OpenTelemetry semantic-convention attribute keys used by sipsvc.
