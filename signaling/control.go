@@ -403,7 +403,7 @@ func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
 		target.Policy = dn.PolicyStrict // the transferred party's strict DN binds the new pair
 	}
 	if listHas(l.allow, "REFER") {
-		refer, err := s.checkRefer(ctx, l, target) // R17
+		refer, err := s.checkRefer(ctx, c, l, target) // R17
 		if err != nil {
 			return err
 		}
@@ -508,7 +508,7 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
 		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
 	}
-	if err := s.checkJoin(ctx, l, far); err != nil { // R14, R19, R20 under strict
+	if err := s.checkJoin(ctx, c, l, far); err != nil { // R14, R19, R20 under strict
 		return err
 	}
 	c.mu.Lock()

@@ -60,20 +60,15 @@ func (s *Server) pairPolicy(ctx context.Context, a, b string) dn.Policy {
 	return sips.StricterPolicy(s.policyOf(ctx, a), s.policyOf(ctx, b))
 }
 
-// checkJoin refuses to join leg l with leg far under the strict policy when one is sips and
-// the other is not (R14, R19, R20): attended transfer joins two existing legs without a new
-// INVITE, so the check that originate makes is made here.
-func (s *Server) checkJoin(ctx context.Context, l, far *leg) error {
-	l.c.mu.Lock()
-	ld, ldn := l.dec, l.dn
-	l.c.mu.Unlock()
-	far.c.mu.Lock()
-	fd, fdn := far.dec, far.dn
-	far.c.mu.Unlock()
-	if r := sips.CheckPolicy(s.pairPolicy(ctx, ldn, fdn), ld, fd); r != nil {
-		l.c.policyRefused(l, r.Rule, "join with leg "+far.id)
+// checkJoin refuses to join leg l of call c with leg far under the strict policy when one is
+// sips and the other is not (R14, R19, R20): attended transfer joins two existing legs
+// without a new INVITE, so the check that originate makes is made here. (A leg's decision and
+// DN are set when it is made, then read-only.)
+func (s *Server) checkJoin(ctx context.Context, c *call, l, far *leg) error {
+	if r := sips.CheckPolicy(s.pairPolicy(ctx, l.dn, far.dn), l.dec, far.dec); r != nil {
+		c.policyRefused(l, r.Rule, "join with leg "+far.id)
 		return fmt.Errorf("join leg %s (%s) with leg %s (%s): policy strict (%s, %s): %w: %w",
-			l.id, ld.Scheme, far.id, fd.Scheme, r.Rule, r.Warning, ErrPolicyRefused, ErrWrongState)
+			l.id, l.dec.Scheme, far.id, far.dec.Scheme, r.Rule, r.Warning, ErrPolicyRefused, ErrWrongState)
 	}
 	return nil
 }
@@ -83,8 +78,9 @@ func (s *Server) checkJoin(ctx context.Context, l, far *leg) error {
 // target is referred to as it is.
 func referURI(l *leg, t Target) (sip.Uri, error) {
 	if t.DN != "" {
-		u := l.localContact
-		return sip.Uri{Scheme: u.Scheme, User: t.DN, Host: u.Host, Port: u.Port, UriParams: u.UriParams}, nil
+		// Our Contact's scheme is the leg's decided scheme (sips.ContactURI), set when the
+		// leg is made.
+		return sip.Uri{Scheme: l.dec.Scheme, User: t.DN}, nil
 	}
 	var u sip.Uri
 	if err := sip.ParseUri(t.URI, &u); err != nil {
@@ -98,17 +94,14 @@ func referURI(l *leg, t Target) (sip.Uri, error) {
 // URI is not rewritten to sips either (that would be a silent upgrade, R38). Under the strict
 // policy such a transfer is refused (ErrPolicyRefused); under per-leg, sipsvc calls the
 // target itself (the documented per-leg exception, R14) instead of referring.
-func (s *Server) checkRefer(ctx context.Context, l *leg, t Target) (refer bool, err error) {
+func (s *Server) checkRefer(ctx context.Context, c *call, l *leg, t Target) (refer bool, err error) {
 	u, err := referURI(l, t)
 	if err != nil {
 		return false, err
 	}
-	l.c.mu.Lock()
-	dec, ldn := l.dec, l.dn
-	l.c.mu.Unlock()
-	if err := sips.CheckReferTo(dec, u); err != nil {
-		if s.pairPolicy(ctx, ldn, t.DN) == dn.PolicyStrict {
-			l.c.policyRefused(l, "R17", "refer to "+u.String())
+	if err := sips.CheckReferTo(l.dec, u); err != nil {
+		if s.pairPolicy(ctx, l.dn, t.DN) == dn.PolicyStrict {
+			c.policyRefused(l, "R17", "refer to "+u.String())
 			return false, fmt.Errorf("transfer leg %s to %s: %w: %w: %w", l.id, u.String(), err, ErrPolicyRefused, ErrWrongState)
 		}
 		return false, nil
