@@ -331,3 +331,29 @@ func TestPolicyRefusalIsObservable(t *testing.T) {
 		}
 	})
 }
+
+// TestR16_NoRecursionOnSchemeChanging3xx: a sips callee that redirects (302) to a sip: Contact
+// is not followed: the redirect target never gets an INVITE, the callee got exactly one, and
+// the caller gets a final failure (R16, R14: no silent downgrade through a 3xx).
+func TestR16_NoRecursionOnSchemeChanging3xx(t *testing.T) {
+	bob, carol := newPhone(t, "bob", "TLS"), newPhone(t, "carol", "UDP")
+	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, 302, "Moved Temporarily", nil)
+		res.To().Params.Add("tag", "bobtag")
+		res.AppendHeader(&sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "carol", Host: "127.0.0.1", Port: carol.Port()}})
+		_ = tx.Respond(res)
+	})
+	b := startB2BUA(t, nil, sipsExt("5000", bob, ""))
+	alice := newPhone(t, "alice", "TLS")
+	res := alice.invite(b, "5000", sipsInvite(b, alice, "5000")).Wait(5 * time.Second)
+	if res.StatusCode < 300 {
+		t.Fatalf("caller got %d, want the redirect as a final failure", res.StatusCode)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := carol.Count(sip.INVITE); n != 0 {
+		t.Errorf("R16: the sip: redirect target got %d INVITE", n)
+	}
+	if n := bob.Count(sip.INVITE); n != 1 {
+		t.Errorf("callee got %d INVITEs, want 1", n)
+	}
+}
