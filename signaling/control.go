@@ -69,6 +69,10 @@ func (s *Server) parseTarget(ctx context.Context, to string) (Target, string, er
 
 func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	s := c.s
+	if f := c.precheckMakeCall(origin, target); f != nil {
+		c.endUnanswered(f) // nobody rings for a pair the strict policy refuses
+		return
+	}
 	// Ring the origin with no offer: its 2xx carries the offer (RFC 3725 §4.1).
 	a, f := c.dial(Target{DN: origin.Number, Timeout: timeout}, originateParams{callerUser: c.dialed}, nil)
 	if a == nil {

@@ -121,3 +121,48 @@ func (c *call) policyRefused(l *leg, rule, what string) {
 	}
 	span.AddEvent(sc.EventPolicyRefused, trace.WithAttributes(sc.AttrSIPRule.String(rule), sc.AttrSIPCause.String(what)))
 }
+
+// precheckMakeCall refuses a third-party call before the origin rings when the strict policy
+// would refuse its two legs (R14, R19, R20): the origin's first contact and the
+// destination's first contact are decided as they would be dialled and checked as a pair
+// (strict when either DN is). It returns nil when the pair may be tried, or when a side
+// cannot be decided yet (dial reports that failure itself).
+func (c *call) precheckMakeCall(origin dn.DN, target Target) *failure {
+	s := c.s
+	policy := sips.StricterPolicy(s.policyOf(c.ctx, origin.Number), target.Policy)
+	if target.DN != "" && target.Policy == dn.PolicyDefault {
+		policy = sips.StricterPolicy(policy, s.policyOf(c.ctx, target.DN))
+	}
+	if policy != dn.PolicyStrict {
+		return nil
+	}
+	a, ok := c.firstDecision(Target{DN: origin.Number})
+	if !ok {
+		return nil
+	}
+	b, ok := c.firstDecision(target)
+	if !ok {
+		return nil
+	}
+	r := sips.CheckPolicy(policy, a, b)
+	if r == nil {
+		return nil
+	}
+	c.policyRefused(nil, r.Rule, "origin "+origin.Number+" and destination "+targetName(target))
+	return &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")",
+		warning: refusalWarning(r.Warning), outcome: OutcomeRejected}
+}
+
+// firstDecision is the scheme decision of the first place t resolves to.
+func (c *call) firstDecision(t Target) (sips.Decision, bool) {
+	specs, f := c.resolve(t)
+	if f != nil || len(specs) == 0 {
+		return sips.Decision{}, false
+	}
+	sp := specs[0]
+	d, err := sips.DecideOutbound(sips.Outbound{
+		Target: sp.uri, Registered: sp.registered, RegisteredSecure: sp.binding.Secure,
+		RegisteredTransport: sp.binding.Transport, Style: sp.d.Style,
+	})
+	return d, err == nil
+}

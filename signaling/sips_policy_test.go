@@ -110,7 +110,8 @@ func TestStrictPolicyFollowsRequestURI_R19_R20(t *testing.T) {
 
 // TestMakeCall_StrictSipsDNs_R14 (issue 13): a third-party call between two sips DNs under
 // the strict policy rings both over TLS with sips (both legs secure); one from a strict sips
-// DN to a sip DN is refused before the destination is called (R19).
+// DN to a sip DN is refused before anyone rings (R19), and so is one from a sip DN to a
+// strict sips DN (R20).
 func TestMakeCall_StrictSipsDNs_R14(t *testing.T) {
 	t.Run("R14_sips_to_sips_allowed", func(t *testing.T) {
 		alice, bob := newPhone(t, "alice", "TLS"), newPhone(t, "bob", "TLS")
@@ -142,13 +143,25 @@ func TestMakeCall_StrictSipsDNs_R14(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		alice.WaitRequest(sip.BYE, 1, 5*time.Second) // the origin answered, then is hung up
-		if n := carol.Count(sip.INVITE); n != 0 {
-			t.Errorf("R19: a sip destination of a strict sips origin got %d INVITE", n)
-		}
 		ev := b.rec.waitKind(t, EventCallEnded)
-		if !strings.Contains(ev.Cause, "R19") {
-			t.Errorf("call %s ended %q, want the R19 refusal named", ci.ID, ev.Cause)
+		if !strings.Contains(ev.Cause, "R19") || ev.Outcome != OutcomeRejected {
+			t.Errorf("call %s ended %q (%s), want the R19 refusal named, outcome rejected", ci.ID, ev.Cause, ev.Outcome)
+		}
+		if n := alice.Count(sip.INVITE) + carol.Count(sip.INVITE); n != 0 {
+			t.Errorf("R19: %d INVITEs for a pair the strict policy refuses", n)
+		}
+	})
+	t.Run("R20_sip_origin_to_strict_sips_DN_refused", func(t *testing.T) {
+		carol, bob := newPhone(t, "carol", "UDP"), newPhone(t, "bob", "TLS")
+		b := startB2BUA(t, nil, ext("6000", carol), sipsExt("5000", bob, dn.PolicyStrict))
+		if _, err := b.s.MakeCall(context.Background(), MakeCallRequest{From: "6000", To: "5000"}); err != nil {
+			t.Fatal(err)
+		}
+		if ev := b.rec.waitKind(t, EventCallEnded); !strings.Contains(ev.Cause, "R20") {
+			t.Errorf("call ended %q, want the R20 refusal named", ev.Cause)
+		}
+		if n := carol.Count(sip.INVITE) + bob.Count(sip.INVITE); n != 0 {
+			t.Errorf("R20: %d INVITEs for a pair the strict policy refuses", n)
 		}
 	})
 }
