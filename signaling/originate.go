@@ -516,6 +516,6 @@ func (c *call) end(cause string, status int) {
 		close(c.done)
 		outcome, dir := c.endOutcome(status)
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause, e.Status, e.Outcome, e.Direction = cause, status, outcome, dir })
-		endCallSpan(c.span, status, cause, outcome)
+		endCallSpan(c.span, status, cause, outcome, dir)
 	})
 }

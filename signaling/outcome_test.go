@@ -148,7 +148,7 @@ func TestCallee480IsUnavailable(t *testing.T) {
 		t.Errorf("call_ended %+v: want outcome unavailable, direction inbound, status 480", ev)
 	}
 	spans := sink.wait(t, 1)
-	checkSpanAttrs(t, "call", spanOne(t, spans, sc.SpanCall, ""), map[string]any{"sipsvc.call.outcome": sc.OutcomeUnavailable})
+	checkSpanAttrs(t, "call", spanOne(t, spans, sc.SpanCall, ""), map[string]any{"sipsvc.call.outcome": sc.OutcomeUnavailable, "sipsvc.call.direction": sc.DirectionInbound})
 }
 
 // TestRingTimeoutIsNoAnswer: a callee that rings past the ring timeout is no_answer, typed

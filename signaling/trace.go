@@ -304,8 +304,8 @@ func endLegSpan(span trace.Span, code int, cause string, client bool) {
 	span.End()
 }
 
-// endCallSpan ends the call's root span with its outcome.
-func endCallSpan(span trace.Span, code int, cause string, outcome Outcome) {
+// endCallSpan ends the call's root span with its typed outcome and direction.
+func endCallSpan(span trace.Span, code int, cause string, outcome Outcome, direction string) {
 	if span == nil {
 		return
 	}
@@ -313,7 +313,7 @@ func endCallSpan(span trace.Span, code int, cause string, outcome Outcome) {
 		span.End()
 		return
 	}
-	span.SetAttributes(sc.AttrCallOutcome.String(string(outcome)))
+	span.SetAttributes(sc.AttrCallOutcome.String(string(outcome)), sc.AttrCallDirection.String(direction))
 	if cause != "" {
 		span.SetAttributes(sc.AttrSIPCause.String(cause))
 	}

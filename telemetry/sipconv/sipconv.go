@@ -176,8 +176,9 @@ const (
 	OutcomeFailed      = "failed"
 )
 
-// AttrCallDirection is the metric label of a call's direction: DirectionInbound for a call a
-// caller's INVITE started, DirectionOutbound for one sipsvc originated (MakeCall).
+// AttrCallDirection is a call's direction (call span attribute and metric label):
+// DirectionInbound for a call a caller's INVITE started, DirectionOutbound for one sipsvc
+// originated (MakeCall).
 const AttrCallDirection = attribute.Key("sipsvc.call.direction")
 
 // Values of AttrCallDirection (and of signaling.Event.Direction).
