@@ -45,7 +45,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	})
 	if err != nil {
 		// R4: refuse to send rather than modify the request (RFC 3261 §19.1.5).
-		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
+		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error(), outcome: OutcomeFailed}
 	}
 	if r := p.policyRefusal(d); r != nil {
 		c.policyRefused(nil, r.Rule, "not dialled: "+sp.uri.String())
