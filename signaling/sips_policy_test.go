@@ -33,6 +33,7 @@ func TestR11_R37_SipsContactOverTCPReachedOverTLS(t *testing.T) {
 	if res.StatusCode != 200 || res.Contact().Address.Scheme != "sips" {
 		t.Fatalf("A got %d Contact %v, want 200 with a sips Contact (R22)", res.StatusCode, res.Contact())
 	}
+	call.Ack()
 	if d := b.rec.decision("A"); d == nil || d.Transport != "TLS" || d.Secure || d.Scheme != "sips" {
 		t.Errorf("leg A decision %+v: want sips reached over TLS, not secure (sip Request-URI, R25)", d)
 	}
