@@ -3,6 +3,8 @@ package sips
 import (
 	"errors"
 	"testing"
+
+	"github.com/sipsvc/sipsvc/dn"
 )
 
 // TestCheckReferTo_R17: inside a dialog set up with sips, sipsvc never refers the party to a
@@ -32,5 +34,21 @@ func TestCheckReferTo_R17(t *testing.T) {
 				t.Fatalf("CheckReferTo(%+v, %s) = %v, want %v", d, tc.referTo, err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestStricterPolicy: a pair of legs is strict when either DN is strict.
+func TestStricterPolicy(t *testing.T) {
+	tests := []struct{ a, b, want dn.Policy }{
+		{dn.PolicyStrict, dn.PolicyPerLeg, dn.PolicyStrict},
+		{dn.PolicyPerLeg, dn.PolicyStrict, dn.PolicyStrict},
+		{dn.PolicyDefault, dn.PolicyStrict, dn.PolicyStrict},
+		{dn.PolicyPerLeg, dn.PolicyDefault, dn.PolicyPerLeg},
+		{dn.PolicyDefault, dn.PolicyDefault, dn.PolicyDefault},
+	}
+	for _, tc := range tests {
+		if got := StricterPolicy(tc.a, tc.b); got != tc.want {
+			t.Errorf("StricterPolicy(%q, %q) = %q, want %q", tc.a, tc.b, got, tc.want)
+		}
 	}
 }

@@ -470,23 +470,7 @@ func TestCheckPolicy(t *testing.T) {
 	}
 }
 
-// TestStricterPolicy: a pair of legs is strict when either DN is strict.
-func TestStricterPolicy(t *testing.T) {
-	tests := []struct{ a, b, want dn.Policy }{
-		{dn.PolicyStrict, dn.PolicyPerLeg, dn.PolicyStrict},
-		{dn.PolicyPerLeg, dn.PolicyStrict, dn.PolicyStrict},
-		{dn.PolicyDefault, dn.PolicyStrict, dn.PolicyStrict},
-		{dn.PolicyPerLeg, dn.PolicyDefault, dn.PolicyPerLeg},
-		{dn.PolicyDefault, dn.PolicyDefault, dn.PolicyDefault},
-	}
-	for _, tc := range tests {
-		if got := StricterPolicy(tc.a, tc.b); got != tc.want {
-			t.Errorf("StricterPolicy(%q, %q) = %q, want %q", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
-// TestLegPairs runs SIPS.md T1–T3 through the pure rules: the inbound decision, the outbound
+// TestLegPairs runs docs/sips.md T1–T3 through the pure rules: the inbound decision, the outbound
 // decision for the DN's contact, and the policy check between the two.
 func TestLegPairs(t *testing.T) {
 	seed := readRequest(t, "genesys_invite.sip")
