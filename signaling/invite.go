@@ -265,10 +265,10 @@ func (c *call) fail(a *leg, f failure, extra ...sip.Header) {
 		f.reason = statusText(f.status)
 	}
 	hdrs := append(f.headers(), extra...)
-	c.setOutcome(f.outcomeOf())
 	if err := c.s.respond(a, a.serverTx, a.invite, f.status, f.reason, nil, "", hdrs...); err != nil {
 		c.log(slog.LevelDebug, "final response to A failed", "error", err)
 	}
+	c.setOutcome(f.outcomeOf())
 	c.finish(a, f.cause, f.status)
 }
 
