@@ -115,7 +115,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.localCSeq = uint32(time.Now().UnixNano()&0x7fff) + 1
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
-	a.setDialogDestLocked(a.dialogSource(dec))
+	a.setDialogDestLocked(a.peer)
 	a.localContact = s.contactFor(c.dialed, dec, "")
 	a.invite = req
 	a.serverTx = tx
@@ -148,6 +148,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 // over TCP/TLS the connection the peer opened from source (RFC 3261 §18.2.2, R33, P7), over
 // UDP the remote target. The caller holds c.mu (or owns the leg alone).
 func (l *leg) setDialogDestLocked(source string) {
+	source = l.sipsOverTLSLocked(source) // R11, R37 (policy.go)
 	switch {
 	case len(l.routeSet) > 0:
 		l.routeTransportLocked()

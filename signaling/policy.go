@@ -29,18 +29,19 @@ func (p originateParams) policyRefusal(d sips.Decision) *sips.Refusal {
 	return sips.CheckPolicy(p.policy, *p.other, d)
 }
 
-// dialogSource applies "a sips URI is reached over TLS, or not at all" (R11, R37) to an
-// inbound leg before its in-dialog destination is set: when the decision reaches the leg over
-// TLS although the INVITE came over TCP or UDP (a sip: Request-URI with a sips Contact or
-// Record-Route), the dialog goes over TLS to the remote target or route, not back over the
-// caller's connection; it returns "" then. Otherwise it returns the caller's source address,
-// whose connection the dialog reuses (R33). The caller owns the leg alone.
-func (l *leg) dialogSource(dec sips.Decision) string {
-	if dec.Transport != "" && dec.Transport != l.transport {
-		l.transport = dec.Transport
+// sipsOverTLSLocked applies "a sips URI is reached over TLS, or not at all" (R11, R37) to an
+// inbound leg before its in-dialog destination is set: when its decision reaches it over TLS
+// although the INVITE came over TCP or UDP (a sip: Request-URI with a sips Contact or
+// Record-Route), the leg's transport becomes TLS and the caller's connection is not reused
+// (it returns ""), so in-dialog requests go over TLS to the remote target or route.
+// Otherwise it returns source, whose connection the dialog reuses (R33). The caller holds
+// the leg's lock (or owns the leg alone).
+func (l *leg) sipsOverTLSLocked(source string) string {
+	if l.dir == inbound && l.dec.Transport != "" && l.dec.Transport != l.transport {
+		l.transport = l.dec.Transport
 		return ""
 	}
-	return l.peer
+	return source
 }
 
 // policyOf returns the sips policy for calls toward a DN: its own, else the global one. An

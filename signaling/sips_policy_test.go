@@ -11,6 +11,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/sips"
 	sc "github.com/sipsvc/sipsvc/telemetry/sipconv"
 )
 
@@ -369,5 +370,34 @@ func TestR16_NoRecursionOnSchemeChanging3xx(t *testing.T) {
 	}
 	if n := bob.Count(sip.INVITE); n != 1 {
 		t.Errorf("callee got %d INVITEs, want 1", n)
+	}
+}
+
+// TestSetDialogDestLocked_SipsReachedOverTLS_R11: an inbound leg whose decision is sips over
+// TLS, reached by an INVITE over TCP or UDP, sends its in-dialog requests over TLS to the
+// remote target (default port 5061), never back over the plain connection; a sip leg keeps
+// the caller's connection (R33).
+func TestSetDialogDestLocked_SipsReachedOverTLS_R11(t *testing.T) {
+	tests := []struct {
+		name, arrived, contact  string
+		wantTransport, wantDest string
+	}{
+		{"R11_sips_contact_over_TCP", "TCP", "sips:alice@192.0.2.1", "TLS", "192.0.2.1:5061"},
+		{"R11_sips_contact_over_UDP", "UDP", "sips:alice@192.0.2.1:5071", "TLS", "192.0.2.1:5071"},
+		{"R33_sip_contact_over_TCP_keeps_connection", "TCP", "sip:alice@192.0.2.1;transport=tcp", "TCP", "10.0.0.2:40000"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ct := mustURI(t, tc.contact)
+			dec, err := sips.DecideInbound(sips.Inbound{RequestURI: mustURI(t, "sip:5000@198.51.100.1"), Contact: &ct, Transport: tc.arrived})
+			if err != nil {
+				t.Fatal(err)
+			}
+			l := &leg{dir: inbound, dec: dec, transport: tc.arrived, remoteTarget: ct}
+			l.setDialogDestLocked("10.0.0.2:40000")
+			if l.transport != tc.wantTransport || l.dest != tc.wantDest {
+				t.Errorf("transport %s dest %s, want %s %s", l.transport, l.dest, tc.wantTransport, tc.wantDest)
+			}
+		})
 	}
 }
