@@ -96,11 +96,6 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		ctype: contentType(resA), other: &a.dec,
 	}, nil)
 	if b == nil {
-		if f != nil {
-			c.setOutcome(f.outcomeOf()) // the destination's failure, not "answered"
-		} else {
-			c.setOutcome(OutcomeNoAnswer)
-		}
 		_ = s.ack(a, nil)
 		c.mu.Lock()
 		c.b = a // so that hangup sends BYE to the origin
@@ -109,6 +104,7 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		if f != nil {
 			cause = fmt.Sprintf("destination failed: %d %s", f.status, f.cause)
 		}
+		c.setOutcome(destinationOutcome(f)) // the destination's failure, not "answered"
 		c.hangupLegs(context.Background(), []*leg{a}, cause)
 		return
 	}
@@ -403,23 +399,20 @@ func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
 	if err != nil {
 		return err
 	}
-	if s.policyOf(ctx, l.dn) == dn.PolicyStrict {
-		target.Policy = dn.PolicyStrict // the transferred party's strict DN binds the new pair
-	}
 	if listHas(l.allow, "REFER") {
-		refer, err := s.checkRefer(ctx, c, l, target) // R17
-		if err != nil {
-			return err
-		}
-		if refer {
-			return s.referTransfer(ctx, c, l, other, target)
-		}
+		return s.referTransfer(ctx, c, l, other, target)
 	}
 	return s.rerouteTransfer(ctx, c, l, other, target)
 }
 
 // referTransfer asks the party to call the target itself (RFC 3515).
 func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Target) error {
+	if refer, err := s.checkRefer(ctx, c, l, t); err != nil || !refer { // R17
+		if err != nil {
+			return err
+		}
+		return s.rerouteTransfer(ctx, c, l, other, t) // per-leg: sipsvc calls the target (R14)
+	}
 	referTo := t.URI
 	if t.DN != "" {
 		// The party calls the DN through sipsvc, in the leg's own scheme (R17).
@@ -451,6 +444,9 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	user := l.remoteURI.User
 	display := l.remoteDisplay
 	c.mu.Unlock()
+	if s.policyOf(ctx, l.dn) == dn.PolicyStrict {
+		t.Policy = dn.PolicyStrict // the transferred party's strict DN binds the new pair
+	}
 	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, other: &l.dec}, nil)
 	if nl == nil {
 		cause := "no answer"
@@ -509,11 +505,11 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 		far, near = c2.a, c2.b
 	}
 	c2.mu.Unlock()
-	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
-		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
-	}
 	if err := s.checkJoin(ctx, c, l, far); err != nil { // R14, R19, R20 under strict
 		return err
+	}
+	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
+		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
 	}
 	c.mu.Lock()
 	partySDP := l.remoteSDP

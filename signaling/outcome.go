@@ -52,6 +52,15 @@ func (f failure) outcomeOf() Outcome {
 	return outcomeForStatus(f.status)
 }
 
+// destinationOutcome is how a MakeCall ends when its destination does not answer: the
+// destination's failure, or no_answer when there is none to tell.
+func destinationOutcome(f *failure) Outcome {
+	if f == nil {
+		return OutcomeNoAnswer
+	}
+	return f.outcomeOf()
+}
+
 // setOutcome records how the call ends, for end; the first one set wins.
 func (c *call) setOutcome(o Outcome) {
 	c.mu.Lock()

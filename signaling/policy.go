@@ -66,6 +66,9 @@ func (s *Server) pairPolicy(ctx context.Context, a, b string) dn.Policy {
 // without a new INVITE, so the check that originate makes is made here. (A leg's decision and
 // DN are set when it is made, then read-only.)
 func (s *Server) checkJoin(ctx context.Context, c *call, l, far *leg) error {
+	if far == nil {
+		return nil // the caller reports the consultation call's state
+	}
 	if r := sips.CheckPolicy(s.pairPolicy(ctx, l.dn, far.dn), l.dec, far.dec); r != nil {
 		c.policyRefused(l, r.Rule, "join with leg "+far.id)
 		return fmt.Errorf("join leg %s (%s) with leg %s (%s): policy strict (%s, %s): %w: %w",
