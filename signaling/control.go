@@ -405,7 +405,9 @@ func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
 	return s.rerouteTransfer(ctx, c, l, other, target)
 }
 
-// referTransfer asks the party to call the target itself (RFC 3515).
+// referTransfer asks the party to call the target itself (RFC 3515). Inside a sips dialog it
+// never refers the party to a sip: URI (R17): under strict the transfer is refused, under
+// per-leg sipsvc calls the target itself (rerouteTransfer).
 func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Target) error {
 	if refer, err := s.checkRefer(ctx, c, l, t); err != nil || !refer { // R17
 		if err != nil {
