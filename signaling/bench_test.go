@@ -243,14 +243,15 @@ func BenchmarkHotPath(b *testing.B) {
 		if err := validateRequest(req); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := sips.DecideInbound(inboundOf(req)); err != nil {
+		a, err := sips.DecideInbound(inboundOf(req))
+		if err != nil {
 			b.Fatal(err)
 		}
 		d, err := sips.DecideOutbound(sips.Outbound{Target: u})
 		if err != nil {
 			b.Fatal(err)
 		}
-		if r := sips.CheckPolicy(dn.PolicyPerLeg, true, d.Scheme == "sips"); r != nil {
+		if r := sips.CheckPolicy(dn.PolicyPerLeg, a, d); r != nil {
 			b.Fatal(r)
 		}
 		inv := buildBLeg(s, req, u, d, "")

@@ -44,6 +44,7 @@ type call struct {
 	adm      *admission
 	rewrites []Rewrite
 	nextLeg  int
+	outcome  Outcome // how the call ends, when the path that ends it knows (outcome.go)
 }
 
 type legDirection string
@@ -236,7 +237,7 @@ func (c *call) event(kind EventKind, l *leg, fill func(*Event)) {
 	ev := Event{Kind: kind, Time: time.Now(), CallID: c.id}
 	ctx := c.ctx
 	if l != nil {
-		ev.Leg, ev.DN, ev.SIPCallID = l.id, l.dn, l.callID
+		ev.Leg, ev.DN, ev.SIPCallID, ev.Direction = l.id, l.dn, l.callID, string(l.dir)
 		if l.ctx != nil {
 			ctx = l.ctx
 		}

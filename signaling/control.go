@@ -74,6 +74,10 @@ func (s *Server) parseTarget(ctx context.Context, to string) (Target, string, er
 
 func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	s := c.s
+	if f := c.precheckMakeCall(origin, target); f != nil {
+		c.endUnanswered(f) // nobody rings for a pair the strict policy refuses
+		return
+	}
 	// Ring the origin with no offer: its 2xx carries the offer (RFC 3725 §4.1).
 	a, f := c.dial(Target{DN: origin.Number, Timeout: timeout}, originateParams{callerUser: c.dialed}, nil)
 	if a == nil {
@@ -89,9 +93,12 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 	a.setState(StateTalking)
 	c.event(EventLegAnswered, a, func(e *Event) { e.Status = 200 })
 	target.Timeout = timeout
+	if s.policyOf(c.ctx, origin.Number) == dn.PolicyStrict {
+		target.Policy = dn.PolicyStrict // the pair is strict when either DN is (R14, R19, R20)
+	}
 	b, f := c.dial(target, originateParams{
 		callerUser: origin.Number, callerDisplay: origin.DisplayName, body: resA.Body(),
-		ctype: contentType(resA), otherSIPS: a.dec.Scheme == "sips",
+		ctype: contentType(resA), other: &a.dec,
 	}, nil)
 	if b == nil {
 		_ = a.ack(nil)
@@ -102,6 +109,7 @@ func (c *call) runMakeCall(origin dn.DN, target Target, timeout time.Duration) {
 		if f != nil {
 			cause = fmt.Sprintf("destination failed: %d %s", f.status, f.cause)
 		}
+		c.setOutcome(destinationOutcome(f)) // the destination's failure, not "answered"
 		c.hangupLegs(context.Background(), []*leg{a}, cause)
 		return
 	}
@@ -159,10 +167,11 @@ func (c *call) confirm(l *leg, res *sip.Response) {
 // endUnanswered ends a MakeCall whose origin never answered (no leg A): 480 "no answer"
 // unless f tells why.
 func (c *call) endUnanswered(f *failure) {
-	cause, status := "no answer", 480
+	cause, status, outcome := "no answer", 480, OutcomeNoAnswer
 	if f != nil {
-		cause, status = f.cause, f.status
+		cause, status, outcome = f.cause, f.status, f.outcomeOf()
 	}
+	c.setOutcome(outcome)
 	c.finish(nil, cause, status)
 }
 
@@ -374,8 +383,16 @@ func (s *Server) TransferCall(ctx context.Context, req TransferRequest) error {
 	return s.rerouteTransfer(ctx, c, l, other, target)
 }
 
-// referTransfer asks the party to call the target itself (RFC 3515).
+// referTransfer asks the party to call the target itself (RFC 3515). Inside a sips dialog it
+// never refers the party to a sip: URI (R17): under strict the transfer is refused, under
+// per-leg sipsvc calls the target itself (rerouteTransfer).
 func (s *Server) referTransfer(ctx context.Context, c *call, l, other *leg, t Target) error {
+	if refer, err := s.checkRefer(ctx, c, l, t); err != nil || !refer { // R17
+		if err != nil {
+			return err
+		}
+		return s.rerouteTransfer(ctx, c, l, other, t) // per-leg: sipsvc calls the target (R14)
+	}
 	referTo := t.URI
 	if t.DN != "" {
 		// The party calls the DN through sipsvc, in the leg's own scheme (R17).
@@ -409,7 +426,10 @@ func (s *Server) rerouteTransfer(ctx context.Context, c *call, l, other *leg, t 
 	l.mu.Unlock()
 	user := l.remoteURI.User
 	display := l.remoteDisplay
-	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, otherSIPS: l.dec.Scheme == "sips"}, nil)
+	if s.policyOf(ctx, l.dn) == dn.PolicyStrict {
+		t.Policy = dn.PolicyStrict // the transferred party's strict DN binds the new pair
+	}
+	nl, f := c.dial(t, originateParams{callerUser: user, callerDisplay: display, body: offer, other: &l.dec}, nil)
 	if nl == nil {
 		cause := "no answer"
 		if f != nil {
@@ -469,6 +489,9 @@ func (s *Server) attendedTransfer(ctx context.Context, c *call, l, other *leg, c
 		far, near = c2.a, c2.b
 	}
 	c2.mu.Unlock()
+	if err := s.checkJoin(ctx, c, l, far); err != nil { // R14, R19, R20 under strict
+		return err
+	}
 	if far == nil || near == nil || (st2 != StateTalking && st2 != StateHeld) {
 		return fmt.Errorf("consult call %s is %s: %w", consultID, st2, ErrWrongState)
 	}

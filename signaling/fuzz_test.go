@@ -59,8 +59,12 @@ func checkInbound(t *testing.T, req *sip.Request) (validateErr, decideErr error)
 		t.Fatalf("R22/R4: sips Request-URI decided %+v", d)
 	case scheme == "sips" && in.Contact != nil && !sips.IsSIPS(in.Contact):
 		t.Fatalf("R21: sips Request-URI with Contact %s accepted", in.Contact.String())
-	case d.Secure && (d.Scheme != "sips" || d.Transport != sips.TLS):
-		t.Fatalf("R25: secure decision %+v", d)
+	case d.Secure != (scheme == "sips" && strings.EqualFold(in.Transport, sips.TLS)):
+		t.Fatalf("R25: secure=%v for a %s Request-URI over %s: %+v", d.Secure, scheme, in.Transport, d)
+	case d.Asked != scheme:
+		t.Fatalf("RFC 5630 §4: the caller asked for %q, decided %+v", scheme, d)
+	case d.Scheme == "sips" && d.Transport != sips.TLS:
+		t.Fatalf("R11, R37: a sips leg reached over %s", d.Transport)
 	case scheme == "sip" && in.TopRecordRoute == nil && (in.Contact == nil || !sips.IsSIPS(in.Contact)) && d.Scheme != "sip":
 		t.Fatalf("R7: all-sip request decided %+v", d)
 	}

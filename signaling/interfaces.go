@@ -151,9 +151,18 @@ type Event struct {
 	Rewrite *Rewrite
 	// Binding is set for registration events.
 	Binding *dn.Binding
-	// Status is the SIP status code for answered/released events; Cause a short reason.
+	// Status is the SIP status code for answered/released events; Cause a short reason, for
+	// people: read the typed fields below, not Cause.
 	Status int
 	Cause  string
+	// Outcome is set on call_ended: how the call ended.
+	Outcome Outcome
+	// Direction is DirectionInbound or DirectionOutbound: on call events whether a caller's
+	// INVITE started the call or sipsvc originated it (MakeCall); on leg events whether
+	// sipsvc is the leg's UAS or UAC.
+	Direction string
+	// FallbackReason is set on routing_fallback: FallbackTimeout or FallbackError.
+	FallbackReason string
 }
 
 // LegDecision is the scheme decision for one leg (docs/sips.md R3–R25).

@@ -156,6 +156,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 // over TCP/TLS the connection the peer opened from source (RFC 3261 §18.2.2, R33, P7), over
 // UDP the remote target. The caller holds l.mu (or owns the leg alone).
 func (l *leg) setDialogDestLocked(source string) {
+	source = l.sipsOverTLSLocked(source) // R11, R37 (policy.go)
 	switch {
 	case len(l.routeSet) > 0:
 		l.routeTransportLocked()
@@ -186,6 +187,7 @@ type failure struct {
 	reason  string
 	cause   string // for the Reason header text
 	warning string
+	outcome Outcome // how the call ends if this failure ends it; "" means by status
 }
 
 func (f failure) headers() []sip.Header {
@@ -265,7 +267,7 @@ func (c *call) runInbound(a *leg) {
 		return
 	}
 	if best == nil {
-		best = &failure{status: 480, reason: "Temporarily Unavailable", cause: "no target answered"}
+		best = &failure{status: 480, reason: "Temporarily Unavailable", cause: "no target answered", outcome: OutcomeNoAnswer}
 	}
 	c.fail(a, *best)
 }
@@ -279,6 +281,7 @@ func (c *call) fail(a *leg, f failure, extra ...sip.Header) {
 	if err := c.s.respond(a, a.serverTx, a.invite, f.status, f.reason, nil, "", hdrs...); err != nil {
 		c.log(slog.LevelDebug, "final response to A failed", "error", err)
 	}
+	c.setOutcome(f.outcomeOf())
 	c.finish(a, f.cause, f.status)
 }
 
@@ -360,7 +363,7 @@ func (c *call) tryTarget(a *leg, t Target) (bool, *failure) {
 		mf = int(amf.Val()) - 1 // decremented across the B2BUA
 	}
 	tmpl := originateParams{
-		otherSIPS: a.dec.Scheme == "sips", callerUser: c.caller, callerDisplay: a.remoteDisplay,
+		other: &a.dec, callerUser: c.caller, callerDisplay: a.remoteDisplay,
 		maxForwards: mf, body: a.remoteSDP, ctype: contentType(a.invite), from: a.invite, fromLeg: a,
 	}
 	winner, f := c.dial(t, tmpl, func(l *leg, res *sip.Response) { c.onProvisional(a, l, res) })
@@ -451,11 +454,11 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 		case <-ring.C:
 			c.cancelForks(nil, "ring timeout")
 			c.drain(results, &pending)
-			return nil, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout"}
+			return nil, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout", outcome: OutcomeNoAnswer}
 		case <-c.cancelled:
 			c.cancelForks(nil, "cancelled")
 			c.drain(results, &pending)
-			return nil, &failure{status: 487, reason: "Request Terminated", cause: "cancelled"}
+			return nil, &failure{status: 487, reason: "Request Terminated", cause: "cancelled", outcome: OutcomeCancelled}
 		}
 	}
 	if winner == nil {
@@ -490,19 +493,6 @@ func (c *call) drain(results chan forkResult, pending *int) {
 			return
 		}
 	}
-}
-
-func transportFailure(err error) failure {
-	msg := err.Error()
-	switch {
-	case errors.Is(err, sip.ErrTransactionTimeout), errors.Is(err, context.DeadlineExceeded):
-		return failure{status: 408, reason: "Request Timeout", cause: "no response: " + short(msg)}
-	case strings.Contains(msg, "TLS handshake") || strings.Contains(msg, "tls:") || strings.Contains(msg, "x509"):
-		return failure{status: 503, reason: "Service Unavailable", cause: "TLS handshake failed: " + short(msg)}
-	case strings.Contains(msg, "refused"):
-		return failure{status: 503, reason: "Service Unavailable", cause: "connection refused"}
-	}
-	return failure{status: 503, reason: "Service Unavailable", cause: "transport error: " + short(msg)}
 }
 
 func short(s string) string {

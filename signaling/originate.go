@@ -21,8 +21,9 @@ import (
 type originateParams struct {
 	sp     spec
 	policy dn.Policy
-	// otherSIPS: the leg this one is bridged to uses sips (strict policy, R19/R20).
-	otherSIPS bool
+	// other is the decision of the leg this one is bridged to (strict policy, R19/R20); nil
+	// when there is none yet (a MakeCall's origin leg).
+	other *sips.Decision
 	// callerUser and callerDisplay go in From (caller identity carried over).
 	callerUser, callerDisplay string
 	maxForwards               int
@@ -44,10 +45,11 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	})
 	if err != nil {
 		// R4: refuse to send rather than modify the request (RFC 3261 §19.1.5).
-		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error()}
+		return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "target " + sp.uri.String() + ": " + err.Error(), outcome: OutcomeFailed}
 	}
-	if r := sips.CheckPolicy(p.policy, p.otherSIPS, d.Scheme == "sips"); r != nil {
-		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning)}
+	if r := p.policyRefusal(d); r != nil {
+		c.policyRefused(nil, r.Rule, "not dialled: "+sp.uri.String())
+		return nil, &failure{status: r.Status, reason: r.Reason, cause: "policy strict (" + r.Rule + ")", warning: refusalWarning(r.Warning), outcome: OutcomeRejected}
 	}
 	l := &leg{id: c.newLegID(), c: c, dir: outbound, dn: sp.number, dec: d, state: StateInitiating}
 	l.callID = sip.GenerateTagN(20) + "@" + s.local(d.Transport).host
@@ -535,7 +537,8 @@ func (c *call) end(cause string, status int) {
 		c.s.removeCall(c)
 		close(c.done)
 		c.releaseAdmission() // after done: see admitted
-		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
-		endCallSpan(c.span, status, cause)
+		outcome, dir := c.endOutcome(status)
+		c.event(EventCallEnded, nil, func(e *Event) { e.Cause, e.Status, e.Outcome, e.Direction = cause, status, outcome, dir })
+		endCallSpan(c.span, status, cause, outcome, dir)
 	})
 }

@@ -107,7 +107,7 @@ func (s *Server) route(ctx context.Context, c *call, rr RouteRequest) (d RouteDe
 	s.routingDone(time.Now(), "fallback_"+fb.Source)
 	span.AddEvent(sc.EventRoutingFallback, trace.WithAttributes(sc.AttrRoutingOutcome.String(outcome), sc.AttrErrorType.String(outcome)))
 	c.span.AddEvent(sc.EventRoutingFallback, trace.WithAttributes(sc.AttrRoutingOutcome.String(outcome)))
-	c.event(EventRoutingFallback, nil, func(e *Event) { e.Cause = cause })
+	c.event(EventRoutingFallback, nil, func(e *Event) { e.Cause, e.FallbackReason = cause, outcome })
 	return fb
 }
 

@@ -232,6 +232,10 @@ func TestR4_SipsTargetOverUDPRefused(t *testing.T) {
 	if res.StatusCode != 480 || !strings.Contains(hdr(res, "Reason"), "R4") {
 		t.Fatalf("got %d Reason %q, want 480 naming R4", res.StatusCode, hdr(res, "Reason"))
 	}
+	// A target that cannot be reached securely is a configuration failure, not an unavailable callee.
+	if ev := b.rec.waitKind(t, EventCallEnded); ev.Outcome != OutcomeFailed {
+		t.Errorf("outcome %q, want failed", ev.Outcome)
+	}
 }
 
 // TestR35_SipsRecordRouteForcesTLS_P6: a callee on UDP whose 200 carries

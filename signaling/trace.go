@@ -93,21 +93,27 @@ func (s *Server) startLegSpan(c *call, l *leg, req *sip.Request) (context.Contex
 			attrs = append(attrs, sc.AttrClientAddress.String(host), sc.AttrClientPort.Int(p))
 		}
 	}
+	// The socket the request came in on: an inbound leg's dialog may go over TLS although its
+	// INVITE came over TCP or UDP (a sips Contact, R11).
+	reqTransport := l.transport
+	if l.dir == inbound {
+		reqTransport = strings.ToUpper(req.Transport())
+	}
 	// server.*: the host and port the Request-URI addresses (sipsvc on leg A, the target on B).
 	port := req.Recipient.Port
 	if port == 0 {
-		port = sips.DefaultPort(l.transport)
+		port = sips.DefaultPort(reqTransport)
 	}
 	attrs = append(attrs, sc.AttrServerAddress.String(req.Recipient.Host), sc.AttrServerPort.Int(port))
 	if l.dir == inbound || l.transport == "UDP" {
-		la := s.local(l.transport)
+		la := s.local(reqTransport)
 		host := la.host
 		if la.ip != nil && !la.ip.IsUnspecified() {
 			host = la.ip.String()
 		}
 		attrs = append(attrs, sc.AttrNetworkLocalAddress.String(host), sc.AttrNetworkLocalPort.Int(la.port))
 	}
-	if l.dir == inbound && l.transport == "TLS" {
+	if l.dir == inbound && reqTransport == "TLS" {
 		attrs = append(attrs, s.tlsAttrs(l.peer, true)...)
 	}
 	ctx, span := s.tracer.Start(c.ctx, name, trace.WithSpanKind(kind), trace.WithAttributes(attrs...))
@@ -298,8 +304,8 @@ func endLegSpan(span trace.Span, code int, cause string, client bool) {
 	span.End()
 }
 
-// endCallSpan ends the call's root span with its outcome.
-func endCallSpan(span trace.Span, code int, cause string) {
+// endCallSpan ends the call's root span with its typed outcome and direction.
+func endCallSpan(span trace.Span, code int, cause string, outcome Outcome, direction string) {
 	if span == nil {
 		return
 	}
@@ -307,17 +313,13 @@ func endCallSpan(span trace.Span, code int, cause string) {
 		span.End()
 		return
 	}
-	outcome := sc.CallOutcome(code, cause)
-	if outcome == "" {
-		outcome = sc.OutcomeAnswered
-	}
-	span.SetAttributes(sc.AttrCallOutcome.String(outcome))
+	span.SetAttributes(sc.AttrCallOutcome.String(string(outcome)), sc.AttrCallDirection.String(direction))
 	if cause != "" {
 		span.SetAttributes(sc.AttrSIPCause.String(cause))
 	}
 	if code != 0 {
 		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
-		if code >= 500 && code != 503 || outcome == sc.OutcomeFailed {
+		if code >= 500 && code != 503 || outcome == OutcomeFailed {
 			span.SetStatus(codes.Error, cause)
 		}
 	}

@@ -4,4 +4,9 @@
 //
 // Every decision carries the rule id (docs/sips.md) that justifies it, so that callers can record it
 // on the call, in events and in trace attributes.
+//
+// A decision also says what the peer asked for and whether the leg is secure, derived from
+// the Request-URI and the transport (R25); CheckPolicy refuses to bridge two legs under the
+// strict policy (R14, R19, R20), and CheckReferTo refuses a Refer-To that would derive a sip
+// dialog from a sips one (R17).
 package sips

@@ -22,7 +22,13 @@ type Decision struct {
 	Scheme string
 	// Transport is UDP, TCP or TLS.
 	Transport string
-	// Secure is the dialog secure flag (R25): a SIPS URI over TLS.
+	// Asked is the scheme the peer asked for on this leg (RFC 5630 §4): on an inbound leg the
+	// scheme of its Request-URI, on an originated leg the scheme of the Request-URI sipsvc
+	// writes. A sips Contact or Record-Route of a sip: request shapes our Contact (R22), but
+	// is not a request for sips.
+	Asked string
+	// Secure is the dialog secure flag (R25): the Request-URI was sips (Asked) and the request
+	// went over TLS. sip: over TLS (best-effort TLS, R7) is not secure.
 	Secure bool
 	// Reason is a short human-readable reason, e.g. "request-uri sips".
 	Reason string
@@ -58,6 +64,12 @@ type Inbound struct {
 
 // DecideInbound makes the inbound leg's decision (sipsvc is UAS) and checks the request's
 // URIs for consistency. A returned error names the rule and the response to give.
+//
+// The scheme of the leg (our Contact, R22) follows the Request-URI, else the top
+// Record-Route, else the Contact. What the caller asked for (Asked) and the secure flag (R25)
+// follow the Request-URI and the transport alone. A leg whose scheme is sips is always
+// reached over TLS (Transport TLS, R11, R37): a sips Contact received over TCP or UDP does
+// not make in-dialog requests to it go over TCP or UDP.
 func DecideInbound(in Inbound) (Decision, error) {
 	scheme := strings.ToLower(in.RequestURI.Scheme)
 	if scheme != "sip" && scheme != "sips" {
@@ -71,22 +83,30 @@ func DecideInbound(in Inbound) (Decision, error) {
 		if in.Contact != nil && !IsSIPS(in.Contact) {
 			return Decision{}, ErrInconsistentContact
 		}
-		return Decision{Scheme: "sips", Transport: TLS, Secure: true, Reason: "request-uri sips", Rule: "R22"}, nil
+		return Decision{Scheme: "sips", Asked: "sips", Transport: TLS, Secure: true, Reason: "request-uri sips", Rule: "R22"}, nil
 	}
 	// R22: a sips top Record-Route (or a sips Contact when there is no Record-Route) also
-	// makes the response Contact sips.
+	// makes the response Contact sips. The caller still asked for sip: not secure (R25).
+	reason := ""
 	if in.TopRecordRoute != nil {
 		if IsSIPS(in.TopRecordRoute) {
-			return Decision{Scheme: "sips", Transport: tp, Secure: tp == TLS, Reason: "record-route sips", Rule: "R22"}, nil
+			reason = "record-route sips"
 		}
 	} else if in.Contact != nil && IsSIPS(in.Contact) {
-		return Decision{Scheme: "sips", Transport: tp, Secure: tp == TLS, Reason: "contact sips", Rule: "R22"}, nil
+		reason = "contact sips"
+	}
+	if reason != "" {
+		if tp != TLS {
+			// R11, R37: a sips URI is reached over TLS, or not at all.
+			reason += " received over " + strings.ToLower(tp) + ", reached over tls"
+		}
+		return Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Reason: reason, Rule: "R22"}, nil
 	}
 	if tp == TLS {
 		// R7: sip: over TLS is best-effort TLS, not SIPS; never upgrade the reply Contact.
-		return Decision{Scheme: "sip", Transport: TLS, Reason: "request-uri sip over tls (best-effort)", Rule: "R7"}, nil
+		return Decision{Scheme: "sip", Asked: "sip", Transport: TLS, Reason: "request-uri sip over tls (best-effort)", Rule: "R7"}, nil
 	}
-	return Decision{Scheme: "sip", Transport: tp, Reason: "request-uri sip", Rule: "R7"}, nil
+	return Decision{Scheme: "sip", Asked: "sip", Transport: tp, Reason: "request-uri sip", Rule: "R7"}, nil
 }
 
 // Outbound is what an originated leg's decision is made from.
@@ -103,8 +123,19 @@ type Outbound struct {
 	Style dn.Style
 }
 
-// DecideOutbound makes an originated leg's decision (sipsvc is UAC).
+// DecideOutbound makes an originated leg's decision (sipsvc is UAC). Asked is the scheme of
+// the Request-URI sipsvc writes; the leg is secure (R25) when that is sips, which always goes
+// over TLS (R11).
 func DecideOutbound(out Outbound) (Decision, error) {
+	d, err := decideOutbound(out)
+	if err != nil {
+		return Decision{}, err
+	}
+	d.Asked = d.Scheme
+	return d, nil
+}
+
+func decideOutbound(out Outbound) (Decision, error) {
 	t := out.Target
 	tparam, hasT := dn.TransportParam(t)
 	tparam = strings.ToLower(tparam)
@@ -236,17 +267,38 @@ type Refusal struct {
 	Rule    string
 }
 
-// CheckPolicy applies the strict policy (RFC 5630 end to end) to a pair of legs. Under
-// per-leg policy (the modelled product) every pair is bridged and nil is returned.
-func CheckPolicy(p dn.Policy, inboundSIPS, outboundSIPS bool) *Refusal {
+// IsSIPSLeg reports whether a leg counts as sips for the strict policy: it is secure (R25),
+// i.e. its Request-URI was sips and it went over TLS. An inbound leg whose caller used a sip:
+// Request-URI is not, whatever its Contact or Record-Route (RFC 5630 §4: what the caller asked
+// for is the Request-URI).
+func IsSIPSLeg(d Decision) bool { return d.Secure }
+
+// CheckPolicy applies the strict policy (RFC 5630 end to end) to a pair of legs: the leg
+// whose peer asked (the caller, or the leg a party is transferred from) and the leg to be
+// bridged to it. Under per-leg policy (the modelled product) every pair is bridged and nil is
+// returned.
+func CheckPolicy(p dn.Policy, asking, bridged Decision) *Refusal {
 	if p != dn.PolicyStrict {
 		return nil
 	}
+	in, out := IsSIPSLeg(asking), IsSIPSLeg(bridged)
 	switch {
-	case inboundSIPS && !outboundSIPS:
+	case in && !out:
 		return &Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `380 "SIPS Not Allowed"`, Rule: "R19"}
-	case !inboundSIPS && outboundSIPS:
+	case !in && out:
 		return &Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `381 "SIPS Required"`, Rule: "R20"}
 	}
 	return nil
+}
+
+// StricterPolicy returns the stricter of two policies: strict when either is strict (a pair
+// of legs is bridged only when both their DNs allow it), else per-leg when either says so.
+func StricterPolicy(a, b dn.Policy) dn.Policy {
+	switch {
+	case a == dn.PolicyStrict || b == dn.PolicyStrict:
+		return dn.PolicyStrict
+	case a == dn.PolicyPerLeg || b == dn.PolicyPerLeg:
+		return dn.PolicyPerLeg
+	}
+	return dn.PolicyDefault
 }

@@ -141,27 +141,45 @@ func TestDecideInbound(t *testing.T) {
 			want: Decision{Scheme: "sips", Transport: TLS, Secure: true, Rule: "R22"},
 		},
 		{
-			name: "R22_record_route_sips",
+			// R25: the Request-URI is sip, so the leg is not secure even over TLS.
+			name: "R22_R25_record_route_sips_over_TLS_not_secure",
 			in: Inbound{RequestURI: uri(t, "sip:5000@172.21.83.50"), TopRecordRoute: uriPtr(t, "sips:edge.example;lr"),
 				Contact: uriPtr(t, "sip:7789@172.21.83.24"), Transport: "TLS"},
-			want: Decision{Scheme: "sips", Transport: TLS, Secure: true, Rule: "R22"},
+			want: Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Secure: false, Rule: "R22"},
 		},
 		{
-			name: "R22_P6_record_route_sips_over_TCP_still_sips_not_secure",
+			// R11, R37: the sips route is reached over TLS although the INVITE came over TCP.
+			name: "R22_P6_R37_record_route_sips_over_TCP_reached_over_TLS_not_secure",
 			in: Inbound{RequestURI: uri(t, "sip:5000@172.21.83.50"), TopRecordRoute: uriPtr(t, "sips:edge.example;lr"),
 				Transport: "TCP"},
-			want: Decision{Scheme: "sips", Transport: TCP, Secure: false, Rule: "R22"},
+			want: Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Secure: false, Rule: "R22"},
 		},
 		{
-			name: "R22_contact_sips_without_record_route",
+			name: "R22_R25_contact_sips_without_record_route_not_secure",
 			in:   Inbound{RequestURI: uri(t, "sip:5000@172.21.83.50"), Contact: uriPtr(t, "sips:7789@172.21.83.24"), Transport: "TLS"},
-			want: Decision{Scheme: "sips", Transport: TLS, Secure: true, Rule: "R22"},
+			want: Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Secure: false, Rule: "R22"},
+		},
+		{
+			// Issue 13: a sips Contact over plain TCP is reached over TLS, never over TCP.
+			name: "R11_R37_contact_sips_over_TCP_reached_over_TLS",
+			in:   inboundOfRequest(readRequest(t, "sip_ruri_sips_contact.sip"), "TCP"),
+			want: Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Secure: false, Rule: "R22"},
+		},
+		{
+			name: "R4_R11_contact_sips_over_UDP_reached_over_TLS",
+			in:   inboundOfRequest(readRequest(t, "sip_ruri_sips_contact.sip"), "UDP"),
+			want: Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Secure: false, Rule: "R22"},
+		},
+		{
+			name: "R25_record_route_sips_message_over_TLS_not_secure",
+			in:   inboundOfRequest(readRequest(t, "sip_ruri_sips_record_route.sip"), "TLS"),
+			want: Decision{Scheme: "sips", Asked: "sip", Transport: TLS, Secure: false, Rule: "R22"},
 		},
 		{
 			name: "R22_sip_record_route_masks_sips_contact",
 			in: Inbound{RequestURI: uri(t, "sip:5000@172.21.83.50"), TopRecordRoute: uriPtr(t, "sip:edge.example;lr"),
 				Contact: uriPtr(t, "sips:7789@172.21.83.24"), Transport: "TLS"},
-			want: Decision{Scheme: "sip", Transport: TLS, Secure: false, Rule: "R7"},
+			want: Decision{Scheme: "sip", Asked: "sip", Transport: TLS, Secure: false, Rule: "R7"},
 		},
 		{
 			name: "R7_sip_over_tls_best_effort",
@@ -214,9 +232,17 @@ func checkDecision(t *testing.T, got, want Decision) {
 	if got.Reason == "" {
 		t.Errorf("decision %+v has no reason", got)
 	}
-	// R25: the secure flag is exactly "a SIPS URI over TLS".
-	if got.Secure != (got.Scheme == "sips" && got.Transport == TLS) {
-		t.Errorf("R25: secure=%v for %s over %s", got.Secure, got.Scheme, got.Transport)
+	if want.Asked != "" && got.Asked != want.Asked {
+		t.Errorf("asked = %q, want %q", got.Asked, want.Asked)
+	}
+	// R25: the secure flag is exactly "a SIPS Request-URI over TLS"; a sip Request-URI over
+	// TLS (best-effort) or with a sips Contact/Record-Route is not.
+	if got.Secure != (got.Asked == "sips" && got.Transport == TLS) {
+		t.Errorf("R25: secure=%v for a %s Request-URI over %s", got.Secure, got.Asked, got.Transport)
+	}
+	// R11, R37: a sips leg is always reached over TLS.
+	if got.Scheme == "sips" && got.Transport != TLS {
+		t.Errorf("R11: sips leg over %s", got.Transport)
 	}
 }
 
@@ -387,32 +413,56 @@ func TestIsSIPS(t *testing.T) {
 	}
 }
 
-// TestCheckPolicy covers the strict policy (R19, R20) and the per-leg exception (R14).
+// TestCheckPolicy covers the strict policy (R19, R20) and the per-leg exception (R14) on
+// decisions derived from real requests and DN contacts: what the caller asked for is its
+// Request-URI scheme and the transport it used (RFC 5630 §4), never its Contact or
+// Record-Route, and the decisions are made by DecideInbound / DecideOutbound, not by the test.
 func TestCheckPolicy(t *testing.T) {
+	r19 := &Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `380 "SIPS Not Allowed"`, Rule: "R19"}
+	r20 := &Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `381 "SIPS Required"`, Rule: "R20"}
 	tests := []struct {
-		name           string
-		policy         dn.Policy
-		inSIPS, outSIP bool
-		want           *Refusal
+		name      string
+		request   string // testdata file
+		transport string // the transport it arrived on
+		dnContact string
+		policy    dn.Policy
+		want      *Refusal
 	}{
-		{"R19_strict_sips_A_sip_B_480_380", dn.PolicyStrict, true, false,
-			&Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `380 "SIPS Not Allowed"`, Rule: "R19"}},
-		{"R20_R38_strict_sip_A_sips_B_480_381", dn.PolicyStrict, false, true,
-			&Refusal{Status: 480, Reason: "Temporarily Unavailable", Warning: `381 "SIPS Required"`, Rule: "R20"}},
-		{"R14_strict_sips_both_legs_bridged", dn.PolicyStrict, true, true, nil},
-		{"R14_strict_sip_both_legs_bridged", dn.PolicyStrict, false, false, nil},
-		{"R14_per_leg_sips_A_sip_B_bridged", dn.PolicyPerLeg, true, false, nil},
-		{"R8_per_leg_sip_A_sips_B_bridged", dn.PolicyPerLeg, false, true, nil},
-		{"per_leg_default_policy_bridges", dn.PolicyDefault, true, false, nil},
+		{"R19_strict_sips_A_sip_B_480_380", "genesys_invite.sip", "TLS", "sip:6000@10.0.0.6", dn.PolicyStrict, r19},
+		{"R20_R38_strict_sip_A_sips_B_480_381", "sip_ruri_plain.sip", "UDP", "sips:5000@10.0.0.5", dn.PolicyStrict, r20},
+		{"R14_strict_sips_both_legs_bridged", "genesys_invite.sip", "TLS", "sips:5000@10.0.0.5", dn.PolicyStrict, nil},
+		{"R14_strict_sip_both_legs_bridged", "sip_ruri_plain.sip", "UDP", "sip:6000@10.0.0.6", dn.PolicyStrict, nil},
+		{"R14_per_leg_sips_A_sip_B_bridged", "genesys_invite.sip", "TLS", "sip:6000@10.0.0.6", dn.PolicyPerLeg, nil},
+		{"R8_per_leg_sip_A_sips_B_bridged", "sip_ruri_plain.sip", "UDP", "sips:5000@10.0.0.5", dn.PolicyPerLeg, nil},
+		{"per_leg_default_policy_bridges", "genesys_invite.sip", "TLS", "sip:6000@10.0.0.6", dn.PolicyDefault, nil},
+		// Issue 13: a sips Contact does not make the caller "sips".
+		{"R20_strict_sip_ruri_sips_contact_over_TCP_to_sips_DN_381", "sip_ruri_sips_contact.sip", "TCP", "sips:5000@10.0.0.5", dn.PolicyStrict, r20},
+		{"R19_strict_sip_ruri_sips_contact_over_UDP_to_sip_DN_bridged", "sip_ruri_sips_contact.sip", "UDP", "sip:6000@10.0.0.6", dn.PolicyStrict, nil},
+		{"R20_strict_sip_ruri_sips_record_route_to_sips_DN_381", "sip_ruri_sips_record_route.sip", "TLS", "sips:5000@10.0.0.5", dn.PolicyStrict, r20},
+		// R25, R7: best-effort TLS (sip: over TLS) is not sips.
+		{"R7_R20_strict_sip_ruri_over_TLS_to_sips_DN_381", "sip_ruri_plain.sip", "TLS", "sips:5000@10.0.0.5", dn.PolicyStrict, r20},
+		{"R7_R19_strict_sips_A_to_sip_transport_tls_DN_380", "genesys_invite.sip", "TLS", "sip:6000@10.0.0.6;transport=tls", dn.PolicyStrict, r19},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got := CheckPolicy(tc.policy, tc.inSIPS, tc.outSIP)
+			a, err := DecideInbound(inboundOfRequest(readRequest(t, tc.request), tc.transport))
+			if err != nil {
+				t.Fatal(err)
+			}
+			target, err := dn.ParseContact(tc.dnContact)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := DecideOutbound(Outbound{Target: target})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := CheckPolicy(tc.policy, a, b)
 			switch {
 			case tc.want == nil && got != nil:
-				t.Fatalf("CheckPolicy = %+v, want bridged", *got)
+				t.Fatalf("CheckPolicy(A %+v, B %+v) = %+v, want bridged", a, b, *got)
 			case tc.want != nil && got == nil:
-				t.Fatalf("CheckPolicy = bridged, want %+v", *tc.want)
+				t.Fatalf("CheckPolicy(A %+v, B %+v) = bridged, want %+v", a, b, *tc.want)
 			case tc.want != nil && *got != *tc.want:
 				t.Fatalf("CheckPolicy = %+v, want %+v", *got, *tc.want)
 			}
@@ -424,7 +474,7 @@ func TestCheckPolicy(t *testing.T) {
 // decision for the DN's contact, and the policy check between the two.
 func TestLegPairs(t *testing.T) {
 	seed := readRequest(t, "genesys_invite.sip")
-	plainA := Inbound{RequestURI: uri(t, "sip:5000@10.0.0.1"), Contact: uriPtr(t, "sip:6001@10.0.0.7"), Transport: "UDP"}
+	plainA := inboundOfRequest(readRequest(t, "sip_ruri_plain.sip"), "UDP")
 	tests := []struct {
 		name            string
 		in              Inbound
@@ -457,7 +507,7 @@ func TestLegPairs(t *testing.T) {
 			if a.Scheme != tc.wantA || b.Scheme != tc.wantB || b.Transport != tc.wantBTransport {
 				t.Errorf("A=%s B=%s over %s, want A=%s B=%s over %s", a.Scheme, b.Scheme, b.Transport, tc.wantA, tc.wantB, tc.wantBTransport)
 			}
-			r := CheckPolicy(tc.policy, a.Scheme == "sips", b.Scheme == "sips")
+			r := CheckPolicy(tc.policy, a, b)
 			switch {
 			case tc.wantRefusalRule == "" && r != nil:
 				t.Errorf("refused %+v, want bridged", *r)

@@ -74,7 +74,7 @@ type Metrics struct {
 
 	noAttrs measureOpts
 
-	ended     *optCache[string]
+	ended     *optCache[endedKey]
 	legSets   *optCache[legKey]
 	rewrite   *optCache[rewriteKey]
 	routing   *optCache[string]
@@ -89,6 +89,8 @@ type legKey struct {
 }
 
 type rewriteKey struct{ header, rule string }
+
+type endedKey struct{ outcome, direction string }
 
 type msgKey struct {
 	method, transport string
@@ -115,7 +117,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	}
 	m.callsActive = ud(MetricCallsActive, "{call}", "Calls in progress.")
 	m.callsAttempts = i64(MetricCallsAttempts, "{call}", "Calls started (inbound INVITEs and MakeCall).")
-	m.callsEnded = i64(MetricCallsEnded, "{call}", "Calls ended, by outcome.")
+	m.callsEnded = i64(MetricCallsEnded, "{call}", "Calls ended, by outcome and direction.")
 	m.legs = i64(MetricLegs, "{leg}", "Legs whose scheme was decided, by scheme, transport, secure flag and rule id (docs/sips.md).")
 	m.rewrites = i64(MetricHeaderRewrites, "{rewrite}", "Headers rewritten, by header and rule id (docs/sips.md).")
 	m.regsActive = ud(MetricRegistrationsActive, "{registration}", "Registration bindings in force.")
@@ -136,9 +138,9 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		}
 	}
 
-	m.ended = newOptCache(func(o string) attribute.Set {
-		return attribute.NewSet(sipconv.AttrCallOutcome.String(o))
-	}, otherValue)
+	m.ended = newOptCache(func(k endedKey) attribute.Set {
+		return attribute.NewSet(sipconv.AttrCallOutcome.String(k.outcome), sipconv.AttrCallDirection.String(k.direction))
+	}, endedKey{otherValue, otherValue})
 	m.legSets = newOptCache(func(k legKey) attribute.Set {
 		return attribute.NewSet(
 			sipconv.AttrSIPScheme.String(k.scheme),
@@ -169,7 +171,9 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	// Pre-build the common sets so the hot path finds them.
 	for _, o := range []string{sipconv.OutcomeAnswered, sipconv.OutcomeBusy, sipconv.OutcomeNoAnswer,
 		sipconv.OutcomeCancelled, sipconv.OutcomeRejected, sipconv.OutcomeUnavailable, sipconv.OutcomeFailed} {
-		m.ended.get(o)
+		for _, d := range []string{sipconv.DirectionInbound, sipconv.DirectionOutbound} {
+			m.ended.get(endedKey{o, d})
+		}
 	}
 	for _, o := range []string{"routed", "rejected", "error", "timeout", "fallback_dns", "builtin", "unavailable"} {
 		m.routing.get(o)
@@ -190,7 +194,7 @@ func (m *Metrics) Observe(ctx context.Context, ev signaling.Event) {
 		m.callsAttempts.Add(ctx, 1, m.noAttrs.add...)
 	case signaling.EventCallEnded:
 		m.callsActive.Add(ctx, -1, m.noAttrs.add...)
-		m.callsEnded.Add(ctx, 1, m.ended.get(callOutcome(ev)).add...)
+		m.callsEnded.Add(ctx, 1, m.ended.get(endedKey{callOutcome(ev), direction(ev.Direction)}).add...)
 	case signaling.EventLegSchemeDecided:
 		if d := ev.Decision; d != nil {
 			k := legKey{scheme: schemeLabel(d.Scheme), transport: transport(d.Transport), rule: d.Rule, secure: d.Secure}
@@ -205,7 +209,7 @@ func (m *Metrics) Observe(ctx context.Context, ev signaling.Event) {
 	case signaling.EventRegistrationRemoved:
 		m.regsActive.Add(ctx, -1, m.noAttrs.add...)
 	case signaling.EventRoutingFallback:
-		m.routingFallback.Add(ctx, 1, m.fallbacks.get(fallbackType(ev.Cause)).add...)
+		m.routingFallback.Add(ctx, 1, m.fallbacks.get(fallbackType(ev.FallbackReason)).add...)
 	}
 }
 
@@ -232,39 +236,38 @@ func (m *Metrics) RoutingDone(d time.Duration, outcome string) {
 	m.routingDecide.Add(ctx, 1, o.add...)
 }
 
-// callOutcome maps a call_ended event to one of the sipconv.Outcome* values. A Cause that
-// already is one wins; otherwise the outcome follows the final status given to the caller
-// (0 means the call was answered and later released).
+// callOutcome is a call_ended event's typed Outcome when it is one of the sipconv.Outcome*
+// values; an event without one (an Observer fed by hand) falls back to its final status
+// (0 means answered and later released). The free-text Cause is never read.
 func callOutcome(ev signaling.Event) string {
-	if o := sipconv.CallOutcome(ev.Status, ev.Cause); o != "" {
+	switch o := string(ev.Outcome); o {
+	case sipconv.OutcomeAnswered, sipconv.OutcomeBusy, sipconv.OutcomeNoAnswer, sipconv.OutcomeCancelled,
+		sipconv.OutcomeRejected, sipconv.OutcomeUnavailable, sipconv.OutcomeFailed:
 		return o
+	case "":
+		if o := sipconv.OutcomeForStatus(ev.Status); o != "" {
+			return o
+		}
 	}
 	return otherValue
 }
 
-// fallbackType classifies a routing_fallback event's Cause ("routing timeout: …") as
-// error, timeout or unavailable.
-func fallbackType(cause string) string {
-	switch cause {
-	case "error", "timeout", "unavailable":
-		return cause
+// direction keeps the two known call directions as label values; others become "other".
+func direction(d string) string {
+	switch d {
+	case sipconv.DirectionInbound, sipconv.DirectionOutbound:
+		return d
 	}
-	if rest, ok := strings.CutPrefix(cause, "routing "); ok {
-		word, _, _ := strings.Cut(rest, ":")
-		switch word {
-		case "error", "timeout", "unavailable":
-			return word
-		}
+	return otherValue
+}
+
+// fallbackType is a routing_fallback event's typed FallbackReason as a label value.
+func fallbackType(reason string) string {
+	switch reason {
+	case signaling.FallbackTimeout, signaling.FallbackError:
+		return reason
 	}
-	switch {
-	case strings.Contains(cause, "timeout"), strings.Contains(cause, "deadline"):
-		return "timeout"
-	case strings.Contains(cause, "unavailable"):
-		return "unavailable"
-	case cause == "":
-		return otherValue
-	}
-	return "error"
+	return otherValue
 }
 
 // sipMethods are the methods kept as label values; others become "_OTHER".

@@ -80,8 +80,10 @@ func TestMetricsScrape(t *testing.T) {
 		Rewrite: &signaling.Rewrite{Leg: "B1", Header: "Contact", Before: "<sips:a>", After: "<sip:a>", Rule: "R22"}})
 	m.Observe(ctx, signaling.Event{Kind: signaling.EventHeaderRewritten, CallID: "c1", Leg: "B1",
 		Rewrite: &signaling.Rewrite{Leg: "B1", Header: "Contact", Before: "<sips:b>", After: "<sip:b>", Rule: "R22"}})
-	m.Observe(ctx, signaling.Event{Kind: signaling.EventCallEnded, CallID: "c1", Cause: "busy", Status: 486})
-	m.Observe(ctx, signaling.Event{Kind: signaling.EventRoutingFallback, CallID: "c2", Cause: "timeout"})
+	m.Observe(ctx, signaling.Event{Kind: signaling.EventCallEnded, CallID: "c1", Cause: "leg B1 answered 486", Status: 486,
+		Outcome: signaling.OutcomeBusy, Direction: signaling.DirectionInbound})
+	m.Observe(ctx, signaling.Event{Kind: signaling.EventRoutingFallback, CallID: "c2", Cause: "routing error: context deadline exceeded",
+		FallbackReason: signaling.FallbackTimeout})
 	// Leg events with no metric must not panic (nil Decision/Rewrite too).
 	m.Observe(ctx, signaling.Event{Kind: signaling.EventLegSchemeDecided})
 	m.Observe(ctx, signaling.Event{Kind: signaling.EventHeaderRewritten})
@@ -108,9 +110,9 @@ func TestMetricsScrape(t *testing.T) {
 
 	got := scrape(t, tel.MetricsHandler)
 	want := map[string]string{
-		`sipsvc_calls_active`:                                  "1",
-		`sipsvc_calls_attempts_total`:                          "2",
-		`sipsvc_calls_ended_total{sipsvc_call_outcome="busy"}`: "1",
+		`sipsvc_calls_active`:         "1",
+		`sipsvc_calls_attempts_total`: "2",
+		`sipsvc_calls_ended_total{sipsvc_call_direction="inbound",sipsvc_call_outcome="busy"}`:             "1",
 		`sipsvc_legs_total{sip_scheme="sips",sip_scheme_rule="R8",sip_secure="true",sip_transport="TLS"}`:  "1",
 		`sipsvc_legs_total{sip_scheme="sip",sip_scheme_rule="R12",sip_secure="false",sip_transport="UDP"}`: "1",
 		`sipsvc_header_rewrites_total{sip_header="Contact",sip_rule="R22"}`:                                "2",
@@ -138,7 +140,7 @@ func TestMetricsScrape(t *testing.T) {
 		}
 	}
 	// Pre-built but unused label sets must not show up as zero series.
-	if _, ok := got[`sipsvc_calls_ended_total{sipsvc_call_outcome="answered"}`]; ok {
+	if _, ok := got[`sipsvc_calls_ended_total{sipsvc_call_direction="inbound",sipsvc_call_outcome="answered"}`]; ok {
 		t.Error("unused outcome exported")
 	}
 	if _, ok := got["go_goroutines"]; !ok {
@@ -155,46 +157,50 @@ func TestMetricsScrape(t *testing.T) {
 	}
 }
 
+// TestCallOutcome: the outcome label comes from the event's typed Outcome; Cause is never
+// read (a callee's "leg B1 answered 480" is unavailable, not no_answer). An event without an
+// Outcome falls back to its status alone.
 func TestCallOutcome(t *testing.T) {
 	for _, tc := range []struct {
-		cause  string
-		status int
-		want   string
+		name    string
+		outcome signaling.Outcome
+		cause   string
+		status  int
+		want    string
 	}{
-		{"answered", 200, "answered"},
-		{"no_answer", 408, "no_answer"},
-		{"", 200, "answered"},
-		{"bye from A", 0, "answered"},
-		{"rejected by routing-service", 486, "busy"},
-		{"ring timeout", 408, "no_answer"},
-		{"no target answered", 480, "no_answer"},
-		{"DN 1001 not registered", 480, "unavailable"},
-		{"cancelled", 487, "cancelled"},
-		{"connection refused", 503, "unavailable"},
-		{"directory: boom", 500, "failed"},
-		{"unknown DN 99", 404, "rejected"},
-		{"policy strict (R31)", 480, "unavailable"},
-		{"decline", 603, "rejected"},
-		{"weird", 42, "other"},
+		{"typed_busy", signaling.OutcomeBusy, "leg B1 answered 486", 486, "busy"},
+		{"typed_no_answer_ring_timeout", signaling.OutcomeNoAnswer, "ring timeout", 408, "no_answer"},
+		{"typed_unavailable_transport_timeout", signaling.OutcomeUnavailable, "no response: transaction timeout", 408, "unavailable"},
+		{"typed_rejected_policy", signaling.OutcomeRejected, "policy strict (R19)", 480, "rejected"},
+		{"typed_wins_over_status", signaling.OutcomeCancelled, "cancelled", 200, "cancelled"},
+		{"untyped_callee_480_is_unavailable_not_no_answer", "", "leg B1 answered 480", 480, "unavailable"},
+		{"untyped_cause_text_is_not_read", "", "no_answer", 486, "busy"},
+		{"untyped_released_after_answer", "", "bye from A", 0, "answered"},
+		{"untyped_503_unavailable", "", "", 503, "unavailable"},
+		{"untyped_500_failed", "", "", 500, "failed"},
+		{"untyped_404_rejected", "", "", 404, "rejected"},
+		{"untyped_603_rejected", "", "", 603, "rejected"},
+		{"unknown_typed_value", signaling.Outcome("weird"), "", 200, "other"},
+		{"unplaceable_status", "", "", 42, "other"},
 	} {
-		if got := callOutcome(signaling.Event{Cause: tc.cause, Status: tc.status}); got != tc.want {
-			t.Errorf("callOutcome(%q, %d) = %q, want %q", tc.cause, tc.status, got, tc.want)
-		}
+		t.Run(tc.name, func(t *testing.T) {
+			if got := callOutcome(signaling.Event{Outcome: tc.outcome, Cause: tc.cause, Status: tc.status}); got != tc.want {
+				t.Errorf("callOutcome(%q, %q, %d) = %q, want %q", tc.outcome, tc.cause, tc.status, got, tc.want)
+			}
+		})
 	}
 }
 
+// TestFallbackType: the routing fallback label is the event's typed FallbackReason.
 func TestFallbackType(t *testing.T) {
-	for cause, want := range map[string]string{
-		"timeout": "timeout",
-		"routing timeout: context deadline exceeded; fallback via fallback": "timeout",
-		"routing error: rpc error: code = Internal; no fallback: 503":       "error",
-		"routing unavailable: connection refused; fallback via builtin":     "unavailable",
-		"context deadline exceeded":                                         "timeout",
-		"something broke":                                                   "error",
-		"":                                                                  "other",
+	for reason, want := range map[string]string{
+		signaling.FallbackTimeout: "timeout",
+		signaling.FallbackError:   "error",
+		"routing timeout: context deadline exceeded; fallback via fallback": "other",
+		"": "other",
 	} {
-		if got := fallbackType(cause); got != want {
-			t.Errorf("fallbackType(%q) = %q, want %q", cause, got, want)
+		if got := fallbackType(reason); got != want {
+			t.Errorf("fallbackType(%q) = %q, want %q", reason, got, want)
 		}
 	}
 }

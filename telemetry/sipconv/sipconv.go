@@ -61,6 +61,11 @@ const (
 	// EventRoutingFallback is added to the SpanRoute span (and the call span) when the routing
 	// service failed and the B2BUA fell back; attributes AttrRoutingOutcome and AttrErrorType.
 	EventRoutingFallback = "sipsvc.routing.fallback"
+	// EventPolicyRefused is added when the sips policy refuses something: on the call span
+	// when a leg is not dialled (strict, R19/R20), on the leg span when a transfer of that leg
+	// is refused (strict join R14/R19/R20, sip Refer-To in a sips dialog R17); attributes
+	// AttrSIPRule and AttrSIPCause.
+	EventPolicyRefused = "sipsvc.policy.refused"
 )
 
 // OpenTelemetry semantic-convention attribute keys used by sipsvc.
@@ -163,7 +168,7 @@ const (
 	AttrRoutingTargets = attribute.Key("sipsvc.routing.targets")
 )
 
-// Call outcomes, the values of AttrCallOutcome and of Event.Cause on call_ended events.
+// Call outcomes, the values of AttrCallOutcome and of Event.Outcome on call_ended events.
 const (
 	OutcomeAnswered    = "answered"
 	OutcomeBusy        = "busy"
@@ -174,16 +179,24 @@ const (
 	OutcomeFailed      = "failed"
 )
 
-// CallOutcome maps how a call ended to one of the Outcome* values, for the call span and the
-// calls-ended metric alike. A cause that already is an outcome wins; otherwise the final
-// status given to the caller decides (0 means answered and later released). It returns ""
-// for a status it cannot place (1xx).
-func CallOutcome(status int, cause string) string {
-	switch cause {
-	case OutcomeAnswered, OutcomeBusy, OutcomeNoAnswer, OutcomeCancelled,
-		OutcomeRejected, OutcomeUnavailable, OutcomeFailed:
-		return cause
-	}
+// AttrCallDirection is a call's direction (call span attribute and metric label):
+// DirectionInbound for a call a caller's INVITE started, DirectionOutbound for one sipsvc
+// originated (MakeCall).
+const AttrCallDirection = attribute.Key("sipsvc.call.direction")
+
+// Values of AttrCallDirection (and of signaling.Event.Direction).
+const (
+	DirectionInbound  = "inbound"
+	DirectionOutbound = "outbound"
+)
+
+// OutcomeForStatus maps the final status of a call (the one given to the caller; 0 means
+// answered and later released) to one of the Outcome* values: 2xx answered, 486/600 busy,
+// 408 no_answer, 480 unavailable, 487 cancelled, 502–504 unavailable, other 5xx failed,
+// other 3xx–6xx rejected. It returns "" for a status it cannot place (1xx, out of range).
+// It reads the status only: the path that ends a call knows more (a ring timeout is
+// no_answer whatever the status) and sets the outcome itself (signaling.Event.Outcome).
+func OutcomeForStatus(status int) string {
 	switch st := status; {
 	case st == 0 || (st >= 200 && st < 300):
 		return OutcomeAnswered
@@ -192,9 +205,6 @@ func CallOutcome(status int, cause string) string {
 	case st == 408:
 		return OutcomeNoAnswer
 	case st == 480:
-		if strings.Contains(cause, "answer") || strings.Contains(cause, "ring timeout") {
-			return OutcomeNoAnswer
-		}
 		return OutcomeUnavailable
 	case st == 487:
 		return OutcomeCancelled

@@ -2,6 +2,7 @@ package sipconv
 
 import (
 	"crypto/tls"
+	"strconv"
 	"testing"
 )
 
@@ -54,5 +55,31 @@ func TestRewriteAttrs(t *testing.T) {
 		if want[string(a.Key)] != a.Value.AsString() {
 			t.Errorf("%s = %q", a.Key, a.Value.AsString())
 		}
+	}
+}
+
+// TestOutcomeForStatus pins the status → outcome table: a 480 is unavailable (the callee
+// said so), never no_answer; only the path that ends a call knows about ring timeouts.
+func TestOutcomeForStatus(t *testing.T) {
+	tests := []struct {
+		status int
+		want   string
+	}{
+		{0, OutcomeAnswered}, {200, OutcomeAnswered}, {202, OutcomeAnswered},
+		{486, OutcomeBusy}, {600, OutcomeBusy},
+		{408, OutcomeNoAnswer},
+		{480, OutcomeUnavailable}, {502, OutcomeUnavailable}, {503, OutcomeUnavailable}, {504, OutcomeUnavailable},
+		{487, OutcomeCancelled},
+		{500, OutcomeFailed}, {501, OutcomeFailed}, {580, OutcomeFailed},
+		{302, OutcomeRejected}, {403, OutcomeRejected}, {404, OutcomeRejected}, {416, OutcomeRejected},
+		{488, OutcomeRejected}, {603, OutcomeRejected}, {606, OutcomeRejected},
+		{100, ""}, {180, ""}, {42, ""}, {700, ""},
+	}
+	for _, tc := range tests {
+		t.Run(strconv.Itoa(tc.status), func(t *testing.T) {
+			if got := OutcomeForStatus(tc.status); got != tc.want {
+				t.Errorf("OutcomeForStatus(%d) = %q, want %q", tc.status, got, tc.want)
+			}
+		})
 	}
 }
