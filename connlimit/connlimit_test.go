@@ -280,4 +280,3 @@ func TestFramer(t *testing.T) {
 		})
 	}
 }
-

@@ -33,6 +33,9 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 	if err != nil {
 		return CallInfo{}, err
 	}
+	if !s.enter() { // shutting down: no new call goroutine
+		return CallInfo{}, ErrNotServing
+	}
 	c := &call{
 		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
 		caller: origin.Number, dialed: dialed,
@@ -41,7 +44,6 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 	c.ctx, c.span = s.startCallSpan(context.WithoutCancel(ctx), nil, c)
 	s.addCall(c)
 	c.event(EventCallCreated, nil, nil)
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		c.runMakeCall(origin, target, req.Timeout)

@@ -52,7 +52,10 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 			return
 		}
 	}
-	s.wg.Add(1)
+	if !s.enter() { // shutting down: no new call goroutine
+		s.reply(tx, req, 503, "Service Unavailable")
+		return
+	}
 	defer s.wg.Done()
 	c, a := s.newInboundCall(req, tx, dec, caller, se)
 	c.runInbound(a)
@@ -116,7 +119,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
 	a.setDialogDestLocked(a.peer)
-	a.localContact = s.contactFor(c.dialed, dec, "")
+	a.localContact = s.advertiseURI(s.contactFor(c.dialed, dec, ""), a.transport, a.peer)
 	a.invite = req
 	a.serverTx = tx
 	a.remoteSDP = req.Body()

@@ -82,6 +82,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		l.dest = hostPort(target, d.Transport)
 	}
 	l.peer = l.dest
+	l.localContact = s.advertiseURI(l.localContact, l.transport, l.dest)
 	l.localCSeq = 1
 	l.ackCh = make(chan []byte, 1)
 

@@ -18,14 +18,23 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/sipsvc/sipsvc/connlimit"
 	"github.com/sipsvc/sipsvc/dn"
 )
 
 // Config configures a Server. Directory is required; everything else has a default.
 type Config struct {
 	// Hostname is written in Via, Contact and From of originated legs. Empty: the first
-	// listener's IP, or 127.0.0.1 when it is a wildcard.
+	// listener's IP, or, for a wildcard listener, the address of the interface that reaches
+	// each peer (see Advertise).
 	Hostname string
+	// Advertise sets, per transport ("UDP", "TCP", "TLS"), the host or host:port written in
+	// Via and Contact instead of the listener's address (a public address in front of a NAT,
+	// a DNS name). It wins over Hostname.
+	Advertise map[string]string
+	// Conn caps and times out inbound TCP and TLS connections; zero fields take connlimit's
+	// defaults.
+	Conn connlimit.Config
 	// ServerTLS is the TLS configuration of TLS listeners (certificate, client auth).
 	ServerTLS *tls.Config
 	// ClientTLS is the base TLS configuration for outbound TLS (root CAs). Per-DN
@@ -102,7 +111,10 @@ type Server struct {
 	// outgoing request reads it without a lock.
 	listen atomic.Pointer[map[string]listenAddr]
 
-	wg sync.WaitGroup // call goroutines
+	wg sync.WaitGroup // call goroutines; added to only through enter
+	lc *lifecycle     // Serve/Shutdown state
+
+	srcCache routeCache // local source address per peer, for wildcard listeners
 
 	udpReady atomic.Bool // sipgo has our UDP listener in its pool
 	serving  atomic.Bool // Serve has its listeners and has not begun to stop (Ready)
@@ -113,6 +125,10 @@ type listenAddr struct {
 	host string
 	port int
 	ip   net.IP
+	// auto: host was not configured and the listener is a wildcard: host is the default
+	// outbound interface's address, and requests to a peer advertise the address of the
+	// interface that reaches that peer (advertiseRequest).
+	auto bool
 }
 
 // New builds a Server. It does not listen: call Serve.
@@ -152,6 +168,7 @@ func New(cfg Config) (*Server, error) {
 		traced: !isNoop,
 		calls:  map[string]*call{},
 		legs:   map[string]*leg{},
+		lc:     newLifecycle(),
 	}
 	s.verify = newVerifyPolicy(cfg.ClientTLS, cfg.Metrics)
 	ua, err := sipgo.NewUA(
@@ -259,13 +276,20 @@ func validateRequest(req *sip.Request) error {
 	return nil
 }
 
-// Serve serves the given listeners until ctx is cancelled, then closes them and returns nil.
+// Serve serves the given listeners until ctx is cancelled or Shutdown is called, then closes
+// them, ends the calls in progress and returns. It checks the listeners and the
+// configuration before it starts any of them. The error joins every listener's error (a
+// listener closed by the shutdown is not an error); nil after a clean stop.
 func (s *Server) Serve(ctx context.Context, l Listeners) error {
-	if len(l.UDP)+len(l.TCP)+len(l.TLS) == 0 {
-		return errors.New("signaling: no listeners")
+	if err := s.validateServe(l); err != nil {
+		return err
 	}
-	errc := make(chan error, len(l.UDP)+len(l.TCP)+len(l.TLS))
+	if err := s.lc.start(); err != nil {
+		return err
+	}
+	defer close(s.lc.done)
 	var closers []func() error
+	var serves []func() error
 	for _, c := range l.UDP {
 		s.addListen("UDP", c.LocalAddr())
 		closers = append(closers, c.Close)
@@ -276,14 +300,19 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 			_ = uc.SetReadBuffer(udpSocketBuffer)
 			_ = uc.SetWriteBuffer(udpSocketBuffer)
 		}
+		serves = append(serves, func() error { return s.srv.ServeUDP(c) })
 	}
 	for _, c := range l.TCP {
 		s.addListen("TCP", c.Addr())
 		closers = append(closers, c.Close)
+		ll := s.limitListener(c, "TCP", nil)
+		serves = append(serves, func() error { return s.srv.ServeTCP(ll) })
 	}
 	for _, c := range l.TLS {
 		s.addListen("TLS", c.Addr())
 		closers = append(closers, c.Close)
+		ll := s.limitListener(c, "TLS", s.verify.serverConfig(s.cfg.ServerTLS))
+		serves = append(serves, func() error { return s.srv.ServeTLS(ll) })
 	}
 	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	if len(l.TLS) > 0 {
@@ -291,54 +320,63 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	}
 	s.insecure = newInsecureDialer(s.verify, tlsAddr)
 	closers = append(closers, s.insecure.Close)
-	go func() { _ = s.srv.ServeTLS(s.insecure) }()
-	for _, c := range l.UDP {
-		c := c
-		go func() { errc <- s.srv.ServeUDP(c) }()
-	}
-	for _, c := range l.TCP {
-		c := c
-		go func() { errc <- s.srv.ServeTCP(c) }()
-	}
-	for _, c := range l.TLS {
-		if s.cfg.ServerTLS == nil {
-			return errors.New("signaling: TLS listener without Config.ServerTLS")
-		}
-		tl := tls.NewListener(c, s.verify.serverConfig(s.cfg.ServerTLS))
-		go func() { errc <- s.srv.ServeTLS(tl) }()
+	serves = append(serves, func() error { return s.srv.ServeTLS(s.insecure) })
+	s.logListen()
+
+	// Every listener goroutine is owned here and waited for before Serve returns.
+	errc := make(chan error, len(serves))
+	var lwg sync.WaitGroup
+	for _, serve := range serves {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			errc <- serve()
+		}()
 	}
 	s.serving.Store(true)
-	var err error
+	var errs []error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
-		if errors.Is(err, net.ErrClosed) {
-			err = nil
-		}
+	case <-s.lc.stop:
+	case err := <-errc:
+		errs = append(errs, err)
 	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
+	defer cancel()
+	s.lc.begin(dctx)
+	sctx := s.lc.deadline()
 	s.serving.Store(false)
 	for _, c := range closers {
 		_ = c()
 	}
-	s.shutdownCalls()
-	s.wg.Wait()
-	_ = s.ua.Close()
-	if err != nil {
-		return fmt.Errorf("signaling: serve: %w", err)
+	s.endCalls(sctx)
+	if !s.waitCalls(sctx) {
+		s.log.Warn("shutdown deadline passed with calls still ending; closing transports")
 	}
-	return nil
+	_ = s.ua.Close()
+	s.wg.Wait()
+	lwg.Wait()
+	close(errc)
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	var out []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			out = append(out, fmt.Errorf("signaling: serve: %w", err))
+		}
+	}
+	return errors.Join(out...)
 }
 
 func (s *Server) addListen(transport string, a net.Addr) {
 	host, portStr, _ := net.SplitHostPort(a.String())
 	port, _ := strconv.Atoi(portStr)
 	ip := net.ParseIP(host)
-	adv := s.cfg.Hostname
-	if adv == "" {
-		adv = host
-		if ip == nil || ip.IsUnspecified() {
-			adv = "127.0.0.1"
-		}
+	adv, auto := s.advertised(transport, host, ip)
+	if h, p, err := net.SplitHostPort(adv); err == nil {
+		adv = h
+		port, _ = strconv.Atoi(p)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -353,7 +391,7 @@ func (s *Server) addListen(transport string, a net.Addr) {
 	for t, a := range cur {
 		next[t] = a
 	}
-	next[transport] = listenAddr{host: adv, port: port, ip: ip}
+	next[transport] = listenAddr{host: adv, port: port, ip: ip, auto: auto}
 	s.listen.Store(&next) // never written again: readers need no lock
 }
 

@@ -159,3 +159,19 @@ func (s *Server) ensureInsecureTLS(ctx context.Context, host, dest string) (stri
 	}
 	return dest, errors.New("tls connection not registered")
 }
+
+// tlsConnOf finds the *tls.Conn under c, looking through wrappers that expose NetConn (the
+// connlimit connection of a TLS listener).
+func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
+	for range 4 {
+		if tl, ok := c.(*tls.Conn); ok {
+			return tl, true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return nil, false
+		}
+		c = w.NetConn()
+	}
+	return nil, false
+}
