@@ -135,8 +135,8 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
-	if l.transport == "TLS" && sp.d.InsecureSkipVerify && l.dest == hostPort(target, d.Transport) {
-		dest, err := s.ensureInsecureTLS(ctx, target.Host, l.dest)
+	if l.transport == "TLS" && l.dest == hostPort(target, d.Transport) {
+		dest, err := s.ensureTLS(ctx, target.Host, l.dest, sp.d.InsecureSkipVerify)
 		if err != nil {
 			cancel()
 			f := transportFailure(err)

@@ -99,6 +99,7 @@ type Server struct {
 	// verify builds TLS configs; insecure dials TLS for DNs with insecure_skip_verify.
 	verify   *verifyPolicy
 	insecure *insecureDialer
+	flows    tlsFlows // outbound TLS connections dialled by sipsvc (verified or not)
 
 	mu sync.Mutex // guards the fields below
 	// calls by sipsvc call id; legs by SIP Call-ID (each leg has its own Call-ID).
