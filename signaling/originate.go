@@ -75,9 +75,10 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		}
 		l.routeSet = routes
 		l.routeTransportLocked()
-	case sp.registered && d.Transport != "UDP" && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "":
-		// R33/P7: reach a device that registered over TCP/TLS through its own connection.
-		l.dest = sp.binding.Source
+	case sp.registered && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "":
+		// R33/P7: reach a device that registered over TCP/TLS through its own connection
+		// while it is open, else its Contact; over UDP through its NAT binding (flow.go).
+		l.dest = s.bindingDest(sp.binding, target, d.Transport)
 	default:
 		l.dest = hostPort(target, d.Transport)
 	}
