@@ -15,11 +15,11 @@ import (
 // ConnectionsConfig caps and times out the inbound TCP and TLS connections (sip.connections).
 // A peer can make sipsvc hold only so many connections, each only so long without a message.
 type ConnectionsConfig struct {
-	// MaxConns caps the inbound TCP and TLS connections held at once, per listener.
-	// Default 10000.
+	// MaxConns caps the inbound TCP and TLS connections held at once, all listeners
+	// together. Default 10000.
 	MaxConns int `yaml:"max_conns"`
-	// MaxPerSource caps the connections held at once from one source IP address, per
-	// listener. Default 100. A connection over a cap is closed at once.
+	// MaxPerSource caps the connections held at once from one source IP address. Default
+	// 100. A connection over a cap is closed at once.
 	MaxPerSource int `yaml:"max_conns_per_source"`
 	// HandshakeTimeout bounds the TLS handshake of an inbound connection. Default 10s.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`

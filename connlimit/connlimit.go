@@ -87,9 +87,9 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Listener wraps a stream listener with the caps and deadlines of its Config.
-type Listener struct {
-	net.Listener
+// Limiter holds the caps shared by the listeners it wraps: MaxConns and MaxPerSource count
+// the connections of all of them together.
+type Limiter struct {
 	cfg Config
 
 	mu sync.Mutex // guards the fields below
@@ -98,9 +98,37 @@ type Listener struct {
 	bySource map[string]int
 }
 
-// NewListener wraps l. cfg is completed with WithDefaults.
+// NewLimiter returns a Limiter; cfg is completed with WithDefaults. Its TLS and OnClose
+// fields are ignored: each wrapped listener has its own.
+func NewLimiter(cfg Config) *Limiter {
+	return &Limiter{cfg: cfg.WithDefaults(), bySource: map[string]int{}}
+}
+
+// Conns returns the number of connections held now by all listeners of the Limiter.
+func (lim *Limiter) Conns() int {
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	return lim.total
+}
+
+// Wrap returns l under the Limiter's caps and deadlines; tlsCfg makes it a TLS server,
+// onClose (may be nil) receives its refusals and timeouts.
+func (lim *Limiter) Wrap(l net.Listener, tlsCfg *tls.Config, onClose func(reason string)) *Listener {
+	return &Listener{Listener: l, lim: lim, cfg: lim.cfg, tls: tlsCfg, onClose: onClose}
+}
+
+// Listener wraps a stream listener with the caps and deadlines of its Limiter.
+type Listener struct {
+	net.Listener
+	lim     *Limiter
+	cfg     Config
+	tls     *tls.Config
+	onClose func(reason string)
+}
+
+// NewListener wraps l with a Limiter of its own, cfg.TLS and cfg.OnClose.
 func NewListener(l net.Listener, cfg Config) *Listener {
-	return &Listener{Listener: l, cfg: cfg.WithDefaults(), bySource: map[string]int{}}
+	return NewLimiter(cfg).Wrap(l, cfg.TLS, cfg.OnClose)
 }
 
 // Accept returns the next connection within the caps; connections over a cap are closed
@@ -112,57 +140,53 @@ func (l *Listener) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		src := sourceOf(c.RemoteAddr())
-		if reason := l.admit(src); reason != "" {
+		if reason := l.lim.admit(src); reason != "" {
+			l.report(reason) // before Close: whoever sees the close sees the count
 			_ = c.Close()
-			l.report(reason)
 			continue
 		}
 		return l.wrap(c, src), nil
 	}
 }
 
-// Conns returns the number of connections held now.
-func (l *Listener) Conns() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.total
-}
+// Conns returns the number of connections held now by all listeners of l's Limiter.
+func (l *Listener) Conns() int { return l.lim.Conns() }
 
-func (l *Listener) admit(src string) string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.total >= l.cfg.MaxConns {
+func (lim *Limiter) admit(src string) string {
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	if lim.total >= lim.cfg.MaxConns {
 		return ReasonMaxConns
 	}
-	if l.bySource[src] >= l.cfg.MaxPerSource {
+	if lim.bySource[src] >= lim.cfg.MaxPerSource {
 		return ReasonMaxPerSource
 	}
-	l.total++
-	l.bySource[src]++
+	lim.total++
+	lim.bySource[src]++
 	return ""
 }
 
-func (l *Listener) release(src string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.total--
-	if n := l.bySource[src] - 1; n > 0 {
-		l.bySource[src] = n
+func (lim *Limiter) release(src string) {
+	lim.mu.Lock()
+	defer lim.mu.Unlock()
+	lim.total--
+	if n := lim.bySource[src] - 1; n > 0 {
+		lim.bySource[src] = n
 	} else {
-		delete(l.bySource, src)
+		delete(lim.bySource, src)
 	}
 }
 
 func (l *Listener) report(reason string) {
-	if l.cfg.OnClose != nil {
-		l.cfg.OnClose(reason)
+	if l.onClose != nil {
+		l.onClose(reason)
 	}
 }
 
 func (l *Listener) wrap(c net.Conn, src string) net.Conn {
 	w := &conn{Conn: c, l: l, src: src}
-	if l.cfg.TLS != nil {
-		tc := tls.Server(c, l.cfg.TLS)
+	if l.tls != nil {
+		tc := tls.Server(c, l.tls)
 		w.Conn = tc
 		w.tls = tc
 	}
@@ -239,9 +263,8 @@ func (c *conn) Read(b []byte) (int, error) {
 }
 
 func (c *conn) Close() error {
-	err := c.Conn.Close()
-	c.closeOnce.Do(func() { c.l.release(c.src) })
-	return err
+	c.closeOnce.Do(func() { c.l.lim.release(c.src) })
+	return c.Conn.Close()
 }
 
 // NetConn returns the wrapped connection (the *tls.Conn on a TLS listener).

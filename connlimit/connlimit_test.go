@@ -226,9 +226,7 @@ func TestTLSHandshakeTimeout(t *testing.T) {
 	if _, err := good.Write([]byte("\r\n\r\n")); err != nil {
 		t.Errorf("handshaken client: %v", err)
 	}
-	if l.Conns() != 1 {
-		t.Errorf("held = %d, want 1", l.Conns())
-	}
+	waitConns(t, l, 1)
 }
 
 func TestValidate(t *testing.T) {
@@ -278,5 +276,49 @@ func TestFramer(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLimiterSharedAcrossListeners: the caps of one Limiter count the connections of all
+// its listeners (a TCP and a TLS listener share MaxConns).
+func TestLimiterSharedAcrossListeners(t *testing.T) {
+	lim := NewLimiter(Config{MaxConns: 2, MaxPerSource: 2, IdleTimeout: time.Minute})
+	r := &reasons{}
+	var ls []*Listener
+	for i := 0; i < 2; i++ {
+		raw, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := lim.Wrap(raw, nil, r.add)
+		ls = append(ls, l)
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				go func() {
+					defer c.Close()
+					buf := make([]byte, 512)
+					for {
+						if _, err := c.Read(buf); err != nil {
+							return
+						}
+					}
+				}()
+			}
+		}()
+		t.Cleanup(func() { l.Close() })
+	}
+	dial(t, ls[0])
+	dial(t, ls[0])
+	waitConns(t, ls[0], 2)
+	closedWithin(t, dial(t, ls[1]), 2*time.Second)
+	if n := r.get(ReasonMaxConns) + r.get(ReasonMaxPerSource); n != 1 {
+		t.Errorf("refusals on the second listener = %d, want 1", n)
+	}
+	if ls[1].Conns() != 2 {
+		t.Errorf("held = %d, want 2", ls[1].Conns())
 	}
 }

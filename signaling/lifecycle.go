@@ -130,15 +130,15 @@ func (s *Server) validateServe(l Listeners) error {
 	return errors.Join(errs...)
 }
 
-// limitListener wraps an inbound stream listener with the connection caps and deadlines;
-// tlsCfg is set for TLS listeners (the handshake then runs under HandshakeTimeout).
-func (s *Server) limitListener(l net.Listener, transport string, tlsCfg *tls.Config) net.Listener {
-	cfg := s.cfg.Conn
-	cfg.TLS = tlsCfg
+// limitListener wraps an inbound stream listener with the connection caps (shared by all
+// TCP and TLS listeners: lim) and deadlines; tlsCfg is set for TLS listeners (the handshake
+// then runs under HandshakeTimeout).
+func (s *Server) limitListener(lim *connlimit.Limiter, l net.Listener, transport string, tlsCfg *tls.Config) net.Listener {
+	var onClose func(string)
 	if cm, ok := s.cfg.Metrics.(ConnMetrics); ok {
-		cfg.OnClose = func(reason string) { cm.ConnClosed(transport, reason) }
+		onClose = func(reason string) { cm.ConnClosed(transport, reason) }
 	}
-	return connlimit.NewListener(l, cfg)
+	return lim.Wrap(l, tlsCfg, onClose)
 }
 
 // ConnMetrics is implemented by a Metrics that also counts inbound TCP/TLS connections

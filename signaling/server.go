@@ -137,6 +137,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Directory == nil {
 		return nil, errors.New("signaling: Config.Directory is required")
 	}
+	if err := cfg.Conn.Validate(); err != nil {
+		return nil, fmt.Errorf("signaling: Config.Conn: %w", err)
+	}
 	if cfg.Policy == dn.PolicyDefault {
 		cfg.Policy = dn.PolicyPerLeg
 	}
@@ -289,11 +292,13 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		return err
 	}
 	defer close(s.lc.done)
-	var closers []func() error
+	// closers stop accepting (TCP, TLS); late closers run once the calls have ended.
+	var closers, late []func() error
 	var serves []func() error
+	lim := connlimit.NewLimiter(s.cfg.Conn) // one set of caps for all TCP and TLS listeners
 	for _, c := range l.UDP {
 		s.addListen("UDP", c.LocalAddr())
-		closers = append(closers, c.Close)
+		late = append(late, c.Close) // UDP sends the BYEs of the shutdown: closed after them
 		if uc, ok := c.(*net.UDPConn); ok {
 			// Bursts and GC pauses must not overflow the default ~200 KB socket buffer:
 			// a dropped datagram costs a retransmission (500 ms) or a failed call. The
@@ -306,13 +311,13 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	for _, c := range l.TCP {
 		s.addListen("TCP", c.Addr())
 		closers = append(closers, c.Close)
-		ll := s.limitListener(c, "TCP", nil)
+		ll := s.limitListener(lim, c, "TCP", nil)
 		serves = append(serves, func() error { return s.srv.ServeTCP(ll) })
 	}
 	for _, c := range l.TLS {
 		s.addListen("TLS", c.Addr())
 		closers = append(closers, c.Close)
-		ll := s.limitListener(c, "TLS", s.verify.serverConfig(s.cfg.ServerTLS))
+		ll := s.limitListener(lim, c, "TLS", s.verify.serverConfig(s.cfg.ServerTLS))
 		serves = append(serves, func() error { return s.srv.ServeTLS(ll) })
 	}
 	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
@@ -320,7 +325,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		tlsAddr = l.TLS[0].Addr()
 	}
 	s.insecure = newInsecureDialer(s.verify, tlsAddr)
-	closers = append(closers, s.insecure.Close)
+	late = append(late, s.insecure.Close)
 	serves = append(serves, func() error { return s.srv.ServeTLS(s.insecure) })
 	s.logListen()
 
@@ -353,6 +358,9 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	s.endCalls(sctx)
 	if !s.waitCalls(sctx) {
 		s.log.Warn("shutdown deadline passed with calls still ending; closing transports")
+	}
+	for _, c := range late {
+		_ = c()
 	}
 	_ = s.ua.Close()
 	s.wg.Wait()
