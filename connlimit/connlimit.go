@@ -274,3 +274,20 @@ func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
 }
+
+// TLSConn finds the *tls.Conn under c: c itself, or the connection of a TLS Listener
+// (looking through wrappers that expose NetConn). Code that reads the peer's certificate
+// from a connection uses it instead of a type assertion.
+func TLSConn(c net.Conn) (*tls.Conn, bool) {
+	for range 4 {
+		if tl, ok := c.(*tls.Conn); ok {
+			return tl, true
+		}
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok || w.NetConn() == nil {
+			return nil, false
+		}
+		c = w.NetConn()
+	}
+	return nil, false
+}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/connlimit"
 )
 
 // verifyPolicy builds the TLS configurations: outbound connections verify the peer with Go's
@@ -288,18 +290,5 @@ func (s *Server) dialTLS(ctx context.Context, host, dest string, insecure bool) 
 	return errors.New("tls connection not registered")
 }
 
-// tlsConnOf finds the *tls.Conn under c, looking through wrappers that expose NetConn (the
-// connlimit connection of a TLS listener).
-func tlsConnOf(c net.Conn) (*tls.Conn, bool) {
-	for range 4 {
-		if tl, ok := c.(*tls.Conn); ok {
-			return tl, true
-		}
-		w, ok := c.(interface{ NetConn() net.Conn })
-		if !ok {
-			return nil, false
-		}
-		c = w.NetConn()
-	}
-	return nil, false
-}
+// tlsConnOf finds the *tls.Conn under c (see connlimit.TLSConn).
+func tlsConnOf(c net.Conn) (*tls.Conn, bool) { return connlimit.TLSConn(c) }
