@@ -42,16 +42,16 @@ func (m *connMetrics) get(from map[string]int, k string) int {
 	return from[k]
 }
 
-// TestColdStartTLSSingleFlight (issue 11, Connections): 200 calls at once, cold, to one TLS
-// callee: exactly one TLS connection is dialled (the others wait for it) and no call fails.
-// The caller is on TCP so that only the TLS side is under test (a 2xx lost over UDP is the
-// UAS core's to retransmit, RFC 3261 §13.3.1.4).
+// TestColdStartTLSSingleFlight (issue 11, Connections): 200 calls at once, cold, TLS on both
+// legs (one caller connection, as SIPp's l1): exactly one TLS connection is dialled to the
+// callee (the others wait for it) and no call fails. The caller is not on UDP: a 2xx lost
+// over UDP is the UAS core's to retransmit (RFC 3261 §13.3.1.4), not the transport's.
 func TestColdStartTLSSingleFlight(t *testing.T) {
 	const calls = 200
 	bob := newPhone(t, "bob", "TLS")
 	m := newConnMetrics()
 	b := startB2BUA(t, func(c *Config) { c.Metrics = m }, ext("2000", bob))
-	alice := newPhone(t, "alice", "TCP")
+	alice := newPhone(t, "alice", "TLS")
 	var failed atomic.Int32
 	var wg sync.WaitGroup
 	start := make(chan struct{})
