@@ -39,8 +39,15 @@ type Config struct {
 // SIPConfig configures the SIP listeners and call behaviour.
 type SIPConfig struct {
 	// Hostname is the host written in Via, Contact and From of originated legs. Empty means
-	// the address of the first listener, or 127.0.0.1 when that is a wildcard.
+	// the address of the first listener or, for a wildcard listener, the address of the
+	// interface that reaches each peer.
 	Hostname string `yaml:"hostname"`
+	// Advertise sets, per transport (udp, tcp, tls), the host or host:port written in Via
+	// and Contact instead of the listener's (a public address in front of a NAT, a DNS
+	// name); it wins over Hostname. Default none.
+	Advertise map[string]string `yaml:"advertise"`
+	// Connections caps and times out inbound TCP and TLS connections (config/transport.go).
+	Connections ConnectionsConfig `yaml:"connections"`
 	// UDP, TCP and TLS list listen addresses (host:port, IPv4 or IPv6).
 	UDP []string `yaml:"udp"`
 	TCP []string `yaml:"tcp"`
@@ -180,6 +187,7 @@ func Default() Config {
 			TransactionWait: 32 * time.Second,
 			MinSE:           90 * time.Second,
 			UserAgent:       "sipsvc",
+			Connections:     DefaultConnections(),
 		},
 		TLS:     TLSConfig{ClientAuth: "none", MinVersion: "1.2"},
 		API:     APIConfig{GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8080"},
@@ -331,6 +339,9 @@ func (c *Config) Validate() error {
 	}
 	if c.SIP.SessionExpires < c.SIP.MinSE {
 		return &FieldError{"sip.session_expires", "must not be below sip.min_se"}
+	}
+	if err := c.validateTransport(); err != nil {
+		return err
 	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		return &FieldError{"tls.cert_file", "tls.cert_file and tls.key_file go together"}

@@ -2,7 +2,6 @@ package registrar
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"slices"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/emiago/sipgo/sip"
 
+	"github.com/sipsvc/sipsvc/connlimit"
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/signaling"
 )
@@ -141,7 +141,7 @@ func peerCertificate(tx sip.ServerTransaction) *x509.Certificate {
 	if !ok || tc == nil {
 		return nil
 	}
-	tl, ok := tc.Conn.(*tls.Conn)
+	tl, ok := connlimit.TLSConn(tc.Conn) // inbound TLS arrives through a connlimit listener
 	if !ok {
 		return nil
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
+	"github.com/sipsvc/sipsvc/connlimit"
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/signaling"
@@ -230,10 +231,12 @@ func (h *harness) serve() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsL := tls.NewListener(tl, &tls.Config{
+	// As sipsvc serves TLS: through a connlimit listener, so that the trunk-certificate
+	// tests read the client certificate the way production does.
+	tlsL := connlimit.NewListener(tl, connlimit.Config{TLS: &tls.Config{
 		Certificates: []tls.Certificate{h.pki.server}, MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: h.pki.pool,
-	})
+	}})
 	h.addr["UDP"], h.addr["TCP"], h.addr["TLS"] = udp.LocalAddr().String(), tcp.Addr().String(), tl.Addr().String()
 	var wg sync.WaitGroup
 	wg.Add(3)

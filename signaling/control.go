@@ -37,6 +37,10 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 	if err != nil {
 		return CallInfo{}, err
 	}
+	if !s.enter() { // shutting down: no new call goroutine
+		s.adm.release(adm.source, adm.dns)
+		return CallInfo{}, ErrNotServing
+	}
 	c := &call{
 		id: s.newCallID(), s: s, created: time.Now(), state: StateInitiating,
 		caller: origin.Number, dialed: dialed,
@@ -46,7 +50,6 @@ func (s *Server) MakeCall(ctx context.Context, req MakeCallRequest) (CallInfo, e
 	s.addCall(c)
 	s.admitted(c, adm)
 	c.event(EventCallCreated, nil, nil)
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		c.runMakeCall(origin, target, req.Timeout)

@@ -32,6 +32,7 @@ func (s *Server) via(transport string) *sip.ViaHeader {
 func (s *Server) prepare(req *sip.Request, transport, dest string) {
 	req.SetTransport(strings.ToUpper(transport))
 	req.SetDestination(dest)
+	s.advertiseRequest(req, transport, dest)
 	if strings.EqualFold(transport, "UDP") {
 		la := s.local("UDP")
 		if la.ip != nil && s.udpListenerReady(la) {

@@ -52,7 +52,11 @@ func (s *Server) onInvite(req *sip.Request, tx sip.ServerTransaction) {
 	if !ok {
 		return
 	}
-	s.wg.Add(1)
+	if !s.enter() { // shutting down: no new call goroutine
+		s.adm.release(adm.source, adm.dns)
+		s.reply(tx, req, 503, "Service Unavailable")
+		return
+	}
 	defer s.wg.Done()
 	c, a := s.newInboundCall(req, tx, dec, adm.caller.DN, se)
 	s.admitted(c, adm)
@@ -119,7 +123,7 @@ func (s *Server) newInboundCall(req *sip.Request, tx sip.ServerTransaction, dec 
 	a.acked = make(chan struct{})
 	a.transport = strings.ToUpper(req.Transport())
 	a.peer = req.Source()
-	a.localContact = s.contactFor(c.dialed, dec, "")
+	a.localContact = s.advertiseURI(s.contactFor(c.dialed, dec, ""), a.transport, a.peer)
 	a.setDialogDestLocked(a.peer) // after the Contact: a sips top route makes it sips (R9)
 	a.invite = req
 	a.serverTx = tx

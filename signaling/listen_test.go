@@ -32,7 +32,10 @@ func TestLocal(t *testing.T) {
 			s.addListen("TCP", &net.TCPAddr{IP: lo, Port: 5080})
 			s.addListen("TCP", &net.TCPAddr{IP: lo, Port: 5081})
 		}, "TCP", "127.0.0.1", 5080},
-		{"wildcard advertised as loopback", "", func(s *Server) { s.addListen("UDP", &net.UDPAddr{IP: net.IPv4zero, Port: 5090}) }, "UDP", "127.0.0.1", 5090},
+		// Issue 12: a wildcard listener advertises the default interface's address, never
+		// loopback (unless that is all there is); requests to a peer get the address that
+		// reaches it (TestAdvertiseTowardPeer).
+		{"wildcard advertises the default interface", "", func(s *Server) { s.addListen("UDP", &net.UDPAddr{IP: net.IPv4zero, Port: 5090}) }, "UDP", defaultSource(), 5090},
 		{"configured hostname", "sip.example.com", func(s *Server) { s.addListen("UDP", &net.UDPAddr{IP: lo, Port: 5060}) }, "UDP", "sip.example.com", 5060},
 	}
 	for _, tt := range tests {

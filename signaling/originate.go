@@ -80,13 +80,15 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		}
 		l.routeSet = routes
 		l.routeTransportLocked()
-	case sp.registered && d.Transport != "UDP" && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "":
-		// R33/P7: reach a device that registered over TCP/TLS through its own connection.
-		l.dest = sp.binding.Source
+	case sp.registered && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "":
+		// R33/P7: reach a device that registered over TCP/TLS through its own connection
+		// while it is open, else its Contact; over UDP through its NAT binding (flow.go).
+		l.dest = s.bindingDest(sp.binding, target, d.Transport)
 	default:
 		l.dest = hostPort(target, d.Transport)
 	}
 	l.peer = l.dest
+	l.localContact = s.advertiseURI(l.localContact, l.transport, l.dest)
 	l.localCSeq = 1
 	l.ackCh = make(chan []byte, 1)
 
@@ -140,8 +142,8 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 
 	ctx, cancel := context.WithCancel(context.WithoutCancel(c.ctx))
-	if l.transport == "TLS" && sp.d.InsecureSkipVerify && l.dest == hostPort(target, d.Transport) {
-		dest, err := s.ensureInsecureTLS(ctx, target.Host, l.dest)
+	if l.transport == "TLS" && l.dest == hostPort(target, d.Transport) {
+		dest, err := s.ensureTLS(ctx, target.Host, l.dest, sp.d.InsecureSkipVerify)
 		if err != nil {
 			cancel()
 			f := transportFailure(err)

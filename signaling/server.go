@@ -18,6 +18,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/sipsvc/sipsvc/connlimit"
 	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/sipcheck"
 )
@@ -25,8 +26,16 @@ import (
 // Config configures a Server. Directory is required; everything else has a default.
 type Config struct {
 	// Hostname is written in Via, Contact and From of originated legs. Empty: the first
-	// listener's IP, or 127.0.0.1 when it is a wildcard.
+	// listener's IP, or, for a wildcard listener, the address of the interface that reaches
+	// each peer (see Advertise).
 	Hostname string
+	// Advertise sets, per transport ("UDP", "TCP", "TLS"), the host or host:port written in
+	// Via and Contact instead of the listener's address (a public address in front of a NAT,
+	// a DNS name). It wins over Hostname.
+	Advertise map[string]string
+	// Conn caps and times out inbound TCP and TLS connections; zero fields take connlimit's
+	// defaults.
+	Conn connlimit.Config
 	// ServerTLS is the TLS configuration of TLS listeners (certificate, client auth).
 	ServerTLS *tls.Config
 	// ClientTLS is the base TLS configuration for outbound TLS (root CAs). Per-DN
@@ -99,6 +108,7 @@ type Server struct {
 	// verify builds TLS configs; insecure dials TLS for DNs with insecure_skip_verify.
 	verify   *verifyPolicy
 	insecure *insecureDialer
+	flows    tlsFlows // outbound TLS connections dialled by sipsvc (verified or not)
 
 	mu sync.Mutex // guards the fields below
 	// calls by sipsvc call id; legs by SIP Call-ID (each leg has its own Call-ID).
@@ -111,7 +121,10 @@ type Server struct {
 	// outgoing request reads it without a lock.
 	listen atomic.Pointer[map[string]listenAddr]
 
-	wg sync.WaitGroup // call goroutines
+	wg sync.WaitGroup // call goroutines; added to only through enter
+	lc *lifecycle     // Serve/Shutdown state
+
+	srcCache routeCache // local source address per peer, for wildcard listeners
 
 	adm *admitter // caps and the anonymous policy (admit.go)
 
@@ -124,12 +137,19 @@ type listenAddr struct {
 	host string
 	port int
 	ip   net.IP
+	// auto: host was not configured and the listener is a wildcard: host is the default
+	// outbound interface's address, and requests to a peer advertise the address of the
+	// interface that reaches that peer (advertiseRequest).
+	auto bool
 }
 
 // New builds a Server. It does not listen: call Serve.
 func New(cfg Config) (*Server, error) {
 	if cfg.Directory == nil {
 		return nil, errors.New("signaling: Config.Directory is required")
+	}
+	if err := cfg.Conn.Validate(); err != nil {
+		return nil, fmt.Errorf("signaling: Config.Conn: %w", err)
 	}
 	if cfg.Policy == dn.PolicyDefault {
 		cfg.Policy = dn.PolicyPerLeg
@@ -163,6 +183,7 @@ func New(cfg Config) (*Server, error) {
 		traced: !isNoop,
 		calls:  map[string]*call{},
 		legs:   map[string]*leg{},
+		lc:     newLifecycle(),
 	}
 	if err := cfg.Admission.Validate(); err != nil {
 		return nil, fmt.Errorf("signaling: admission: %w", err)
@@ -263,16 +284,25 @@ func validateRequest(req *sip.Request) error {
 	return nil
 }
 
-// Serve serves the given listeners until ctx is cancelled, then closes them and returns nil.
+// Serve serves the given listeners until ctx is cancelled or Shutdown is called, then closes
+// them, ends the calls in progress and returns. It checks the listeners and the
+// configuration before it starts any of them. The error joins every listener's error (a
+// listener closed by the shutdown is not an error); nil after a clean stop.
 func (s *Server) Serve(ctx context.Context, l Listeners) error {
-	if len(l.UDP)+len(l.TCP)+len(l.TLS) == 0 {
-		return errors.New("signaling: no listeners")
+	if err := s.validateServe(l); err != nil {
+		return err
 	}
-	errc := make(chan error, len(l.UDP)+len(l.TCP)+len(l.TLS))
-	var closers []func() error
+	if err := s.lc.start(); err != nil {
+		return err
+	}
+	defer close(s.lc.done)
+	// closers stop accepting (TCP, TLS); late closers run once the calls have ended.
+	var closers, late []func() error
+	var serves []func() error
+	lim := connlimit.NewLimiter(s.cfg.Conn) // one set of caps for all TCP and TLS listeners
 	for _, c := range l.UDP {
 		s.addListen("UDP", c.LocalAddr())
-		closers = append(closers, c.Close)
+		late = append(late, c.Close) // UDP sends the BYEs of the shutdown: closed after them
 		if uc, ok := c.(*net.UDPConn); ok {
 			// Bursts and GC pauses must not overflow the default ~200 KB socket buffer:
 			// a dropped datagram costs a retransmission (500 ms) or a failed call. The
@@ -280,69 +310,86 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 			_ = uc.SetReadBuffer(udpSocketBuffer)
 			_ = uc.SetWriteBuffer(udpSocketBuffer)
 		}
+		serves = append(serves, func() error { return s.srv.ServeUDP(s.wrapUDP(c)) })
 	}
 	for _, c := range l.TCP {
 		s.addListen("TCP", c.Addr())
 		closers = append(closers, c.Close)
+		ll := s.limitListener(lim, c, "TCP", nil)
+		serves = append(serves, func() error { return s.srv.ServeTCP(s.wrapTCP(ll)) })
 	}
 	for _, c := range l.TLS {
 		s.addListen("TLS", c.Addr())
 		closers = append(closers, c.Close)
+		ll := s.limitListener(lim, c, "TLS", s.verify.serverConfig(s.cfg.ServerTLS))
+		serves = append(serves, func() error { return s.srv.ServeTLS(ll) })
 	}
 	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	if len(l.TLS) > 0 {
 		tlsAddr = l.TLS[0].Addr()
 	}
 	s.insecure = newInsecureDialer(s.verify, tlsAddr)
-	closers = append(closers, s.insecure.Close)
-	go func() { _ = s.srv.ServeTLS(s.insecure) }()
-	for _, c := range l.UDP {
-		c := c
-		go func() { errc <- s.srv.ServeUDP(s.wrapUDP(c)) }()
-	}
-	for _, c := range l.TCP {
-		c := c
-		go func() { errc <- s.srv.ServeTCP(s.wrapTCP(c)) }()
-	}
-	for _, c := range l.TLS {
-		if s.cfg.ServerTLS == nil {
-			return errors.New("signaling: TLS listener without Config.ServerTLS")
-		}
-		tl := tls.NewListener(c, s.verify.serverConfig(s.cfg.ServerTLS))
-		go func() { errc <- s.srv.ServeTLS(tl) }()
+	late = append(late, s.insecure.Close)
+	serves = append(serves, func() error { return s.srv.ServeTLS(s.insecure) })
+	s.logListen()
+
+	// Every listener goroutine is owned here and waited for before Serve returns.
+	errc := make(chan error, len(serves))
+	var lwg sync.WaitGroup
+	for _, serve := range serves {
+		lwg.Add(1)
+		go func() {
+			defer lwg.Done()
+			errc <- serve()
+		}()
 	}
 	s.serving.Store(true)
-	var err error
+	var errs []error
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
-		if errors.Is(err, net.ErrClosed) {
-			err = nil
-		}
+	case <-s.lc.stop:
+	case err := <-errc:
+		errs = append(errs, err)
 	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultShutdownTimeout)
+	defer cancel()
+	s.lc.begin(dctx)
+	sctx := s.lc.deadline()
 	s.serving.Store(false)
 	for _, c := range closers {
 		_ = c()
 	}
-	s.shutdownCalls()
-	s.wg.Wait()
-	_ = s.ua.Close()
-	if err != nil {
-		return fmt.Errorf("signaling: serve: %w", err)
+	s.endCalls(sctx)
+	if !s.waitCalls(sctx) {
+		s.log.Warn("shutdown deadline passed with calls still ending; closing transports")
 	}
-	return nil
+	for _, c := range late {
+		_ = c()
+	}
+	_ = s.ua.Close()
+	s.wg.Wait()
+	lwg.Wait()
+	close(errc)
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	var out []error
+	for _, err := range errs {
+		if err != nil && !errors.Is(err, net.ErrClosed) {
+			out = append(out, fmt.Errorf("signaling: serve: %w", err))
+		}
+	}
+	return errors.Join(out...)
 }
 
 func (s *Server) addListen(transport string, a net.Addr) {
 	host, portStr, _ := net.SplitHostPort(a.String())
 	port, _ := strconv.Atoi(portStr)
 	ip := net.ParseIP(host)
-	adv := s.cfg.Hostname
-	if adv == "" {
-		adv = host
-		if ip == nil || ip.IsUnspecified() {
-			adv = "127.0.0.1"
-		}
+	adv, auto := s.advertised(transport, host, ip)
+	if h, p, err := net.SplitHostPort(adv); err == nil {
+		adv = h
+		port, _ = strconv.Atoi(p)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -357,7 +404,7 @@ func (s *Server) addListen(transport string, a net.Addr) {
 	for t, a := range cur {
 		next[t] = a
 	}
-	next[transport] = listenAddr{host: adv, port: port, ip: ip}
+	next[transport] = listenAddr{host: adv, port: port, ip: ip, auto: auto}
 	s.listen.Store(&next) // never written again: readers need no lock
 }
 

@@ -134,7 +134,7 @@ func (s *Server) tlsAttrs(addr string, inbound bool) []attribute.KeyValue {
 	if !ok {
 		return nil
 	}
-	tl, ok := tcpc.Conn.(*tls.Conn)
+	tl, ok := tlsConnOf(tcpc.Conn)
 	if !ok {
 		return nil
 	}

@@ -81,6 +81,8 @@ type Metrics struct {
 	fallbacks *optCache[string]
 	messages  *optCache[msgKey]
 	tls       *optCache[tlsKey]
+
+	connMetrics // connection refusals (conns.go)
 }
 
 type legKey struct {
@@ -132,6 +134,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 		metric.WithExplicitBucketBoundaries(RoutingBuckets...))
 	errs = append(errs, err)
 	m.routingDuration = h
+	errs = append(errs, m.initConns(meter))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("create sipsvc instruments: %w", err)

@@ -138,6 +138,8 @@ func serve(ctx context.Context, cfg config.Config, getenv func(string) string, d
 	sip.Timer_J, sip.Timer_L, sip.Timer_M = cfg.SIP.TransactionWait, cfg.SIP.TransactionWait, cfg.SIP.TransactionWait
 	sig, err := signaling.New(signaling.Config{
 		Hostname:       cfg.SIP.Hostname,
+		Advertise:      cfg.SIP.Advertise,
+		Conn:           cfg.SIP.Connections.Limits(),
 		ServerTLS:      srvTLS,
 		ClientTLS:      cliTLS,
 		Policy:         cfg.SIP.Policy,
