@@ -396,7 +396,8 @@ func (a *API) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 // the watcher that keeps the grpc.health.v1 status equal to readiness.
 func (a *API) ServeGRPC(l net.Listener) error {
 	a.startWatch()
-	if err := a.grpc.Serve(l); err != nil {
+	// ErrServerStopped: Shutdown came first (a stop right after start); that is a clean stop.
+	if err := a.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve gRPC %s: %w", l.Addr(), err)
 	}
 	return nil
@@ -502,6 +503,13 @@ func (a *API) Run(ctx context.Context) error {
 		hl = l
 		listeners = append(listeners, l)
 	}
+	return a.RunOn(ctx, gl, hl)
+}
+
+// RunOn is Run on listeners the caller opened: gl serves gRPC and hl REST (either may be nil).
+// It serves until ctx is cancelled or a server fails, then shuts down within ShutdownTimeout
+// and closes the listeners. A clean stop returns nil.
+func (a *API) RunOn(ctx context.Context, gl, hl net.Listener) error {
 	errc := make(chan error, 2)
 	n := 0
 	if gl != nil {
