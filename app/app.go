@@ -229,7 +229,7 @@ func Start(ctx context.Context, c Config) (_ *Instance, err error) {
 
 	api, err := service.NewAPI(service.APIConfig{
 		GRPCAddr: cfg.API.GRPCAddr, HTTPAddr: cfg.API.HTTPAddr, Tokens: cfg.API.Tokens,
-		CertFile: cfg.API.CertFile, KeyFile: cfg.API.KeyFile, ClientCAFile: cfg.API.ClientCAFile,
+		CertFile: cfg.API.CertFile, KeyFile: cfg.API.KeyFile, ClientCAFile: cfg.API.ClientCAFile, AllowedHosts: cfg.API.AllowedHosts,
 		Calls: sig, Store: st, Registrations: reg, Hub: in.Hub, Realm: cfg.Registrar.Realm, Logger: log,
 		TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Propagators: tel.Propagator,
 		Metrics:         tel.MetricsHandler,

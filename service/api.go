@@ -57,6 +57,9 @@ type APIConfig struct {
 	CertFile     string
 	KeyFile      string
 	ClientCAFile string
+	// AllowedHosts are the host names REST requests may carry in Host besides localhost and
+	// IP addresses (see httpGuard).
+	AllowedHosts []string
 
 	// Calls serves CallService; nil leaves it unimplemented (UNIMPLEMENTED, HTTP 501). When it
 	// also implements Readiness (*signaling.Server does), the API is ready only when it is.
@@ -77,7 +80,8 @@ type APIConfig struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
 	Propagators    propagation.TextMapPropagator
-	// Metrics, when set, is served at GET /metrics (without auth).
+	// Metrics, when set, is served at GET /metrics: without auth when HTTPAddr is on
+	// loopback (or empty), else behind the bearer tokens.
 	Metrics http.Handler
 	// Ready reports readiness (e.g. the store answers); nil means always ready. Readiness is
 	// this, Calls' Readiness and "not shutting down", all three; GET /readyz reads it on each
@@ -101,6 +105,9 @@ func (c *APIConfig) Validate() error {
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("service: APIConfig.CertFile and KeyFile go together")
+	}
+	if c.ClientCAFile != "" && c.CertFile == "" {
+		return errors.New("service: APIConfig.ClientCAFile needs CertFile: client certificates are only checked over TLS")
 	}
 	if c.HTTPAddr != "" && !config.IsLoopback(c.HTTPAddr) && len(c.Tokens) == 0 {
 		return fmt.Errorf("service: REST address %s is off loopback: tokens are required (client certificates only protect gRPC)", c.HTTPAddr)
@@ -240,15 +247,24 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	}
 	a.innerConn = conn
 
+	routes, err := newRouteTable(openapi.JSON())
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+				// EmitDefaultValues: an empty list is [] and a zero number 0, not an absent
+				// field (unset messages stay absent).
+				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
 				UnmarshalOptions: protojson.UnmarshalOptions{},
 			},
 		}),
 		runtime.WithErrorHandler(gatewayErrorHandler),
 		runtime.WithForwardResponseOption(openStream),
+		runtime.WithMiddlewares(recordRoute),
+		runtime.WithRoutingErrorHandler(routes.routingErrorHandler),
 	)
 	ctx := context.Background() // the handlers' connection is closed by Shutdown, not by ctx
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
@@ -279,9 +295,24 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		m := cfg.Metrics
+		if cfg.HTTPAddr != "" && !config.IsLoopback(cfg.HTTPAddr) {
+			m = a.auth.http(m) // reachable from other hosts: same tokens as the API
+		}
+		mux.Handle("GET /metrics", m)
 	}
-	mux.Handle("/", a.auth.http(gw))
+	mux.Handle("/", withRoute(a.auth.http(gw)))
+	guard, err := newHTTPGuard(cfg.AllowedHosts, mp)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	// server.address of the HTTP metrics is this fixed name, not the request's Host header,
+	// which any client could vary to add time series.
+	serverName := cfg.HTTPAddr
+	if serverName == "" {
+		serverName = "localhost:0"
+	}
 	handler := otelhttp.NewHandler(mux, "sipsvc.api",
 		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(props),
 		otelhttp.WithFilter(func(r *http.Request) bool {
@@ -292,9 +323,10 @@ func NewAPI(cfg APIConfig) (*API, error) {
 			return true
 		}),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+		otelhttp.WithServerName(serverName),
 	)
 	a.http = &http.Server{
-		Handler:           handler,
+		Handler:           guard.wrap(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         a.tls,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
