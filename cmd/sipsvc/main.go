@@ -12,29 +12,47 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sipsvc/sipsvc/config"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	if err := run(os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "sipsvc:", err)
 		os.Exit(1)
 	}
 }
 
-func run(args []string) error {
+// run parses args, loads the config and serves until a signal stops it. Usage and flag
+// errors go to stderr; --help (or -h) prints the usage and returns nil.
+func run(args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sipsvc", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "", "YAML config file (default: embedded defaults)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), "Usage: sipsvc [--config FILE]\n\nRuns the sipsvc B2BUA and its gRPC/REST API. Environment variables SIPSVC_* override\nthe config file (see README.md).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil // usage printed: asking for help is not an error
+		}
 		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := config.Load(*cfgPath, os.Getenv)
 	if err != nil {
@@ -60,9 +78,16 @@ func run(args []string) error {
 			return
 		}
 	}()
-	if addr := os.Getenv("SIPSVC_PPROF_ADDR"); addr != "" {
-		// Opt-in profiling for load tests (docs/performance.md); never on by default.
-		go func() { _ = http.ListenAndServe(addr, pprofMux()) }()
+	if addr := cfg.API.PprofAddr; addr != "" {
+		// Opt-in profiling for load tests (docs/performance.md); never on by default, and
+		// on loopback unless api.pprof_allow_remote (config.Validate).
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("api.pprof_addr %s: %w", addr, err)
+		}
+		srv := &http.Server{Handler: pprofMux(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = srv.Serve(l) }()
+		defer srv.Close()
 	}
 	return serve(ctx, cfg, os.Getenv, draining)
 }
