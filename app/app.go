@@ -16,6 +16,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/config"
+	"github.com/sipsvc/sipsvc/dn"
 	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/service"
 	"github.com/sipsvc/sipsvc/signaling"
@@ -143,17 +144,19 @@ func Start(ctx context.Context, c Config) (_ *Instance, err error) {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
 
-	st, where, err := in.openStore(ctx, c)
+	st, where, fresh, err := in.openStore(ctx, c)
 	if err != nil {
 		return nil, err
 	}
 	in.Store = st
-	for _, d := range cfg.SeedDNs() {
-		if err := st.PutDN(ctx, d); err != nil {
-			return nil, fmt.Errorf("seed DN %s: %w", d.Number, err)
-		}
+	seeded, err := seed(ctx, st, fresh, cfg.SeedDNs())
+	if err != nil {
+		return nil, err
 	}
-	log.Info("directory ready", "store", where, "seeded_dns", len(cfg.DNs))
+	log.Info("directory ready", "store", where, "seeded_dns", seeded)
+	if seeded == 0 && len(cfg.DNs) > 0 {
+		log.Info("config DNs not applied: the directory already exists and the API owns it (the dns list seeds a new directory only)", "config_dns", len(cfg.DNs))
+	}
 
 	// Bindings that survived a restart count as active registrations from the start.
 	if bs, err := st.AllBindings(ctx); err == nil {
@@ -283,28 +286,50 @@ func Start(ctx context.Context, c Config) (_ *Instance, err error) {
 }
 
 // openStore returns c.Store, or opens the bbolt store (behind the in-memory cache) in the
-// data directory and arranges for Close to close it. where names the store for the log.
-func (in *Instance) openStore(ctx context.Context, c Config) (st store.Store, where string, err error) {
+// data directory and arranges for Close to close it. where names the store for the log;
+// fresh reports a new directory: no database file before (bbolt), or no DN (c.Store).
+func (in *Instance) openStore(ctx context.Context, c Config) (st store.Store, where string, fresh bool, err error) {
 	if c.Store != nil {
-		return c.Store, fmt.Sprintf("%T", c.Store), nil
+		dns, err := c.Store.ListDNs(ctx)
+		if err != nil {
+			return nil, "", false, fmt.Errorf("store: %w", err)
+		}
+		return c.Store, fmt.Sprintf("%T", c.Store), len(dns) == 0, nil
 	}
 	dir := c.Settings.DataDir
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, "", fmt.Errorf("data_dir %s: %w", dir, err)
+		return nil, "", false, fmt.Errorf("data_dir %s: %w", dir, err)
 	}
 	dbPath := filepath.Join(dir, "sipsvc.db")
+	_, statErr := os.Stat(dbPath)
+	fresh = errors.Is(statErr, os.ErrNotExist)
 	bolt, err := store.OpenBolt(ctx, store.BoltConfig{Path: dbPath})
 	if err != nil {
-		return nil, "", fmt.Errorf("store %s: %w", dbPath, err)
+		return nil, "", false, fmt.Errorf("store %s: %w", dbPath, err)
 	}
 	// Reads per call come from memory; writes go to bbolt first (durable before they return).
 	cached, err := store.NewCached(ctx, bolt, nil)
 	if err != nil {
 		_ = bolt.Close()
-		return nil, "", err
+		return nil, "", false, err
 	}
 	in.onClose(func() { _ = cached.Close() })
-	return cached, dbPath, nil
+	return cached, dbPath, fresh, nil
+}
+
+// seed writes the config file's DNs into a fresh directory and returns how many it wrote.
+// An existing directory is left alone: from the first start on the API owns the DNs, so a
+// restart never reverts a password, display name or deletion made over the API.
+func seed(ctx context.Context, st store.Store, fresh bool, dns []dn.DN) (int, error) {
+	if !fresh {
+		return 0, nil
+	}
+	for _, d := range dns {
+		if err := st.PutDN(ctx, d); err != nil {
+			return 0, fmt.Errorf("seed DN %s: %w", d.Number, err)
+		}
+	}
+	return len(dns), nil
 }
 
 // listenAPI opens the API listeners that are configured (nil for the others).

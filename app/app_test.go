@@ -124,3 +124,49 @@ func TestCancelStartContextStops(t *testing.T) {
 		t.Fatalf("Close after cancel: %v", err)
 	}
 }
+
+// TestExampleDNsSeededOnce: the config's DNs seed a new directory only; what the API changed
+// survives a restart — an edited display name, a password, a deleted example DN (issue 12).
+func TestExampleDNsSeededOnce(t *testing.T) {
+	cfg := testSettings(t)
+	in, err := Start(context.Background(), Config{Settings: cfg, Getenv: noEnv, LogOutput: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	send := func(method, path, body string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+in.HTTPAddr+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("%s %s → %d %s", method, path, res.StatusCode, b)
+		}
+	}
+	send("PATCH", "/v1/dns/1000?update_mask=display_name,password", `{"display_name":"Alice (edited)","password":"n3w-secret"}`)
+	send("DELETE", "/v1/dns/1001", "")
+	if err := in.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	var log syncBuffer
+	in = start(t, Config{Settings: cfg, Getenv: noEnv, LogOutput: &log})
+	ctx := context.Background()
+	d, err := in.Store.Lookup(ctx, "1000")
+	if err != nil || d.DisplayName != "Alice (edited)" || d.HA1SHA256 == "" {
+		t.Errorf("after restart DN 1000 = %+v, %v; want the API's display name and password", d, err)
+	}
+	if _, err := in.Store.Lookup(ctx, "1001"); err == nil {
+		t.Error("deleted example DN 1001 came back after a restart")
+	}
+	if !strings.Contains(log.String(), "seeded_dns=0") || !strings.Contains(log.String(), "config DNs not applied") {
+		t.Errorf("restart log does not say the config DNs were not applied:\n%s", log.String())
+	}
+}
