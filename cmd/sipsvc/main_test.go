@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
+	stdlog "log"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +12,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/config"
 )
 
 // TestHelpExitsCleanly: --help and -h print the usage and are not an error (issue 12:
@@ -118,4 +125,41 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestProcessLoggerRoutesLibraries: sipgo's package logger and the standard log package
+// write through the service's handler, in its format and at its level (issue 12: sipgo's
+// "WARN UDP ref went negative" came out in Go's default format).
+func TestProcessLoggerRoutesLibraries(t *testing.T) {
+	prevSlog := slog.Default()
+	t.Cleanup(func() {
+		slog.SetDefault(prevSlog)
+		sip.SetDefaultLogger(nil)
+	})
+	var out syncBuffer
+	if _, err := processLogger(&out, config.LogConfig{Level: "warn", Format: "json"}); err != nil {
+		t.Fatal(err)
+	}
+	sip.DefaultLogger().Warn("UDP ref went negative on try close", "ref", -1)
+	sip.DefaultLogger().Info("below the level")
+	stdlog.Print("from the log package")
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("got %d lines, want only the sipgo warning (info and log.Print are below warn):\n%s", len(lines), out.String())
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatalf("sipgo line is not our JSON format: %v\n%s", err, lines[0])
+	}
+	if rec["level"] != "WARN" || rec["component"] != "sipgo" || rec["msg"] != "UDP ref went negative on try close" {
+		t.Errorf("sipgo record %v", rec)
+	}
+	out = syncBuffer{}
+	if _, err := processLogger(&out, config.LogConfig{Level: "info", Format: "text"}); err != nil {
+		t.Fatal(err)
+	}
+	stdlog.Print("from the log package")
+	if !strings.Contains(out.String(), `level=INFO msg="from the log package"`) {
+		t.Errorf("log package line not in our text format: %q", out.String())
+	}
 }
