@@ -584,8 +584,14 @@ func (a *API) RunOn(ctx context.Context, gl, hl net.Listener) error {
 // openStream sends the response headers of a server stream (WatchEvents) before its first
 // message: the gateway calls forward-response options once with a nil message when the
 // stream is open, and otherwise writes nothing until the first message.
-func openStream(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+//
+// A request WatchEvents refused (a bad filter) ends without that header: then nothing is
+// written here, and the gateway answers with the error's HTTP status (400) instead of 200.
+func openStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
 	if m != nil {
+		return nil
+	}
+	if md, ok := runtime.ServerMetadataFromContext(ctx); !ok || len(md.HeaderMD.Get(streamOpenHeader)) == 0 {
 		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")

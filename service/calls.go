@@ -57,7 +57,8 @@ func legOp(ctx context.Context, what, callID, legID string, op func(context.Cont
 		return err
 	}
 	if err := op(ctx, callID, legID); err != nil {
-		return grpcError(fmt.Errorf("%s: call %q leg %q: %w", what, callID, legID, err), "")
+		subject, key := callSubject(err, callID, legID)
+		return subjectError(what, subject, key, err, "")
 	}
 	return nil
 }
@@ -113,7 +114,8 @@ func (s *callServer) TransferCall(ctx context.Context, req *sipsvcv1.TransferCal
 		return nil, invalidField("target", "set target (blind transfer) or consult_call_id (attended transfer)")
 	}
 	if err := s.calls.TransferCall(ctx, tr); err != nil {
-		return nil, grpcError(fmt.Errorf("transfer: call %q leg %q: %w", tr.CallID, tr.LegID, err), "")
+		subject, key := callSubject(err, tr.CallID, tr.LegID)
+		return nil, subjectError("transfer", subject, key, err, "")
 	}
 	return &sipsvcv1.TransferCallResponse{}, nil
 }
@@ -124,7 +126,8 @@ func (s *callServer) ReleaseCall(ctx context.Context, req *sipsvcv1.ReleaseCallR
 		return nil, err
 	}
 	if err := s.calls.ReleaseCall(ctx, req.GetCallId()); err != nil {
-		return nil, grpcError(fmt.Errorf("release: call %q: %w", req.GetCallId(), err), "")
+		subject, key := callSubject(err, req.GetCallId(), "")
+		return nil, subjectError("release", subject, key, err, "")
 	}
 	return &sipsvcv1.ReleaseCallResponse{}, nil
 }
@@ -136,7 +139,8 @@ func (s *callServer) GetCall(ctx context.Context, req *sipsvcv1.GetCallRequest) 
 	}
 	info, err := s.calls.GetCall(ctx, req.GetCallId())
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("call %q: %w", req.GetCallId(), err), "")
+		subject, key := callSubject(err, req.GetCallId(), "")
+		return nil, subjectError("get call", subject, key, err, "")
 	}
 	return &sipsvcv1.GetCallResponse{Call: callToProto(info)}, nil
 }

@@ -181,3 +181,71 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestRESTSaysWhatIsWrong: the REST answers of issue 12 — one context per message (no
+// stutter), enum errors that list the JSON values the API takes, a bad event filter refused
+// with 400 before the stream opens, and empty lists as [].
+func TestRESTSaysWhatIsWrong(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	if code, body := s.rest("POST", "/v1/dns", map[string]any{"number": "7000", "type": "DN_TYPE_EXTENSION", "contact": "*"}); code != http.StatusOK {
+		t.Fatalf("create DN 7000 → %d %v", code, body)
+	}
+	tests := []struct {
+		name         string
+		method, path string
+		body         any
+		want         int
+		message      string // the whole message
+		contains     []string
+	}{
+		{name: "duplicate DN", method: "POST", path: "/v1/dns", body: map[string]any{"number": "7000", "type": "DN_TYPE_EXTENSION", "contact": "*"},
+			want: http.StatusConflict, message: `DN "7000" already exists`},
+		{name: "unknown DN", method: "GET", path: "/v1/dns/7001", want: http.StatusNotFound, message: `DN "7001" not found`},
+		{name: "release unknown call", method: "POST", path: "/v1/calls/nosuch:release", body: map[string]any{},
+			want: http.StatusNotFound, message: `call "nosuch" not found`},
+		{name: "get unknown call", method: "GET", path: "/v1/calls/nosuch", want: http.StatusNotFound, message: `call "nosuch" not found`},
+		{name: "type as the domain spells it", method: "POST", path: "/v1/dns", body: map[string]any{"number": "7002", "type": "extension", "contact": "*"},
+			want: http.StatusBadRequest, contains: []string{`"extension"`, "DN_TYPE_EXTENSION", "DN_TYPE_TRUNK"}},
+		{name: "missing type", method: "POST", path: "/v1/dns", body: map[string]any{"number": "7002", "contact": "*"},
+			want: http.StatusBadRequest, contains: []string{"dn.type", "DN_TYPE_EXTENSION", "DN_TYPE_ACD_POSITION"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body := s.rest(tc.method, tc.path, tc.body)
+			msg := str(body, "message")
+			if code != tc.want {
+				t.Fatalf("%s %s → %d %v, want %d", tc.method, tc.path, code, body, tc.want)
+			}
+			if tc.message != "" && msg != tc.message {
+				t.Errorf("message %q, want %q", msg, tc.message)
+			}
+			for _, w := range tc.contains {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message %q does not mention %s", msg, w)
+				}
+			}
+			if strings.Count(msg, "7000") > 1 || strings.Count(msg, "nosuch") > 1 {
+				t.Errorf("message %q names its subject twice", msg)
+			}
+		})
+	}
+
+	t.Run("bad event filter is 400 before streaming", func(t *testing.T) {
+		code, hdr, body := s.rawREST("GET", "/v1/events?dn=bad%20dn", "", nil)
+		if code != http.StatusBadRequest || !strings.Contains(body, "dn") {
+			t.Fatalf("GET /v1/events?dn=bad%%20dn → %d %s, want 400 naming dn", code, body)
+		}
+		if hdr.Get("Content-Type") == "" {
+			t.Errorf("no Content-Type on the error")
+		}
+	})
+
+	t.Run("empty lists are []", func(t *testing.T) {
+		for _, p := range []struct{ path, field string }{{"/v1/calls", "calls"}, {"/v1/dns/7000/registrations", "registrations"}} {
+			_, _, body := s.rawREST("GET", p.path, "", nil)
+			if !strings.Contains(body, `"`+p.field+`":[]`) && !strings.Contains(body, `"`+p.field+`": []`) {
+				t.Errorf("GET %s = %s, want %q: []", p.path, body, p.field)
+			}
+		}
+	})
+}
