@@ -203,7 +203,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	enums := newEnumTables()
 	register := func(s *grpc.Server) {
 		if cfg.Calls != nil {
-			sipsvcv1.RegisterCallServiceServer(s, &callServer{calls: cfg.Calls, enums: enums})
+			sipsvcv1.RegisterCallServiceServer(s, &callServer{calls: cfg.Calls, enums: enums, store: cfg.Store, regs: cfg.Registrations})
 		}
 		sipsvcv1.RegisterEventServiceServer(s, &eventServer{hub: cfg.Hub, enums: enums, stopping: a.ctx.Done()})
 		sipsvcv1.RegisterDirectoryServiceServer(s, &directoryServer{store: cfg.Store, regs: cfg.Registrations, realm: cfg.Realm, enums: enums})

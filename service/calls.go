@@ -7,8 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/store"
 )
 
 // maxRingTimeout bounds MakeCallRequest.timeout.
@@ -19,6 +23,9 @@ type callServer struct {
 	sipsvcv1.UnimplementedCallServiceServer
 	calls CallControl
 	enums *enumTables
+	// store and regs, when set, let MakeCall refuse a caller DN that cannot be reached.
+	store store.Store
+	regs  Registrations
 }
 
 var _ sipsvcv1.CallServiceServer = (*callServer)(nil)
@@ -29,6 +36,9 @@ func (s *callServer) MakeCall(ctx context.Context, req *sipsvcv1.MakeCallRequest
 		return nil, err
 	}
 	if err := checkDestination("to", req.GetTo()); err != nil {
+		return nil, err
+	}
+	if err := s.reachable(ctx, req.GetFrom()); err != nil {
 		return nil, err
 	}
 	mr := signaling.MakeCallRequest{From: req.GetFrom(), To: req.GetTo()}
@@ -201,4 +211,25 @@ func (s *callServer) ListCalls(ctx context.Context, req *sipsvcv1.ListCallsReque
 		resp.NextPageToken = encodePageToken(keys[calls[end-1].ID])
 	}
 	return resp, nil
+}
+
+// reachable refuses, with FAILED_PRECONDITION (HTTP 412), a MakeCall whose caller DN is
+// self-registered (contact "*") and has no registration: its leg could only fail a moment
+// after MakeCall answered. Other cases (unknown DN, fixed contact) are left to signaling.
+func (s *callServer) reachable(ctx context.Context, number string) error {
+	if s.store == nil || s.regs == nil {
+		return nil
+	}
+	d, err := s.store.Lookup(ctx, number)
+	if err != nil || !d.SelfRegistered() {
+		return nil
+	}
+	bs, err := s.regs.List(ctx, number)
+	if err != nil {
+		return nil
+	}
+	if len(bs) == 0 {
+		return status.Errorf(codes.FailedPrecondition, "from: DN %q is not registered: its phone must register before it can place a call", number)
+	}
+	return nil
 }

@@ -8,6 +8,11 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/sipsvc/sipsvc/dn"
+	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 )
 
 // rawREST sends one request to the stack's REST port with the given headers (Host is set
@@ -248,4 +253,23 @@ func TestRESTSaysWhatIsWrong(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestMakeCallFromUnregisteredDN: a self-registered DN (contact "*") with no registration
+// cannot place a call: MakeCall answers FAILED_PRECONDITION (REST 412) up front instead of
+// 200 and a call that fails a moment later (issue 12). No call is created.
+func TestMakeCallFromUnregisteredDN(t *testing.T) {
+	s := startStack(t, stackOptions{})
+	s.addPhone("2000", "Bob", "UDP")
+	s.addDN(dn.DN{Number: "1000", Type: dn.TypeExtension, Contact: "*", DisplayName: "Alice"})
+	_, err := s.calls.MakeCall(s.ctx(), &sipsvcv1.MakeCallRequest{From: "1000", To: "2000"})
+	wantCode(t, err, codes.FailedPrecondition, "1000", "not registered")
+	code, body := s.rest("POST", "/v1/calls", map[string]any{"from": "1000", "to": "2000"})
+	if code != http.StatusPreconditionFailed || !strings.Contains(str(body, "message"), "not registered") {
+		t.Errorf("POST /v1/calls from an unregistered DN → %d %v, want 412", code, body)
+	}
+	res, err := s.calls.ListCalls(s.ctx(), &sipsvcv1.ListCallsRequest{})
+	if err != nil || len(res.GetCalls()) != 0 {
+		t.Errorf("ListCalls = %v, %v; want no call", res.GetCalls(), err)
+	}
 }
