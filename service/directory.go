@@ -44,6 +44,9 @@ func (s *directoryServer) CreateDN(ctx context.Context, req *sipsvcv1.CreateDNRe
 	if err := requireType(req.GetDn()); err != nil {
 		return nil, err
 	}
+	if err := checkDisplayName(d.DisplayName); err != nil {
+		return nil, err
+	}
 	if err := d.Validate(); err != nil {
 		return nil, grpcError(err, "dn.")
 	}
@@ -120,6 +123,9 @@ func (s *directoryServer) UpdateDN(ctx context.Context, req *sipsvcv1.UpdateDNRe
 	}
 	if err := next.Validate(); err != nil {
 		return nil, grpcError(err, "dn.")
+	}
+	if err := checkDisplayName(next.DisplayName); err != nil {
+		return nil, err
 	}
 	if err := s.store.UpdateDN(ctx, next); err != nil {
 		subject, key := dnSubject(next.Number)
@@ -274,6 +280,24 @@ func (r storeRegistrations) Remove(ctx context.Context, number, contact string) 
 func requireType(p *sipsvcv1.DN) error {
 	if p.GetType() == sipsvcv1.DNType_DN_TYPE_UNSPECIFIED {
 		return invalidField("dn.type", "is required: one of %s", enumNames(sipsvcv1.DNType(0).Descriptor()))
+	}
+	return nil
+}
+
+// maxDisplayNameLen bounds dn.display_name (bytes).
+const maxDisplayNameLen = 128
+
+// checkDisplayName refuses a display name that could not go into a SIP From as it is: it is
+// written between quotes there, so a quote, a backslash or a control character (CR LF
+// would start a new header) is refused, as is a name over maxDisplayNameLen bytes.
+func checkDisplayName(v string) error {
+	if len(v) > maxDisplayNameLen {
+		return invalidField("dn.display_name", "is longer than %d bytes", maxDisplayNameLen)
+	}
+	for _, r := range v {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return invalidField("dn.display_name", "contains %q: quotes, backslashes and control characters cannot go into a SIP From", r)
+		}
 	}
 	return nil
 }

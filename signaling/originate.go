@@ -62,6 +62,12 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 	l.localURI = sip.Uri{Scheme: d.Scheme, User: caller, Host: la.host}
 	l.localDisplay = p.callerDisplay
+	if p.fromLeg != nil && p.fromLeg.dn != "" {
+		// A call from a known DN: its display_name goes in From, whatever its phone sent.
+		if cd, err := s.cfg.Directory.Lookup(c.ctx, p.fromLeg.dn); err == nil && cd.DisplayName != "" && safeDisplayName(cd.DisplayName) {
+			l.localDisplay = cd.DisplayName
+		}
+	}
 	l.localContact = s.contactFor(caller, d, sp.d.Style)
 	l.transport = d.Transport
 	switch {
@@ -515,4 +521,15 @@ func (c *call) end(cause string, status int) {
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause = cause; e.Status = status })
 		endCallSpan(c.span, status, cause)
 	})
+}
+
+// safeDisplayName reports whether v can go between the quotes of a From display name as it
+// is: no quote, backslash or control character (sipgo writes it unescaped).
+func safeDisplayName(v string) bool {
+	for _, r := range v {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
