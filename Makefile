@@ -11,8 +11,10 @@ GENERATED := gen/sipsvc gen/routing gen/openapi/sipsvc.swagger.json
 all: lint test
 
 # run starts sipsvc on the embedded defaults (or CONFIG=file.yaml); data goes to ./data.
-run:
-	go run ./cmd/sipsvc $(if $(CONFIG),--config $(CONFIG))
+# It builds and then runs the binary rather than `go run`: go run exits 1 when Ctrl-C
+# reaches it, even after sipsvc stopped cleanly, so make reported an error.
+run: build
+	./bin/sipsvc $(if $(CONFIG),--config $(CONFIG))
 
 build:
 	go build -o bin/sipsvc ./cmd/sipsvc

@@ -95,6 +95,14 @@ type APIConfig struct {
 	CertFile     string `yaml:"cert_file"`
 	KeyFile      string `yaml:"key_file"`
 	ClientCAFile string `yaml:"client_ca_file"`
+	// AllowedHosts are the host names (not IP addresses, which are always accepted) that REST
+	// requests may name in their Host header, besides localhost: a name not listed is refused,
+	// which defeats DNS rebinding (see validateAPI).
+	AllowedHosts []string `yaml:"allowed_hosts"`
+	// PprofAddr, when set, serves the Go runtime profiles (SIPSVC_PPROF_ADDR); it must be on
+	// loopback unless PprofAllowRemote is set.
+	PprofAddr        string `yaml:"pprof_addr"`
+	PprofAllowRemote bool   `yaml:"pprof_allow_remote"`
 }
 
 // RoutingConfig configures the external routing service.
@@ -269,6 +277,7 @@ func applyEnv(c *Config, getenv func(string) string) {
 	str("SIPSVC_GRPC_ADDR", &c.API.GRPCAddr)
 	str("SIPSVC_HTTP_ADDR", &c.API.HTTPAddr)
 	list("SIPSVC_API_TOKENS", &c.API.Tokens)
+	str("SIPSVC_PPROF_ADDR", &c.API.PprofAddr)
 	str("SIPSVC_ROUTING_ADDRESS", &c.Routing.Address)
 	list("SIPSVC_REGISTRAR_DIGEST_ALGORITHMS", &c.Registrar.DigestAlgorithms)
 	str("SIPSVC_LOG_LEVEL", &c.Log.Level)
@@ -373,6 +382,9 @@ func (c *Config) Validate() error {
 	}
 	if (c.API.CertFile == "") != (c.API.KeyFile == "") {
 		return &FieldError{"api.cert_file", "api.cert_file and api.key_file go together"}
+	}
+	if err := c.validateAPI(); err != nil {
+		return err
 	}
 	if c.Routing.Address != "" {
 		if err := checkHostPort(c.Routing.Address); err != nil {

@@ -57,6 +57,9 @@ type APIConfig struct {
 	CertFile     string
 	KeyFile      string
 	ClientCAFile string
+	// AllowedHosts are the host names REST requests may carry in Host besides localhost and
+	// IP addresses (see httpGuard).
+	AllowedHosts []string
 
 	// Calls serves CallService; nil leaves it unimplemented (UNIMPLEMENTED, HTTP 501). When it
 	// also implements Readiness (*signaling.Server does), the API is ready only when it is.
@@ -77,7 +80,8 @@ type APIConfig struct {
 	TracerProvider trace.TracerProvider
 	MeterProvider  metric.MeterProvider
 	Propagators    propagation.TextMapPropagator
-	// Metrics, when set, is served at GET /metrics (without auth).
+	// Metrics, when set, is served at GET /metrics: without auth when HTTPAddr is on
+	// loopback (or empty), else behind the bearer tokens.
 	Metrics http.Handler
 	// Ready reports readiness (e.g. the store answers); nil means always ready. Readiness is
 	// this, Calls' Readiness and "not shutting down", all three; GET /readyz reads it on each
@@ -101,6 +105,9 @@ func (c *APIConfig) Validate() error {
 	}
 	if (c.CertFile == "") != (c.KeyFile == "") {
 		return errors.New("service: APIConfig.CertFile and KeyFile go together")
+	}
+	if c.ClientCAFile != "" && c.CertFile == "" {
+		return errors.New("service: APIConfig.ClientCAFile needs CertFile: client certificates are only checked over TLS")
 	}
 	if c.HTTPAddr != "" && !config.IsLoopback(c.HTTPAddr) && len(c.Tokens) == 0 {
 		return fmt.Errorf("service: REST address %s is off loopback: tokens are required (client certificates only protect gRPC)", c.HTTPAddr)
@@ -196,7 +203,7 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	enums := newEnumTables()
 	register := func(s *grpc.Server) {
 		if cfg.Calls != nil {
-			sipsvcv1.RegisterCallServiceServer(s, &callServer{calls: cfg.Calls, enums: enums})
+			sipsvcv1.RegisterCallServiceServer(s, &callServer{calls: cfg.Calls, enums: enums, store: cfg.Store, regs: cfg.Registrations})
 		}
 		sipsvcv1.RegisterEventServiceServer(s, &eventServer{hub: cfg.Hub, enums: enums, stopping: a.ctx.Done()})
 		sipsvcv1.RegisterDirectoryServiceServer(s, &directoryServer{store: cfg.Store, regs: cfg.Registrations, realm: cfg.Realm, enums: enums})
@@ -240,15 +247,24 @@ func NewAPI(cfg APIConfig) (*API, error) {
 	}
 	a.innerConn = conn
 
+	routes, err := newRouteTable(openapi.JSON())
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
 	gw := runtime.NewServeMux(
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.HTTPBodyMarshaler{
 			Marshaler: &runtime.JSONPb{
-				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+				// EmitDefaultValues: an empty list is [] and a zero number 0, not an absent
+				// field (unset messages stay absent).
+				MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true, EmitDefaultValues: true},
 				UnmarshalOptions: protojson.UnmarshalOptions{},
 			},
 		}),
 		runtime.WithErrorHandler(gatewayErrorHandler),
 		runtime.WithForwardResponseOption(openStream),
+		runtime.WithMiddlewares(recordRoute),
+		runtime.WithRoutingErrorHandler(routes.routingErrorHandler),
 	)
 	ctx := context.Background() // the handlers' connection is closed by Shutdown, not by ctx
 	for _, reg := range []func(context.Context, *runtime.ServeMux, *grpc.ClientConn) error{
@@ -279,9 +295,24 @@ func NewAPI(cfg APIConfig) (*API, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	if cfg.Metrics != nil {
-		mux.Handle("GET /metrics", cfg.Metrics)
+		m := cfg.Metrics
+		if cfg.HTTPAddr != "" && !config.IsLoopback(cfg.HTTPAddr) {
+			m = a.auth.http(m) // reachable from other hosts: same tokens as the API
+		}
+		mux.Handle("GET /metrics", m)
 	}
-	mux.Handle("/", a.auth.http(gw))
+	mux.Handle("/", withRoute(a.auth.http(gw)))
+	guard, err := newHTTPGuard(cfg.AllowedHosts, mp)
+	if err != nil {
+		_ = conn.Close()
+		return nil, err
+	}
+	// server.address of the HTTP metrics is this fixed name, not the request's Host header,
+	// which any client could vary to add time series.
+	serverName := cfg.HTTPAddr
+	if serverName == "" {
+		serverName = "localhost:0"
+	}
 	handler := otelhttp.NewHandler(mux, "sipsvc.api",
 		otelhttp.WithTracerProvider(tp), otelhttp.WithMeterProvider(mp), otelhttp.WithPropagators(props),
 		otelhttp.WithFilter(func(r *http.Request) bool {
@@ -292,9 +323,10 @@ func NewAPI(cfg APIConfig) (*API, error) {
 			return true
 		}),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }),
+		otelhttp.WithServerName(serverName),
 	)
 	a.http = &http.Server{
-		Handler:           handler,
+		Handler:           guard.wrap(handler),
 		ReadHeaderTimeout: 10 * time.Second,
 		TLSConfig:         a.tls,
 		ErrorLog:          slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
@@ -396,7 +428,8 @@ func (a *API) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo,
 // the watcher that keeps the grpc.health.v1 status equal to readiness.
 func (a *API) ServeGRPC(l net.Listener) error {
 	a.startWatch()
-	if err := a.grpc.Serve(l); err != nil {
+	// ErrServerStopped: Shutdown came first (a stop right after start); that is a clean stop.
+	if err := a.grpc.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 		return fmt.Errorf("serve gRPC %s: %w", l.Addr(), err)
 	}
 	return nil
@@ -502,6 +535,13 @@ func (a *API) Run(ctx context.Context) error {
 		hl = l
 		listeners = append(listeners, l)
 	}
+	return a.RunOn(ctx, gl, hl)
+}
+
+// RunOn is Run on listeners the caller opened: gl serves gRPC and hl REST (either may be nil).
+// It serves until ctx is cancelled or a server fails, then shuts down within ShutdownTimeout
+// and closes the listeners. A clean stop returns nil.
+func (a *API) RunOn(ctx context.Context, gl, hl net.Listener) error {
 	errc := make(chan error, 2)
 	n := 0
 	if gl != nil {
@@ -544,8 +584,14 @@ func (a *API) Run(ctx context.Context) error {
 // openStream sends the response headers of a server stream (WatchEvents) before its first
 // message: the gateway calls forward-response options once with a nil message when the
 // stream is open, and otherwise writes nothing until the first message.
-func openStream(_ context.Context, w http.ResponseWriter, m proto.Message) error {
+//
+// A request WatchEvents refused (a bad filter) ends without that header: then nothing is
+// written here, and the gateway answers with the error's HTTP status (400) instead of 200.
+func openStream(ctx context.Context, w http.ResponseWriter, m proto.Message) error {
 	if m != nil {
+		return nil
+	}
+	if md, ok := runtime.ServerMetadataFromContext(ctx); !ok || len(md.HeaderMD.Get(streamOpenHeader)) == 0 {
 		return nil
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -7,8 +7,12 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/store"
 )
 
 // maxRingTimeout bounds MakeCallRequest.timeout.
@@ -19,6 +23,9 @@ type callServer struct {
 	sipsvcv1.UnimplementedCallServiceServer
 	calls CallControl
 	enums *enumTables
+	// store and regs, when set, let MakeCall refuse a caller DN that cannot be reached.
+	store store.Store
+	regs  Registrations
 }
 
 var _ sipsvcv1.CallServiceServer = (*callServer)(nil)
@@ -29,6 +36,9 @@ func (s *callServer) MakeCall(ctx context.Context, req *sipsvcv1.MakeCallRequest
 		return nil, err
 	}
 	if err := checkDestination("to", req.GetTo()); err != nil {
+		return nil, err
+	}
+	if err := s.reachable(ctx, req.GetFrom()); err != nil {
 		return nil, err
 	}
 	mr := signaling.MakeCallRequest{From: req.GetFrom(), To: req.GetTo()}
@@ -57,7 +67,8 @@ func legOp(ctx context.Context, what, callID, legID string, op func(context.Cont
 		return err
 	}
 	if err := op(ctx, callID, legID); err != nil {
-		return grpcError(fmt.Errorf("%s: call %q leg %q: %w", what, callID, legID, err), "")
+		subject, key := callSubject(err, callID, legID)
+		return subjectError(what, subject, key, err, "")
 	}
 	return nil
 }
@@ -113,7 +124,8 @@ func (s *callServer) TransferCall(ctx context.Context, req *sipsvcv1.TransferCal
 		return nil, invalidField("target", "set target (blind transfer) or consult_call_id (attended transfer)")
 	}
 	if err := s.calls.TransferCall(ctx, tr); err != nil {
-		return nil, grpcError(fmt.Errorf("transfer: call %q leg %q: %w", tr.CallID, tr.LegID, err), "")
+		subject, key := callSubject(err, tr.CallID, tr.LegID)
+		return nil, subjectError("transfer", subject, key, err, "")
 	}
 	return &sipsvcv1.TransferCallResponse{}, nil
 }
@@ -124,7 +136,8 @@ func (s *callServer) ReleaseCall(ctx context.Context, req *sipsvcv1.ReleaseCallR
 		return nil, err
 	}
 	if err := s.calls.ReleaseCall(ctx, req.GetCallId()); err != nil {
-		return nil, grpcError(fmt.Errorf("release: call %q: %w", req.GetCallId(), err), "")
+		subject, key := callSubject(err, req.GetCallId(), "")
+		return nil, subjectError("release", subject, key, err, "")
 	}
 	return &sipsvcv1.ReleaseCallResponse{}, nil
 }
@@ -136,7 +149,8 @@ func (s *callServer) GetCall(ctx context.Context, req *sipsvcv1.GetCallRequest) 
 	}
 	info, err := s.calls.GetCall(ctx, req.GetCallId())
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("call %q: %w", req.GetCallId(), err), "")
+		subject, key := callSubject(err, req.GetCallId(), "")
+		return nil, subjectError("get call", subject, key, err, "")
 	}
 	return &sipsvcv1.GetCallResponse{Call: callToProto(info)}, nil
 }
@@ -197,4 +211,25 @@ func (s *callServer) ListCalls(ctx context.Context, req *sipsvcv1.ListCallsReque
 		resp.NextPageToken = encodePageToken(keys[calls[end-1].ID])
 	}
 	return resp, nil
+}
+
+// reachable refuses, with FAILED_PRECONDITION (HTTP 412), a MakeCall whose caller DN is
+// self-registered (contact "*") and has no registration: its leg could only fail a moment
+// after MakeCall answered. Other cases (unknown DN, fixed contact) are left to signaling.
+func (s *callServer) reachable(ctx context.Context, number string) error {
+	if s.store == nil || s.regs == nil {
+		return nil
+	}
+	d, err := s.store.Lookup(ctx, number)
+	if err != nil || !d.SelfRegistered() {
+		return nil
+	}
+	bs, err := s.regs.List(ctx, number)
+	if err != nil {
+		return nil
+	}
+	if len(bs) == 0 {
+		return status.Errorf(codes.FailedPrecondition, "from: DN %q is not registered: its phone must register before it can place a call", number)
+	}
+	return nil
 }

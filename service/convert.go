@@ -2,8 +2,11 @@ package service
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/sipsvc/sipsvc/dn"
@@ -235,4 +238,43 @@ func (t *enumTables) dnFromProto(p *sipsvcv1.DN) (dn.DN, error) {
 		return d, &dn.FieldError{Field: "style", Msg: fmt.Sprintf("unknown value %d", p.GetStyle())}
 	}
 	return d, nil
+}
+
+// enumNames lists the JSON names of an enum's values, without the _UNSPECIFIED zero value:
+// what a REST client may send.
+func enumNames(e protoreflect.EnumDescriptor) string {
+	vs := e.Values()
+	var out []string
+	for i := range vs.Len() {
+		if n := string(vs.Get(i).Name()); !strings.HasSuffix(n, "_UNSPECIFIED") {
+			out = append(out, n)
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// jsonEnumFields maps the enum fields a REST body may carry to their enums, to name the
+// accepted values when a value is refused.
+var jsonEnumFields = map[string]protoreflect.EnumDescriptor{
+	"type":   sipsvcv1.DNType(0).Descriptor(),
+	"policy": sipsvcv1.SipsPolicy(0).Descriptor(),
+	"style":  sipsvcv1.SecureStyle(0).Descriptor(),
+	"kinds":  sipsvcv1.EventKind(0).Descriptor(),
+}
+
+// badEnumRE matches protojson's error for an unknown enum name.
+var badEnumRE = regexp.MustCompile(`invalid value for enum field (\w+): ("[^"]*")`)
+
+// explainEnum rewrites protojson's "invalid value for enum field type: \"extension\"" into a
+// message that lists the accepted values; other messages are returned unchanged.
+func explainEnum(msg string) string {
+	m := badEnumRE.FindStringSubmatch(msg)
+	if m == nil {
+		return msg
+	}
+	e, ok := jsonEnumFields[m[1]]
+	if !ok {
+		return msg
+	}
+	return fmt.Sprintf("%s: %s is not a value of %s: use one of %s", m[1], m[2], e.Name(), enumNames(e))
 }

@@ -41,12 +41,19 @@ func (s *directoryServer) CreateDN(ctx context.Context, req *sipsvcv1.CreateDNRe
 	if err != nil {
 		return nil, grpcError(err, "dn.")
 	}
+	if err := requireType(req.GetDn()); err != nil {
+		return nil, err
+	}
+	if err := checkDisplayName(d.DisplayName); err != nil {
+		return nil, err
+	}
 	if err := d.Validate(); err != nil {
 		return nil, grpcError(err, "dn.")
 	}
 	s.setPassword(&d, req.GetDn().GetPassword())
 	if err := s.store.CreateDN(ctx, d); err != nil {
-		return nil, grpcError(fmt.Errorf("create DN %s: %w", d.Number, err), "dn.")
+		subject, key := dnSubject(d.Number)
+		return nil, subjectError("create DN", subject, key, err, "dn.")
 	}
 	return &sipsvcv1.CreateDNResponse{Dn: dnToProto(d)}, nil
 }
@@ -58,7 +65,8 @@ func (s *directoryServer) GetDN(ctx context.Context, req *sipsvcv1.GetDNRequest)
 	}
 	d, err := s.store.Lookup(ctx, req.GetNumber())
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("DN %s: %w", req.GetNumber(), err), "")
+		subject, key := dnSubject(req.GetNumber())
+		return nil, subjectError("get DN", subject, key, err, "")
 	}
 	return &sipsvcv1.GetDNResponse{Dn: dnToProto(d)}, nil
 }
@@ -92,10 +100,14 @@ func (s *directoryServer) UpdateDN(ctx context.Context, req *sipsvcv1.UpdateDNRe
 	}
 	cur, err := s.store.Lookup(ctx, p.GetNumber())
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("DN %s: %w", p.GetNumber(), err), "")
+		subject, key := dnSubject(p.GetNumber())
+		return nil, subjectError("update DN", subject, key, err, "")
 	}
 	next := cur
 	if len(paths) == 0 {
+		if err := requireType(p); err != nil {
+			return nil, err
+		}
 		next = in
 		next.HA1MD5, next.HA1SHA256 = cur.HA1MD5, cur.HA1SHA256
 		if p.GetPassword() != "" {
@@ -112,8 +124,12 @@ func (s *directoryServer) UpdateDN(ctx context.Context, req *sipsvcv1.UpdateDNRe
 	if err := next.Validate(); err != nil {
 		return nil, grpcError(err, "dn.")
 	}
+	if err := checkDisplayName(next.DisplayName); err != nil {
+		return nil, err
+	}
 	if err := s.store.UpdateDN(ctx, next); err != nil {
-		return nil, grpcError(fmt.Errorf("update DN %s: %w", next.Number, err), "dn.")
+		subject, key := dnSubject(next.Number)
+		return nil, subjectError("update DN", subject, key, err, "dn.")
 	}
 	return &sipsvcv1.UpdateDNResponse{Dn: dnToProto(next)}, nil
 }
@@ -160,7 +176,8 @@ func (s *directoryServer) DeleteDN(ctx context.Context, req *sipsvcv1.DeleteDNRe
 		return nil, err
 	}
 	if err := s.store.DeleteDN(ctx, req.GetNumber()); err != nil {
-		return nil, grpcError(fmt.Errorf("delete DN %s: %w", req.GetNumber(), err), "")
+		subject, key := dnSubject(req.GetNumber())
+		return nil, subjectError("delete DN", subject, key, err, "")
 	}
 	return &sipsvcv1.DeleteDNResponse{}, nil
 }
@@ -207,7 +224,8 @@ func (s *directoryServer) ListRegistrations(ctx context.Context, req *sipsvcv1.L
 	}
 	bs, err := s.regs.List(ctx, req.GetNumber())
 	if err != nil {
-		return nil, grpcError(fmt.Errorf("registrations of DN %s: %w", req.GetNumber(), err), "")
+		subject, key := dnSubject(req.GetNumber())
+		return nil, subjectError("list registrations", subject, key, err, "")
 	}
 	// Registrations.List promises no order; the API lists by contact.
 	slices.SortFunc(bs, func(a, b dn.Binding) int { return strings.Compare(a.Contact, b.Contact) })
@@ -231,7 +249,8 @@ func (s *directoryServer) RemoveRegistration(ctx context.Context, req *sipsvcv1.
 		return nil, invalidField("contact", "%q is not a SIP URI", req.GetContact())
 	}
 	if err := s.regs.Remove(ctx, req.GetNumber(), req.GetContact()); err != nil {
-		return nil, grpcError(fmt.Errorf("registration %s of DN %s: %w", req.GetContact(), req.GetNumber(), err), "")
+		subject, key := dnSubject(req.GetNumber())
+		return nil, subjectError("remove registration", "registration "+req.GetContact()+" of "+subject, key, err, "")
 	}
 	return &sipsvcv1.RemoveRegistrationResponse{}, nil
 }
@@ -256,4 +275,31 @@ func (r storeRegistrations) Remove(ctx context.Context, number, contact string) 
 		return err
 	}
 	return r.store.DeleteBinding(ctx, number, dn.BindingKey(contact))
+}
+
+// requireType refuses a DN without a type, naming the values the API accepts (the domain's
+// own message would name dn's Go values, which JSON clients cannot send).
+func requireType(p *sipsvcv1.DN) error {
+	if p.GetType() == sipsvcv1.DNType_DN_TYPE_UNSPECIFIED {
+		return invalidField("dn.type", "is required: one of %s", enumNames(sipsvcv1.DNType(0).Descriptor()))
+	}
+	return nil
+}
+
+// maxDisplayNameLen bounds dn.display_name (bytes).
+const maxDisplayNameLen = 128
+
+// checkDisplayName refuses a display name that could not go into a SIP From as it is: it is
+// written between quotes there, so a quote, a backslash or a control character (CR LF
+// would start a new header) is refused, as is a name over maxDisplayNameLen bytes.
+func checkDisplayName(v string) error {
+	if len(v) > maxDisplayNameLen {
+		return invalidField("dn.display_name", "is longer than %d bytes", maxDisplayNameLen)
+	}
+	for _, r := range v {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return invalidField("dn.display_name", "contains %q: quotes, backslashes and control characters cannot go into a SIP From", r)
+		}
+	}
+	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -88,9 +90,49 @@ func httpStatusFromCode(c codes.Code) int {
 // gatewayErrorHandler writes gRPC errors as google.rpc.Status JSON bodies with the HTTP
 // status from httpStatusFromCode.
 func gatewayErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+	if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+		if msg := explainEnum(st.Message()); msg != st.Message() {
+			err = status.Error(codes.InvalidArgument, msg)
+		}
+	}
 	var he *runtime.HTTPStatusError
 	if !errors.As(err, &he) {
 		err = &runtime.HTTPStatusError{HTTPStatus: httpStatusFromCode(status.Code(err)), Err: err}
 	}
 	runtime.DefaultHTTPErrorHandler(ctx, mux, m, w, r, err)
+}
+
+// subjectError is grpcError for errors about one named object (subject, e.g. `DN "7000"`,
+// whose identifying text key, e.g. `"7000"`, the domain error may already contain). Context
+// is added once (issue 12: "create DN 7000: number: DN \"7000\" dn: already exists"):
+//   - a missing or duplicate subject gets one plain message, `DN "7000" already exists`;
+//   - an error that already names the subject gets only the operation, "release: …";
+//   - any other error gets the operation and the subject.
+func subjectError(op, subject, key string, err error, fieldPrefix string) error {
+	names := strings.Contains(err.Error(), key)
+	switch {
+	case names && errors.Is(err, dn.ErrExists):
+		return status.Error(codes.AlreadyExists, subject+" already exists")
+	case names && (errors.Is(err, dn.ErrNotFound) || errors.Is(err, signaling.ErrCallNotFound) || errors.Is(err, signaling.ErrLegNotFound)):
+		return status.Error(codes.NotFound, subject+" not found")
+	case names:
+		return grpcError(fmt.Errorf("%s: %w", op, err), fieldPrefix)
+	}
+	return grpcError(fmt.Errorf("%s %s: %w", op, subject, err), fieldPrefix)
+}
+
+// callSubject names a call, or a leg of it, for subjectError, with its key (the quoted call
+// id, which the signaling errors about the call or its legs contain).
+func callSubject(_ error, callID, legID string) (subject, key string) {
+	key = strconv.Quote(callID)
+	if legID == "" {
+		return "call " + key, key
+	}
+	return fmt.Sprintf("call %s leg %q", key, legID), key
+}
+
+// dnSubject names a DN for subjectError.
+func dnSubject(number string) (subject, key string) {
+	key = strconv.Quote(number)
+	return "DN " + key, key
 }

@@ -2,10 +2,15 @@ package service
 
 import (
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 )
+
+// streamOpenHeader is the response header WatchEvents sends once the request is valid and
+// the subscription exists.
+const streamOpenHeader = "sipsvc-stream-open"
 
 // eventServer implements EventService on a Hub.
 type eventServer struct {
@@ -41,7 +46,8 @@ func (s *eventServer) WatchEvents(req *sipsvcv1.WatchEventsRequest, stream sipsv
 	defer s.hub.unsubscribe(sub)
 	// Send the response headers now, so that clients (and the REST gateway) see the stream
 	// open before the first event.
-	if err := stream.SendHeader(nil); err != nil {
+	// The header marks the stream as open (validated): openStream only answers 200 then.
+	if err := stream.SendHeader(metadata.Pairs(streamOpenHeader, "1")); err != nil {
 		return err
 	}
 	ctx := stream.Context()

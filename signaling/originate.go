@@ -64,6 +64,14 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	}
 	l.localURI = sip.Uri{Scheme: d.Scheme, User: caller, Host: la.host}
 	l.localDisplay = p.callerDisplay
+	if p.fromLeg != nil && p.fromLeg.dn != "" {
+		// A call from a known DN (an authenticated extension or ACD position): its
+		// display_name goes in From, whatever its phone sent. A trunk's callers keep their
+		// own names.
+		if cd, err := s.cfg.Directory.Lookup(c.ctx, p.fromLeg.dn); err == nil && cd.DisplayName != "" && cd.Type != dn.TypeTrunk && cd.Type != dn.TypeVoIPService && safeDisplayName(cd.DisplayName) {
+			l.localDisplay = cd.DisplayName
+		}
+	}
 	if f := c.checkLegOnWire(l, target); f != nil { // admit.go: the last check before writing
 		return nil, f
 	}
@@ -543,4 +551,15 @@ func (c *call) end(cause string, status int) {
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause, e.Status, e.Outcome, e.Direction = cause, status, outcome, dir })
 		endCallSpan(c.span, status, cause, outcome, dir)
 	})
+}
+
+// safeDisplayName reports whether v can go between the quotes of a From display name as it
+// is: no quote, backslash or control character (sipgo writes it unescaped).
+func safeDisplayName(v string) bool {
+	for _, r := range v {
+		if r == '"' || r == '\\' || r < 0x20 || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/sipsvc/sipsvc/dn"
 	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
-	"github.com/sipsvc/sipsvc/signaling"
 )
 
 // TestAnonymousCallers (issue 10, "who may place a call") runs the production default,
@@ -31,7 +30,7 @@ func TestAnonymousCallers(t *testing.T) {
 		}
 		return &routingv1.RouteCallResponse{Decision: &routingv1.RouteCallResponse_Targets{Targets: &routingv1.TargetList{Targets: targets}}}, nil
 	})
-	s := startStack(t, stackOptions{router: router, admission: &signaling.Admission{}})
+	s := startStack(t, stackOptions{router: router, defaultAdmission: true})
 	bob := s.addPhone("2000", "bob", "UDP") // exists, does not allow anonymous callers
 	trunk := s.callerPhone("trunk", "UDP")
 	ta := net.JoinHostPort("127.0.0.1", strconv.Itoa(trunk.Port()))

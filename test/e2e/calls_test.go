@@ -55,6 +55,10 @@ func TestMakeCall(t *testing.T) {
 
 	id := c.GetCallId()
 	w.wait(2*time.Second, "call_created", kind(sipsvcv1.EventKind_EVENT_KIND_CALL_CREATED, id))
+	// The ACK can reach bob before the B2 leg_answered event reaches the stream: wait for it.
+	w.wait(2*time.Second, "leg_answered of B2", func(e *sipsvcv1.Event) bool {
+		return e.GetKind() == sipsvcv1.EventKind_EVENT_KIND_LEG_ANSWERED && e.GetCallId() == id && e.GetLegId() == "B2"
+	})
 	answered := 0
 	for _, e := range w.all() {
 		if e.GetKind() == sipsvcv1.EventKind_EVENT_KIND_LEG_ANSWERED && e.GetCallId() == id {

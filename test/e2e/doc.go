@@ -1,15 +1,14 @@
 // Package e2e holds end-to-end tests of sipsvc's control plane: the whole stack runs in the
-// test process, wired as cmd/sipsvc/serve.go wires it, on real loopback sockets.
+// test process, started by app.Start as cmd/sipsvc starts it, on real loopback sockets.
 //
-// Each test starts its own stack (see harness_test.go):
+// Each test starts its own stack (see harness_test.go) from config.Default with:
 //
-//   - signaling.Server (the B2BUA) on UDP, TCP and TLS listeners on 127.0.0.1:0;
+//   - SIP on UDP, TCP and TLS listeners on 127.0.0.1:0, with the test PKI;
 //   - an in-memory store (store.NewMemory) seeded with DNs whose contacts are sipgo "phones"
 //     owned by the test;
-//   - the registrar, as REGISTER server and call authorizer;
-//   - service.Hub as the event observer, and optionally a service.RoutingClient for a test
-//     routing service (a real routing.v1 gRPC server on 127.0.0.1:0);
-//   - service.API served on its own gRPC and REST listeners (ServeGRPC / ServeREST).
+//   - optionally a test routing service (a real routing.v1 gRPC server on 127.0.0.1:0) as
+//     routing.address;
+//   - the gRPC and REST API on 127.0.0.1:0.
 //
 // The phones are sipgo user agents that ring, answer, answer on NOTIFY Event: talk, ring
 // until CANCEL, and record every request they receive, so tests assert what went over the

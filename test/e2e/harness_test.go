@@ -16,11 +16,12 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/sipsvc/sipsvc/app"
+	"github.com/sipsvc/sipsvc/config"
 	"github.com/sipsvc/sipsvc/dn"
 	routingv1 "github.com/sipsvc/sipsvc/gen/routing/v1"
 	sipsvcv1 "github.com/sipsvc/sipsvc/gen/sipsvc/v1"
 	"github.com/sipsvc/sipsvc/internal/siptest"
-	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/service"
 	"github.com/sipsvc/sipsvc/signaling"
 	"github.com/sipsvc/sipsvc/store"
@@ -38,15 +39,6 @@ var (
 	testLogger = siptest.Logger
 )
 
-// fanout sends every event to several observers (as cmd/sipsvc does).
-type fanout []signaling.Observer
-
-func (f fanout) Observe(ctx context.Context, ev signaling.Event) {
-	for _, o := range f {
-		o.Observe(ctx, ev)
-	}
-}
-
 // stackOptions shape a stack.
 type stackOptions struct {
 	// tokens enables bearer-token auth on the API.
@@ -57,10 +49,11 @@ type stackOptions struct {
 	routingTimeout time.Duration
 	// fallbackDNs is routing.fallback_dns.
 	fallbackDNs []string
-	// admission is signaling's admission config. nil: the lab setting, anonymous callers
-	// reach every extension (AnonymousExtensions), as the phones of most tests are not
-	// provisioned with passwords; the admission tests set the production default.
-	admission *signaling.Admission
+	// defaultAdmission keeps the production default of calls.anonymous (per-dn: anonymous
+	// callers reach only DNs with allow_anonymous). false: the lab setting, anonymous
+	// callers reach every extension ("extensions"), as the phones of most tests are not
+	// provisioned with passwords; the admission tests set it.
+	defaultAdmission bool
 }
 
 // stack is sipsvc running in the test process.
@@ -70,6 +63,7 @@ type stack struct {
 	hub   *service.Hub
 	sig   *signaling.Server
 	api   *service.API
+	inst  *app.Instance
 
 	sipUDP, sipTCP, sipTLS string
 	grpcAddr, baseURL      string
@@ -85,24 +79,65 @@ type stack struct {
 	phones []*phone
 }
 
-// startStack starts sipsvc with its own listeners, wired as cmd/sipsvc/serve.go wires it, and
-// stops it (then closes the stack's phones) when the test ends.
+// startStack starts sipsvc through app.Start, as cmd/sipsvc does, with its listeners on
+// 127.0.0.1:0, an in-memory store and the test PKI, and stops it (then closes the stack's
+// phones) when the test ends.
 func startStack(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	log := testLogger()
-	s := &stack{t: t, store: store.NewMemory(), hub: service.NewHub(1024, log), http: &http.Client{Timeout: 15 * time.Second}}
+	s := &stack{t: t, store: store.NewMemory(), http: &http.Client{Timeout: 15 * time.Second}}
 	if len(o.tokens) > 0 {
 		s.token = o.tokens[0]
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var stops []func() // run in reverse order by the cleanup below
-	t.Cleanup(func() {
-		for i := len(stops) - 1; i >= 0; i-- {
-			stops[i]()
+	cfg := config.Default()
+	cfg.DNs = nil
+	cfg.SIP.Hostname = "127.0.0.1"
+	cfg.SIP.UDP, cfg.SIP.TCP, cfg.SIP.TLS = []string{"127.0.0.1:0"}, []string{"127.0.0.1:0"}, []string{"127.0.0.1:0"}
+	cfg.SIP.RingTimeout = 10 * time.Second
+	cfg.API.GRPCAddr, cfg.API.HTTPAddr, cfg.API.Tokens = "127.0.0.1:0", "127.0.0.1:0", o.tokens
+	cfg.Registrar.Realm = testRealm
+	if !o.defaultAdmission {
+		cfg.Calls.Anonymous = string(signaling.AnonymousExtensions)
+	}
+	cfg.Routing.FallbackDNs = o.fallbackDNs
+	if o.router != nil {
+		cfg.Routing.Address = o.router.start(t)
+		cfg.Routing.Timeout = o.routingTimeout
+		if cfg.Routing.Timeout <= 0 {
+			cfg.Routing.Timeout = 300 * time.Millisecond
 		}
-		cancel()
-		wg.Wait()
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config: %v", err)
+	}
+	inst, err := app.Start(context.Background(), app.Config{
+		Settings: cfg, Getenv: func(string) string { return "" }, Logger: testLogger(), Store: s.store,
+		ServerTLS: serverTLS(t), ClientTLS: clientTLS(), APIShutdownTimeout: 5 * time.Second,
+	})
+	if err != nil {
+		t.Fatalf("app.Start: %v", err)
+	}
+	s.inst, s.hub, s.sig, s.api = inst, inst.Hub, inst.Signaling, inst.API
+	s.sipUDP, s.sipTCP, s.sipTLS = inst.SIP.UDP[0].LocalAddr().String(), inst.SIP.TCP[0].Addr().String(), inst.SIP.TLS[0].Addr().String()
+	s.grpcAddr, s.baseURL = inst.GRPCAddr, "http://"+inst.HTTPAddr
+
+	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, baseCancel := context.WithCancel(context.Background())
+	t.Cleanup(func() {
+		baseCancel()
+		_ = conn.Close()
+		closed := make(chan error, 1)
+		go func() { closed <- inst.Close() }()
+		select {
+		case err := <-closed:
+			if err != nil {
+				t.Errorf("stack: %v", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("stack did not stop")
+		}
 		s.mu.Lock()
 		phones := s.phones
 		s.mu.Unlock()
@@ -110,116 +145,6 @@ func startStack(t *testing.T, o stackOptions) *stack {
 			p.Close()
 		}
 	})
-
-	observers := fanout{s.hub}
-	var router signaling.Router
-	if o.router != nil {
-		if o.routingTimeout <= 0 {
-			o.routingTimeout = 300 * time.Millisecond
-		}
-		addr := o.router.start(t)
-		rc, err := service.NewRoutingClient(ctx, service.RoutingClientConfig{
-			Address: addr, Timeout: o.routingTimeout, Logger: log,
-		})
-		if err != nil {
-			t.Fatalf("NewRoutingClient: %v", err)
-		}
-		stops = append(stops, func() { _ = rc.Close() })
-		router = rc
-		observers = append(observers, rc)
-	}
-
-	reg, err := registrar.New(registrar.Config{Store: s.store, Realm: testRealm, Logger: log, Observer: observers})
-	if err != nil {
-		t.Fatalf("registrar: %v", err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		_ = reg.Run(ctx)
-	}()
-
-	adm := signaling.Admission{Anonymous: signaling.AnonymousExtensions}
-	if o.admission != nil {
-		adm = *o.admission
-	}
-	sig, err := signaling.New(signaling.Config{
-		Admission:      adm,
-		Hostname:       "127.0.0.1",
-		ServerTLS:      serverTLS(t),
-		ClientTLS:      clientTLS(),
-		RingTimeout:    10 * time.Second,
-		Directory:      s.store,
-		Router:         router,
-		RoutingTimeout: o.routingTimeout,
-		FallbackDNs:    o.fallbackDNs,
-		Registrar:      reg,
-		Authenticator:  reg,
-		Observers:      []signaling.Observer{observers},
-		Logger:         log,
-	})
-	if err != nil {
-		t.Fatalf("signaling.New: %v", err)
-	}
-	s.sig = sig
-	udp, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tcp := listenTCP(t)
-	tl := listenTCP(t)
-	s.sipUDP, s.sipTCP, s.sipTLS = udp.LocalAddr().String(), tcp.Addr().String(), tl.Addr().String()
-	sigCtx, sigCancel := context.WithCancel(ctx)
-	sigDone := make(chan error, 1)
-	go func() {
-		sigDone <- sig.Serve(sigCtx, signaling.Listeners{UDP: []net.PacketConn{udp}, TCP: []net.Listener{tcp}, TLS: []net.Listener{tl}})
-	}()
-	stops = append(stops, func() {
-		sigCancel()
-		select {
-		case err := <-sigDone:
-			if err != nil {
-				t.Errorf("signaling serve: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("signaling server did not stop")
-		}
-	})
-
-	api, err := service.NewAPI(service.APIConfig{
-		Tokens: o.tokens, Calls: sig, Store: s.store, Registrations: reg, Hub: s.hub,
-		Realm: testRealm, Logger: log, ShutdownTimeout: 5 * time.Second,
-	})
-	if err != nil {
-		t.Fatalf("NewAPI: %v", err)
-	}
-	s.api = api
-	gl := listenTCP(t)
-	hl := listenTCP(t)
-	s.grpcAddr, s.baseURL = gl.Addr().String(), "http://"+hl.Addr().String()
-	apiErr := make(chan error, 2)
-	go func() { apiErr <- api.ServeGRPC(gl) }()
-	go func() { apiErr <- api.ServeREST(hl) }()
-	stops = append(stops, func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer scancel()
-		if err := api.Shutdown(sctx); err != nil {
-			t.Errorf("API shutdown: %v", err)
-		}
-		for range 2 {
-			if err := <-apiErr; err != nil {
-				t.Errorf("API serve: %v", err)
-			}
-		}
-	})
-
-	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	stops = append(stops, func() { _ = conn.Close() })
-	base, baseCancel := context.WithCancel(context.Background())
-	stops = append(stops, baseCancel)
 	s.base, s.conn = base, conn
 	s.calls = sipsvcv1.NewCallServiceClient(conn)
 	s.events = sipsvcv1.NewEventServiceClient(conn)
