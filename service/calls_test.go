@@ -31,6 +31,7 @@ func TestGRPCErrorTable(t *testing.T) {
 		{signaling.ErrUnknownDN, codes.NotFound, 404},
 		{signaling.ErrBadTarget, codes.InvalidArgument, 400},
 		{signaling.ErrOverCap, codes.ResourceExhausted, 429},
+		{signaling.ErrNotServing, codes.Unavailable, 503},
 		{&dn.FieldError{Field: "contact", Msg: "bad"}, codes.InvalidArgument, 400},
 		{dn.ErrNotFound, codes.NotFound, 404},
 		{dn.ErrExists, codes.AlreadyExists, 409},
@@ -47,7 +48,7 @@ func TestGRPCErrorTable(t *testing.T) {
 		})
 	}
 	wantCode(t, grpcError(&dn.FieldError{Field: "contact", Msg: "bad"}, "dn."), codes.InvalidArgument, "dn.contact: bad")
-	if len(errorCodes) != 10 {
+	if len(errorCodes) != 11 {
 		t.Errorf("errorCodes has %d rows; update this test", len(errorCodes))
 	}
 }

@@ -31,6 +31,8 @@ var errorCodes = []struct {
 	{signaling.ErrUnknownDN, codes.NotFound},
 	{signaling.ErrBadTarget, codes.InvalidArgument},
 	{signaling.ErrOverCap, codes.ResourceExhausted},
+	// Shutting down: try again elsewhere or later.
+	{signaling.ErrNotServing, codes.Unavailable},
 	{dn.ErrInvalid, codes.InvalidArgument},
 	{dn.ErrNotFound, codes.NotFound},
 	{dn.ErrExists, codes.AlreadyExists},
