@@ -135,8 +135,15 @@ statcol() {
 # rcvbuf_errors: UDP datagrams the host dropped because a socket's receive buffer was full.
 rcvbuf_errors() { awk '/^Udp:/ {v=$6} END {print v+0}' /proc/net/snmp; }
 
+# conns PORT: TCP connections established to 127.0.0.1:PORT (a listener of ours) right now.
+conns() {
+  local hex
+  hex=$(printf '%04X' "$1")
+  awk -v p=":$hex" 'substr($2, length($2) - 4) == p && $4 == "01" {n++} END {print n+0}' /proc/net/tcp
+}
+
 # run_sipp LABEL TARGET_HOSTPORT TRANSPORT DIAL RATE CALLS: one fixed-rate SIPp run.
-# Sets OK FAILED WALL ACHIEVED P50 P90 P99 PMAX DROPS DIR.
+# Sets OK FAILED WALL ACHIEVED P50 P90 P99 PMAX DROPS CONNS DIR.
 run_sipp() {
   local label=$1 target=$2 tr=$3 dial=$4 rate=$5 calls=$6 t s e stat rtt
   DIR=$OUT/runs/$label-$tr-$rate-$(date +%s%N)
@@ -154,6 +161,11 @@ run_sipp() {
      -timeout $((calls / rate + 20)) > sipp.out 2>&1) || true
   e=$(date +%s.%N)
   DROPS=$(($(rcvbuf_errors) - d0))
+  # Over TCP/TLS: the connections the target holds open to the answering side after the run
+  # (one is expected; more means it dialled again, e.g. several at once on a cold start).
+  CONNS=-
+  [[ $tr == tcp ]] && CONNS=$(conns $UAS_TCP)
+  [[ $tr == tls ]] && CONNS=$(conns $UAS_TLS)
   # Counters from the statistics file SIPp writes every second (-trace_stat -fd 1): it is
   # there even when SIPp had to be killed. A call that did not complete counts as failed.
   stat=$(ls "$DIR"/*_.csv 2>/dev/null | head -1 || true)
@@ -201,8 +213,9 @@ bench_target() {
     fi
     say ""
     say "== $name over $tr$cold: rising rates, ${DURATION}s each (response time INVITE->200 in ms)"
-    say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s %6s' rate calls ok failed achieved p50 p90 p99 max drops)"
-    say "   (failed = placed but not completed; achieved = completed calls per wall-clock second of the run)"
+    say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s %6s %5s' rate calls ok failed achieved p50 p90 p99 max drops conns)"
+    say "   (failed = placed but not completed; achieved = completed calls per wall-clock second of the run;"
+    say "    conns = TCP/TLS connections open to the answering side after the step)"
     best=0 bestdir="" misses=0
     for rate in $RATES; do
       if ((misses >= 2)); then
@@ -211,7 +224,7 @@ bench_target() {
       fi
       calls=$((rate * DURATION))
       run_sipp "$name" "$thp" "$tr" "$dial" "$rate" "$calls"
-      say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s %6s' "$rate" "$calls" "$OK" "$FAILED" "$ACHIEVED" "$P50" "$P90" "$P99" "$PMAX" "$DROPS")"
+      say "$(printf '   %-6s %8s %7s %7s %9s %7s %7s %7s %8s %6s %5s' "$rate" "$calls" "$OK" "$FAILED" "$ACHIEVED" "$P50" "$P90" "$P99" "$PMAX" "$DROPS" "$CONNS")"
       if [[ $FAILED == 0 && $OK == "$calls" ]]; then best=$rate bestdir=$DIR misses=0; else misses=$((misses + 1)); fi
       sleep "$SETTLE"
     done
