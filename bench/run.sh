@@ -18,7 +18,8 @@
 # (Debian's sip-tester has none; docs/performance.md says how to build one). The caller reaches
 # sipsvc over TLS (BASE+61) and sipsvc reaches a SIPp answering side over TLS (BASE+91); both
 # SIPps and sipsvc use a self-signed pair that openssl makes in $OUT/certs, which sipsvc also
-# trusts (tls.ca_file), so sipsvc verifies the answering side as it would in production.
+# trusts (tls.ca_file), so sipsvc verifies the answering side as it would in production;
+# TLS_VERIFY=0 gives the DN insecure_skip_verify instead (the other dial path of sipsvc).
 # Kamailio is measured over UDP and TCP only (bench/kamailio.cfg has no TLS listener).
 # COLD=1 starts a fresh sipsvc before each transport's first step: no call comes before the
 # first step, so sipsvc opens its TCP/TLS connections under load (e.g.
@@ -48,6 +49,7 @@ SVC_PORT=$((BASE + 60)) SVC_TLS=$((BASE + 61)) KAM_PORT=$((BASE + 70)) UAS_UDP=$
 UAS_TLS=$((BASE + 91))
 SIPP_TLS=${SIPP_TLS:-}
 COLD=${COLD:-0}
+TLS_VERIFY=${TLS_VERIFY:-1}
 SIPSVC_BIN=${SIPSVC_BIN:-}
 SETTLE=${SETTLE:-5}
 SIPP_BUFFER=${SIPP_BUFFER:-4194304}
@@ -260,6 +262,7 @@ say "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 say "sipp: $(sipp -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*'), socket buffers $SIPP_BUFFER B"
 if ((WANT_TLS)); then say "sipp for tls: $SIPP_TLS, $("$SIPP_TLS" -v 2>&1 | grep -m1 -o 'SIPp v[^ ]*')"; fi
 if [[ $COLD == 1 ]]; then say "cold: a fresh sipsvc before each transport's first step"; fi
+if ((WANT_TLS)) && [[ $TLS_VERIFY == 0 ]]; then say "tls: sipsvc does not verify the answering side (insecure_skip_verify)"; fi
 say "results: $OUT"
 
 # The answering side, shared by both targets.
@@ -328,6 +331,7 @@ dns:
   - number: bench-tls
     type: extension
     contact: "sip:bench-tls@127.0.0.1:$UAS_TLS;transport=tls"
+$([[ $TLS_VERIFY == 0 ]] && echo "    insecure_skip_verify: true")
     allow_anonymous: true # newer
 EOF
   SVC_PID=""
