@@ -343,7 +343,7 @@ EOF
     for try in 1 2; do
       "$SVC_BINARY" --config "$OUT/sipsvc.yaml" >> "$OUT/sipsvc.log" 2>&1 &
       SVC_PID=$!
-      BGPIDS+=($SVC_PID)
+      BGPIDS+=("$SVC_PID")
       for _ in $(seq 100); do
         (exec 3<>/dev/tcp/127.0.0.1/$SVC_PORT) 2>/dev/null && return 0
         kill -0 "$SVC_PID" 2>/dev/null || break
