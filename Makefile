@@ -50,6 +50,7 @@ interop:
 
 # bench drives SIPp at rising call rates through sipsvc over UDP and TCP, measures CPU per call
 # at 1,500 calls/s, then the same for a Kamailio stateful proxy. Not part of CI (slow, noisy).
+# TLS and cold starts: SIPP_TLS=/path/to/sipp-with-tls TRANSPORTS=tls COLD=1 (docs/performance.md).
 bench:
 	bash bench/run.sh
 
