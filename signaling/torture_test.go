@@ -260,7 +260,7 @@ var tortureCases = []struct {
 	{"rfc4475/escnull.dat", "405", "405"},
 	{"rfc4475/esc02.dat", "405", "405"},
 	{"rfc4475/lwsdisp.dat", "200", "200"},
-	{"rfc4475/longreq.dat", "none", "404"}, // gap (UDP): the 404 exceeds sipgo's UDP size limit
+	{"rfc4475/longreq.dat", "none", "404"},               // gap (UDP): the 404 exceeds sipgo's UDP size limit
 	{"rfc4475/dblreq.dat", "405", "404+405 then closed"}, // TCP: both requests answered, then closed
 	{"rfc4475/semiuri.dat", "200", "200"},
 	{"rfc4475/transports.dat", "200", "200"},
