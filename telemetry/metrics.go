@@ -70,6 +70,7 @@ type Metrics struct {
 	msgIn           metric.Int64Counter
 	msgOut          metric.Int64Counter
 	tlsHandshakes   metric.Int64Counter
+	respDropped     metric.Int64Counter // drops.go
 
 	noAttrs measureOpts
 
@@ -80,6 +81,7 @@ type Metrics struct {
 	fallbacks *optCache[string]
 	messages  *optCache[msgKey]
 	tls       *optCache[tlsKey]
+	drops     *optCache[dropKey]
 }
 
 type legKey struct {
@@ -123,6 +125,8 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.msgIn = i64(MetricMessagesReceived, "{message}", "SIP messages received, by method, status (responses) and transport.")
 	m.msgOut = i64(MetricMessagesSent, "{message}", "SIP messages sent, by method, status (responses) and transport.")
 	m.tlsHandshakes = i64(MetricTLSHandshakes, "{handshake}", "TLS handshakes on SIP connections, by direction and result.")
+	m.respDropped = i64(MetricResponsesDropped, "{response}", "Responses not sent because their request's connection was gone, by transport and reason.")
+	m.drops = newDropSets()
 	h, err := meter.Float64Histogram(MetricRoutingDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time to reach a routing decision, by outcome."),
 		metric.WithExplicitBucketBoundaries(RoutingBuckets...))
