@@ -1,8 +1,13 @@
 package signaling
 
 import (
+	"context"
+	"errors"
 	"net"
+	"runtime"
 	"strings"
+	"syscall"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -70,5 +75,72 @@ func (s *Server) wireConfig(transport string) sipcheck.WireConfig {
 				}
 			}
 		},
+	}
+}
+
+// errNoResponseDial refuses a connection sipgo would open to send a response.
+var errNoResponseDial = errors.New("signaling: not dialling out to answer a request whose connection is gone")
+
+// sipgoServerConnection is the sipgo function that finds the connection to answer a request
+// on and, failing that, dials the top Via's sent-by (RFC 3261 §18.2.2). responseDialer
+// recognises its dials by this name; TestNoDialOutForResponse fails if sipgo renames it.
+const sipgoServerConnection = "github.com/emiago/sipgo/sip.(*TransportLayer).serverRequestConnection"
+
+// streamTransports gives sipgo TCP and TLS transports whose dialer refuses the dials sipgo
+// makes to answer a request (responseDialer); dials for our own requests are unchanged.
+func (s *Server) streamTransports() sip.TransportLayerOption {
+	return sip.WithTransportLayerTransports(sip.TransportsConfig{
+		TCP: &sip.TransportTCP{DialerCreate: s.responseDialer("TCP")},
+		TLS: &sip.TransportTLS{TransportTCP: &sip.TransportTCP{DialerCreate: s.responseDialer("TLS")}},
+	})
+}
+
+// responseDialer is the dialer factory of a stream transport. A response to a request that
+// came over TCP or TLS goes back over that connection (RFC 3261 §18.2.2). When the
+// connection is gone (the peer closed it, or it was closed on a framing error) sipgo would
+// dial the host and port the request's Via names, with a 10 s timeout, in a goroutine that
+// outlives the Server: a peer could make sipsvc connect anywhere by sending one request and
+// hanging up. Those dials are refused before a packet leaves; the request is dropped (sipgo
+// logs it), and the refusal is logged and counted. Dials for our own requests (a leg to a
+// DN over TCP or TLS) pass, with sipgo's default timeout.
+func (s *Server) responseDialer(transport string) func(laddr net.Addr) net.Dialer {
+	return func(laddr net.Addr) net.Dialer {
+		if !answeringRequest() {
+			return net.Dialer{Timeout: time.Minute, LocalAddr: laddr}
+		}
+		return net.Dialer{
+			ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+				s.log.Warn("response dropped: the request's connection is gone and sipsvc does not dial the peer back",
+					"transport", transport, "via_addr", address)
+				if c, ok := s.cfg.Metrics.(ResponseDropCounter); ok {
+					c.ResponseDropped(transport, "connection_gone")
+				}
+				return errNoResponseDial
+			},
+		}
+	}
+}
+
+// ResponseDropCounter is implemented by a Metrics that counts responses sipsvc could not send
+// and did not try to send another way: reason "connection_gone" (a request that came over TCP
+// or TLS whose connection closed before its response).
+type ResponseDropCounter interface {
+	ResponseDropped(transport, reason string)
+}
+
+// answeringRequest reports whether the calling goroutine is in sipgo's search for the
+// connection to answer a request on.
+func answeringRequest() bool {
+	var pcs [24]uintptr
+	n := runtime.Callers(3, pcs[:])
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		f, more := frames.Next()
+		if f.Function == sipgoServerConnection {
+			return true
+		}
+		if !more {
+			return false
+		}
 	}
 }

@@ -196,7 +196,7 @@ func New(cfg Config) (*Server, error) {
 		sipgo.WithUserAgentParser(sipcheck.NewParser()),
 		sipgo.WithUserAgenTLSConfig(s.verify.clientConfig()),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quietLogger(cfg.Logger))),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quietLogger(cfg.Logger))),
+		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quietLogger(cfg.Logger)), s.streamTransports()),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("signaling: user agent: %w", err)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"time"
 )
 
 // maxFrame bounds the bytes a stream connection buffers for one message: more than that and
@@ -12,11 +13,18 @@ import (
 // oversized message and closes the connection).
 const maxFrame = 65535
 
+// defaultDrainWait bounds how long the end of a connection's input is held back from sipgo
+// while requests it was handed still await their final response (see WrapConn).
+const defaultDrainWait = 2 * time.Second
+
 // WrapListener wraps a TCP listener so that every connection it accepts goes through
 // WrapConn.
 func WrapListener(l net.Listener, cfg WireConfig) net.Listener {
 	if cfg.WarnAgent == "" {
 		cfg.WarnAgent = "sipsvc"
+	}
+	if cfg.DrainWait <= 0 {
+		cfg.DrainWait = defaultDrainWait
 	}
 	return &listener{Listener: l, cfg: cfg}
 }
@@ -41,8 +49,19 @@ func (l *listener) Accept() (net.Conn, error) {
 // connection stays open, where sipgo would close it. A message without a usable
 // Content-Length, or larger than 64 KiB, switches the connection to handing bytes through
 // unchecked: sipgo then applies its own framing rules (and closes the connection).
+//
+// sipgo closes a connection as soon as its reader sees the end of the input (the peer closed,
+// a read error) or bytes it cannot frame, even when requests it read before are still being
+// answered; their responses would then be lost, or sipgo would dial the peer anew to send
+// them. So the end of the input, and the first bytes handed through unchecked, are held back
+// until every request handed to sipgo on the connection has had a final response written on
+// it (RFC 3261 §18.2.2: the response goes back over the connection the request came on), or
+// DrainWait has passed, or the connection is closed.
 func WrapConn(c net.Conn, cfg WireConfig) net.Conn {
-	return &streamConn{Conn: c, cfg: cfg}
+	if cfg.DrainWait <= 0 {
+		cfg.DrainWait = defaultDrainWait
+	}
+	return &streamConn{Conn: c, cfg: cfg, done: make(chan struct{})}
 }
 
 type streamConn struct {
@@ -56,8 +75,18 @@ type streamConn struct {
 	out     [][]byte // framed segments for the reader, in order; never merged
 	through bool     // framing gave up: bytes pass unchecked
 	rerr    error    // read error to return once out is drained
+	drained bool     // the end of the checked input waited for pending responses once
 
 	wmu sync.Mutex // serialises Write: sipgo's responses and our refusals
+
+	pmu sync.Mutex // guards pending and idle
+	// pending counts the requests (ACK aside) handed to sipgo that have not had a final
+	// response written yet; idle, when not nil, is closed when pending drops to zero.
+	pending int
+	idle    chan struct{}
+
+	done      chan struct{} // closed by Close
+	closeOnce sync.Once
 }
 
 // Read returns the next framed bytes: at most one segment (a message, or keep-alive CRLFs)
@@ -73,9 +102,15 @@ func (c *streamConn) Read(p []byte) (int, error) {
 			return n, nil
 		}
 		if c.rerr != nil {
+			c.drain()
+			if c.rerr == io.EOF && len(c.in) > 0 {
+				c.out, c.in = append(c.out, c.in), nil // let sipgo see the partial rest
+				continue
+			}
 			return 0, c.rerr
 		}
 		if c.through {
+			c.drain() // sipgo may close the connection on what follows
 			if len(c.in) > 0 {
 				c.out, c.in = append(c.out, c.in), nil
 				continue
@@ -88,10 +123,58 @@ func (c *streamConn) Read(p []byte) (int, error) {
 		}
 		if err != nil {
 			c.rerr = err
-			if err == io.EOF && len(c.in) > 0 {
-				c.out, c.in = append(c.out, c.in), nil // let sipgo see the partial rest
-			}
 		}
+	}
+}
+
+// drain waits, the first time it is called, until every request handed to sipgo has had its
+// final response written, DrainWait has passed, or the connection is closed. Read calls it
+// once all the framed messages were handed out: sipgo has then passed each of them on (it
+// does so before it reads again), so their answers are on their way.
+func (c *streamConn) drain() {
+	if c.drained {
+		return
+	}
+	c.drained = true
+	c.pmu.Lock()
+	if c.pending == 0 {
+		c.pmu.Unlock()
+		return
+	}
+	idle := make(chan struct{})
+	c.idle = idle
+	c.pmu.Unlock()
+	t := time.NewTimer(c.cfg.DrainWait)
+	defer t.Stop()
+	select {
+	case <-idle:
+	case <-t.C:
+	case <-c.done:
+	}
+}
+
+// handOut passes a framed message to sipgo, counting it when it is a request that expects a
+// response (not an ACK).
+func (c *streamConn) handOut(msg []byte, startLine []byte) {
+	c.out = append(c.out, msg)
+	if !expectsResponse(startLine) {
+		return
+	}
+	c.pmu.Lock()
+	c.pending++
+	c.pmu.Unlock()
+}
+
+// answered counts a final response written on the connection.
+func (c *streamConn) answered() {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	if c.pending == 0 {
+		return // more final responses than requests (a retransmission): nothing waits
+	}
+	if c.pending--; c.pending == 0 && c.idle != nil {
+		close(c.idle)
+		c.idle = nil
 	}
 }
 
@@ -151,7 +234,7 @@ func (c *streamConn) frame() {
 		}
 		v := checkRequestLine(msg[:eol])
 		if v.Code == 0 && !v.Drop {
-			c.out = append(c.out, msg)
+			c.handOut(msg, msg[:eol])
 			continue
 		}
 		var res []byte
@@ -166,16 +249,46 @@ func (c *streamConn) frame() {
 			c.cfg.OnRefuse(v.Method, code) // before the answer: whoever sees it sees it counted
 		}
 		if res != nil {
-			_, _ = c.Write(res) // a write error surfaces on sipgo's next read or write
+			_, _ = c.write(res) // a write error surfaces on sipgo's next read or write
 		}
 	}
 }
 
-// Write writes to the connection; it is safe to call while frame answers a refusal.
+// Write writes to the connection; it is safe to call while frame answers a refusal. A final
+// response written completely answers one pending request (see WrapConn).
 func (c *streamConn) Write(p []byte) (int, error) {
+	n, err := c.write(p)
+	if err == nil && isFinal(p) {
+		c.answered()
+	}
+	return n, err
+}
+
+func (c *streamConn) write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.Conn.Write(p)
+}
+
+// Close closes the connection and ends a wait for pending responses.
+func (c *streamConn) Close() error {
+	c.closeOnce.Do(func() { close(c.done) })
+	return c.Conn.Close()
+}
+
+// expectsResponse reports whether a start line is that of a request other than ACK (RFC 3261
+// §17.2.1: an ACK is never answered).
+func expectsResponse(line []byte) bool {
+	if bytes.HasPrefix(line, sipSlash) {
+		return false // a response
+	}
+	m, _, ok := bytes.Cut(line, []byte(" "))
+	return ok && len(m) > 0 && !bytes.EqualFold(m, []byte("ACK"))
+}
+
+// isFinal reports whether p starts with the status line of a final response (2xx to 6xx).
+func isFinal(p []byte) bool {
+	return len(p) > 9 && bytes.HasPrefix(p, []byte("SIP/2.0 ")) && '2' <= p[8] && p[8] <= '6'
 }
 
 // statusLineOK reports whether a status line has the form "SIP/2.0 ddd reason", with a

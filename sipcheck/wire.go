@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"net"
 	"strconv"
+	"time"
 )
 
-// WireConfig configures the datagram check of WrapPacketConn.
+// WireConfig configures the checks before parsing: the datagram check of WrapPacketConn and
+// the stream framing of WrapListener and WrapConn.
 type WireConfig struct {
 	// Server is the value of the Server header of the responses formed here.
 	Server string
@@ -16,6 +18,9 @@ type WireConfig struct {
 	// answer is sent: the request method and the status code (0 when dropped). It is called
 	// on the read loop: it must not block.
 	OnRefuse func(method string, code int)
+	// DrainWait bounds how long a stream connection (WrapConn) holds back the end of its
+	// input while requests it passed on still await their final response. Default 2 s.
+	DrainWait time.Duration
 }
 
 // Verdict is what CheckDatagram decides about one datagram. The zero Verdict passes it on.

@@ -71,6 +71,7 @@ type Metrics struct {
 	msgOut          metric.Int64Counter
 	tlsHandshakes   metric.Int64Counter
 	refused         metric.Int64Counter // admission.go
+	respDropped     metric.Int64Counter // drops.go
 
 	noAttrs measureOpts
 
@@ -83,6 +84,7 @@ type Metrics struct {
 	tls       *optCache[tlsKey]
 
 	connMetrics // connection refusals (conns.go)
+	drops     *optCache[dropKey]
 }
 
 type legKey struct {
@@ -129,6 +131,8 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	m.msgOut = i64(MetricMessagesSent, "{message}", "SIP messages sent, by method, status (responses) and transport.")
 	m.tlsHandshakes = i64(MetricTLSHandshakes, "{handshake}", "TLS handshakes on SIP connections, by direction and result.")
 	m.refused = i64(MetricCallsRefused, "{call}", "Calls refused at admission or ended by a cap, by reason.")
+	m.respDropped = i64(MetricResponsesDropped, "{response}", "Responses not sent because their request's connection was gone, by transport and reason.")
+	m.drops = newDropSets()
 	h, err := meter.Float64Histogram(MetricRoutingDuration, metric.WithUnit("s"),
 		metric.WithDescription("Time to reach a routing decision, by outcome."),
 		metric.WithExplicitBucketBoundaries(RoutingBuckets...))

@@ -105,6 +105,7 @@ func TestMetricsScrape(t *testing.T) {
 	m.MessageIn("OPTIONS", 42, "TCP")
 	m.TLSHandshake("inbound", "ok")
 	m.TLSHandshake("outbound", "bad_certificate")
+	m.ResponseDropped("TLS", "connection_gone")
 	m.RoutingDone(3*time.Millisecond, "routed")
 	m.RoutingDone(2*time.Second, "timeout")
 
@@ -127,6 +128,7 @@ func TestMetricsScrape(t *testing.T) {
 		`sipsvc_tls_handshakes_total{sipsvc_tls_direction="inbound",sipsvc_tls_result="ok"}`:                "1",
 		`sipsvc_tls_handshakes_total{sipsvc_tls_direction="outbound",sipsvc_tls_result="bad_certificate"}`:  "1",
 		`sipsvc_routing_decisions_total{sipsvc_routing_outcome="routed"}`:                                   "1",
+		`sipsvc_sip_responses_dropped_total{sip_transport="TLS",sipsvc_sip_drop_reason="connection_gone"}`:  "1",
 		`sipsvc_routing_decisions_total{sipsvc_routing_outcome="timeout"}`:                                  "1",
 		`sipsvc_routing_duration_seconds_count{sipsvc_routing_outcome="routed"}`:                            "1",
 		`sipsvc_routing_duration_seconds_bucket{sipsvc_routing_outcome="routed",le="0.005"}`:                "1",
