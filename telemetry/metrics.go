@@ -82,9 +82,9 @@ type Metrics struct {
 	fallbacks *optCache[string]
 	messages  *optCache[msgKey]
 	tls       *optCache[tlsKey]
+	drops     *optCache[dropKey]
 
 	connMetrics // connection refusals (conns.go)
-	drops     *optCache[dropKey]
 }
 
 type legKey struct {
