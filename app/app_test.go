@@ -1,35 +1,20 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sipsvc/sipsvc/internal/syncbuf"
 
 	"github.com/sipsvc/sipsvc/config"
 )
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink safe for concurrent writes and reads.
+type syncBuffer = syncbuf.Buffer
 
 // testSettings is config.Default on loopback port 0 with its data in a temporary directory.
 func testSettings(t *testing.T) config.Config {

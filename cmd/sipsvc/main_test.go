@@ -9,9 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/sipsvc/sipsvc/internal/syncbuf"
 
 	"github.com/emiago/sipgo/sip"
 
@@ -109,23 +110,8 @@ func TestInterruptStopsCleanly(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.Writer safe for the subprocess copier and the test to share.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log sink safe for concurrent writes and reads.
+type syncBuffer = syncbuf.Buffer
 
 // TestProcessLoggerRoutesLibraries: sipgo's package logger and the standard log package
 // write through the service's handler, in its format and at its level (issue 12: sipgo's
