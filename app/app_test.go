@@ -8,9 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sipsvc/sipsvc/internal/syncbuf"
-
 	"github.com/sipsvc/sipsvc/config"
+	"github.com/sipsvc/sipsvc/internal/syncbuf"
 )
 
 // syncBuffer is a log sink safe for concurrent writes and reads.

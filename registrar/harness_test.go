@@ -18,14 +18,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sipsvc/sipsvc/internal/syncbuf"
-
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
 	"github.com/icholy/digest"
 
 	"github.com/sipsvc/sipsvc/connlimit"
 	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/internal/syncbuf"
 	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/signaling"
 	"github.com/sipsvc/sipsvc/store"

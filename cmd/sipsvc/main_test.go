@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sipsvc/sipsvc/internal/syncbuf"
-
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/sipsvc/sipsvc/config"
+	"github.com/sipsvc/sipsvc/internal/syncbuf"
 )
 
 // TestHelpExitsCleanly: --help and -h print the usage and are not an error (issue 12:
