@@ -128,7 +128,7 @@ const ackWait = 2 * time.Second
 // waitAck waits, on an inbound leg, for the ACK of our 2xx, at most ackWait or until ctx
 // ends; other legs return at once.
 func (l *leg) waitAck(ctx context.Context) {
-	if l.acked == nil || l.dir != inbound {
+	if l.acked == nil || l.dir != inbound || l.noAck.Load() {
 		return
 	}
 	t := time.NewTimer(ackWait)

@@ -167,6 +167,7 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		return // R4/R25: requests of a sips dialog come over TLS
 	}
 	l.markAcked()
+	l.ackArrived(req.CSeq().SeqNo) // stops our 2xx retransmission (retransmit.go)
 	if l.span != nil {
 		l.span.AddEvent(sc.EventACK)
 	}
