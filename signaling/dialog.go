@@ -247,7 +247,12 @@ func (s *Server) udpListenerReady(la listenAddr) bool {
 // means every in-dialog request on the leg goes over TLS, and our Contact on the leg
 // becomes a sips URI on our TLS listener (R9: a sips top Route needs a sips Contact, so
 // the peer is never told to reach us in the clear); a transport parameter on the top
-// route selects that transport. The caller holds l.mu (or owns the leg alone).
+// route selects that transport, unless the remote target (the Request-URI of every
+// in-dialog request) is sips: then the route is reached over TLS whatever its scheme or
+// transport parameter says (R11, R37; RFC 3261 §8.1.2: a sips Request-URI is resolved
+// as if every URI used to reach it were sips, so TLS on every hop, the first one
+// included), at the route's explicit port or 5061. The caller holds l.mu (or owns the
+// leg alone).
 func (l *leg) routeTransportLocked() {
 	if len(l.routeSet) == 0 {
 		return
@@ -257,7 +262,7 @@ func (l *leg) routeTransportLocked() {
 	if v, ok := dn.TransportParam(top); ok {
 		tp = strings.ToUpper(v)
 	}
-	if strings.EqualFold(top.Scheme, "sips") {
+	if strings.EqualFold(top.Scheme, "sips") || strings.EqualFold(l.remoteTarget.Scheme, "sips") {
 		tp = "TLS"
 		if l.c != nil && l.c.s != nil && !strings.EqualFold(l.localContact.Scheme, "sips") {
 			l.localContact = l.c.s.sipsContact(l.localContact)

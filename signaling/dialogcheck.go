@@ -66,6 +66,9 @@ func (l *leg) refreshTarget(req *sip.Request) {
 	if l.transport == "UDP" && len(l.routeSet) == 0 {
 		l.dest = hostPort(l.remoteTarget, l.transport)
 	}
+	if len(l.routeSet) > 0 && strings.EqualFold(l.remoteTarget.Scheme, "sips") && l.transport != "TLS" {
+		l.routeTransportLocked() // R11: a target refreshed to sips is reached over TLS via the route
+	}
 }
 
 var (
