@@ -112,6 +112,7 @@ type leg struct {
 	allow         string // peer's Allow
 	events        string // peer's Allow-Events
 	cause         string
+	outcome       Outcome // how the leg ended, set by the path that ends it (legoutcome.go)
 	timer         *sessionTimer
 	held          bool
 	rang          bool

@@ -148,6 +148,7 @@ func (s *Server) retransmit2xx(l *leg, tx sip.ServerTransaction, res *sip.Respon
 			case <-giveUp:
 				l.forgetAck(seq, acked)
 				l.noAck.Store(true) // the BYE need not wait for an ACK that will not come
+				l.setOutcome(OutcomeFailed)
 				if l.span != nil {
 					l.span.AddEvent(eventNoAck, trace.WithAttributes(sc.AttrSIPStatusCode.Int(res.StatusCode)))
 				}
