@@ -107,6 +107,14 @@ func (s *Server) retransmit2xx(l *leg, tx sip.ServerTransaction, res *sip.Respon
 	// count its timers); tests shorten T1 and T2 instead.
 	clock := realClock{}
 	t1, t2 := s.t1(), s.t2()
+	// Write through the transaction's connection (our UDP listener), as the transaction
+	// itself does in its Accepted state: sip.transaction_wait may end the transaction
+	// (Timer L) before 64*T1, and the 2xx must still go out until then.
+	send := func() error { return tx.Respond(res) }
+	if cx, ok := tx.(interface{ Connection() sip.Connection }); ok && cx.Connection() != nil {
+		conn := cx.Connection()
+		send = func() error { return conn.WriteMsg(res) }
+	}
 	go func() {
 		defer s.wg.Done()
 		tick := make(chan struct{}, 1)
@@ -135,7 +143,7 @@ func (s *Server) retransmit2xx(l *leg, tx sip.ServerTransaction, res *sip.Respon
 				l.forgetAck(seq, acked)
 				return
 			case <-tick:
-				if err := tx.Respond(res); err != nil {
+				if err := send(); err != nil {
 					c.log(slog.LevelDebug, "2xx retransmission failed", "leg", l.id, "error", err)
 				} else {
 					s.countOut(res)
