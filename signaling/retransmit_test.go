@@ -222,6 +222,11 @@ func TestRetransmit2xxNoAckEndsCall(t *testing.T) {
 	if ended.Outcome != OutcomeFailed || !strings.Contains(ended.Cause, causeNoAck) {
 		t.Errorf("call_ended outcome %q cause %q, want %q and %q", ended.Outcome, ended.Cause, OutcomeFailed, causeNoAck)
 	}
+	for _, e := range b.rec.all() {
+		if e.Kind == EventLegReleased && e.Leg == "A" && e.Outcome != OutcomeFailed {
+			t.Errorf("leg_released A outcome %q, want failed (its 2xx was never ACKed)", e.Outcome)
+		}
+	}
 	// The callee's leg is released too (BYE to B).
 	bob.WaitRequest("BYE", 1, 3*time.Second)
 }
