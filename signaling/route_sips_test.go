@@ -15,18 +15,19 @@ import (
 // request is the remote target; when it is sips, the first hop (the top route) is reached
 // over TLS whatever the route's scheme or transport parameter says (R11, R37; RFC 3261
 // §8.1.2), at the route's explicit port or 5061. A sip target keeps the route's transport
-// (R35), and a sips top route alone means TLS too (R13).
+// (R35), and a sips top route alone means TLS too (R13). With a sips target every sip:
+// route entry becomes sips: by its scheme alone (R12, RFC 5630 §5.1.1).
 func TestRouteTransport_SipsTargetBehindSipRoute_R11(t *testing.T) {
 	tests := []struct {
-		name, arrived, contact, route string
-		wantTransport, wantDest       string
+		name, arrived, contact, route      string
+		wantTransport, wantDest, wantRoute string
 	}{
-		{"R11_sips_target_route_transport_tcp", "TCP", "sips:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=tcp;lr", "TLS", "198.51.100.9:5070"},
-		{"R11_sips_target_route_transport_udp", "UDP", "sips:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=udp;lr", "TLS", "198.51.100.9:5070"},
-		{"R11_sips_target_route_default_port", "UDP", "sips:alice@192.0.2.1", "sip:198.51.100.9;lr", "TLS", "198.51.100.9:5061"},
-		{"R11_sips_target_over_TLS_route_transport_tcp", "TLS", "sips:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=tcp;lr", "TLS", "198.51.100.9:5070"},
-		{"R35_sip_target_keeps_route_transport", "UDP", "sip:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=tcp;lr", "TCP", "198.51.100.9:5070"},
-		{"R13_sips_route_sip_target", "TCP", "sip:alice@192.0.2.1;transport=tcp", "sips:198.51.100.9;lr", "TLS", "198.51.100.9:5061"},
+		{"R11_sips_target_route_transport_tcp", "TCP", "sips:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=tcp;lr", "TLS", "198.51.100.9:5070", "sips:198.51.100.9:5070;transport=tcp;lr"},
+		{"R11_sips_target_route_transport_udp", "UDP", "sips:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=udp;lr", "TLS", "198.51.100.9:5070", "sips:198.51.100.9:5070;lr"},
+		{"R11_sips_target_route_default_port", "UDP", "sips:alice@192.0.2.1", "sip:198.51.100.9;lr", "TLS", "198.51.100.9:5061", "sips:198.51.100.9;lr"},
+		{"R11_sips_target_over_TLS_route_transport_tcp", "TLS", "sips:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=tcp;lr", "TLS", "198.51.100.9:5070", "sips:198.51.100.9:5070;transport=tcp;lr"},
+		{"R35_sip_target_keeps_route_transport", "UDP", "sip:alice@192.0.2.1", "sip:198.51.100.9:5070;transport=tcp;lr", "TCP", "198.51.100.9:5070", "sip:198.51.100.9:5070;transport=tcp;lr"},
+		{"R13_sips_route_sip_target", "TCP", "sip:alice@192.0.2.1;transport=tcp", "sips:198.51.100.9;lr", "TLS", "198.51.100.9:5061", "sips:198.51.100.9;lr"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -43,6 +44,9 @@ func TestRouteTransport_SipsTargetBehindSipRoute_R11(t *testing.T) {
 			l.setDialogDestLocked("10.0.0.2:40000")
 			if l.transport != tc.wantTransport || l.dest != tc.wantDest {
 				t.Errorf("transport %s dest %s, want %s %s", l.transport, l.dest, tc.wantTransport, tc.wantDest)
+			}
+			if got := l.routeSet[0].String(); got != tc.wantRoute {
+				t.Errorf("route %s, want %s (R12)", got, tc.wantRoute)
 			}
 		})
 	}
@@ -91,8 +95,9 @@ func TestR11_SipsContactBehindSipRecordRoute(t *testing.T) {
 	if bye.Transport() != "TLS" || bye.Via().Transport != "TLS" || bye.Recipient.Scheme != "sips" {
 		t.Errorf("BYE to A: %s over %s, Via %s; want sips over TLS to the route (R11)", bye.Recipient.String(), bye.Transport(), bye.Via().Transport)
 	}
-	if r := bye.Route(); r == nil || r.Address.Host == "" {
-		t.Errorf("BYE to A has no Route for the recorded route: %v", bye.Route())
+	// R12: the recorded sip: route is sent as sips: (same host and port, lr kept).
+	if r := bye.Route(); r == nil || r.Address.Scheme != "sips" || hostPort(r.Address, "TLS") != proxyTLS.Addr {
+		t.Errorf("BYE to A Route %v, want the recorded route as sips (R12)", bye.Route())
 	}
 	if n := alice.Count(sip.BYE) + aliceTLS.Count(sip.BYE); n != 0 {
 		t.Errorf("R37: %d BYE bypassed the route", n)
