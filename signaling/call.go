@@ -84,6 +84,8 @@ type leg struct {
 	acked    chan struct{}
 	ackOnce  sync.Once
 	timerGen atomic.Uint64 // generations of the leg's session timers (see sessionTimer)
+	// noAck is set when our 2xx was retransmitted for 64*T1 without an ACK (retransmit.go).
+	noAck atomic.Bool
 
 	mu sync.Mutex // guards the dialog state below
 	// c is the call the leg belongs to; an attended transfer moves a leg to another call.
@@ -110,6 +112,7 @@ type leg struct {
 	allow         string // peer's Allow
 	events        string // peer's Allow-Events
 	cause         string
+	outcome       Outcome // how the leg ended, set by the path that ends it (legoutcome.go)
 	timer         *sessionTimer
 	held          bool
 	rang          bool
@@ -121,6 +124,8 @@ type leg struct {
 	reinviteSeq uint32
 	// final is the 2xx that answered an outbound leg.
 	final *sip.Response
+	// ackWaits holds, by INVITE CSeq, our 2xx still retransmitted until its ACK (retransmit.go).
+	ackWaits map[uint32]chan struct{}
 }
 
 // replaceLegLocked puts nl in the bridged slot (c.a or c.b) that old holds, and reports

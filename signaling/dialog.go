@@ -159,10 +159,20 @@ func (s *Server) respond(l *leg, tx sip.ServerTransaction, req *sip.Request, cod
 		res.AppendHeader(sip.NewHeader("Content-Type", ctype))
 		res.SetBody(body)
 	}
+	var acked chan struct{}
+	if needsAck(req, code) { // RFC 3261 §13.3.1.4: the TU retransmits its 2xx over UDP
+		acked = l.expectAck(req.CSeq().SeqNo)
+	}
 	if err := tx.Respond(res); err != nil {
+		if acked != nil {
+			l.forgetAck(req.CSeq().SeqNo, acked)
+		}
 		return fmt.Errorf("respond %d: %w", code, err)
 	}
 	s.countOut(res)
+	if acked != nil {
+		s.retransmit2xx(l, tx, res, req.CSeq().SeqNo, acked)
+	}
 	return nil
 }
 
@@ -237,17 +247,25 @@ func (s *Server) udpListenerReady(la listenAddr) bool {
 // means every in-dialog request on the leg goes over TLS, and our Contact on the leg
 // becomes a sips URI on our TLS listener (R9: a sips top Route needs a sips Contact, so
 // the peer is never told to reach us in the clear); a transport parameter on the top
-// route selects that transport. The caller holds l.mu (or owns the leg alone).
+// route selects that transport, unless the remote target (the Request-URI of every
+// in-dialog request) is sips: then every route entry becomes sips (R12) and the route is
+// reached over TLS whatever its scheme or transport parameter said (R11, R37; RFC 3261
+// §8.1.2: a sips Request-URI is resolved as if every URI used to reach it were sips, so
+// TLS on every hop, the first one included), at the route's explicit port or 5061. The caller holds l.mu (or owns the
+// leg alone).
 func (l *leg) routeTransportLocked() {
 	if len(l.routeSet) == 0 {
 		return
+	}
+	if strings.EqualFold(l.remoteTarget.Scheme, "sips") {
+		l.routeSet = sipsRouteSet(l.routeSet) // R12
 	}
 	top := l.routeSet[0]
 	tp := l.transport
 	if v, ok := dn.TransportParam(top); ok {
 		tp = strings.ToUpper(v)
 	}
-	if strings.EqualFold(top.Scheme, "sips") {
+	if strings.EqualFold(top.Scheme, "sips") || strings.EqualFold(l.remoteTarget.Scheme, "sips") {
 		tp = "TLS"
 		if l.c != nil && l.c.s != nil && !strings.EqualFold(l.localContact.Scheme, "sips") {
 			l.localContact = l.c.s.sipsContact(l.localContact)
@@ -255,6 +273,20 @@ func (l *leg) routeTransportLocked() {
 	}
 	l.transport = tp
 	l.dest = hostPort(top, tp)
+}
+
+// sipsRouteSet is the route set of requests whose Request-URI is sips (R12, RFC 5630
+// §5.1.1): every sip: entry becomes sips: by its scheme alone (host, port and lr kept; no
+// transport=tls or udp, R6, R4), so every hop is TLS. It returns a new slice.
+func sipsRouteSet(rs []sip.Uri) []sip.Uri {
+	out := make([]sip.Uri, len(rs))
+	for i, r := range rs {
+		out[i] = r
+		if !strings.EqualFold(r.Scheme, "sips") {
+			out[i] = sips.TargetURI(r, sips.Decision{Scheme: "sips"}, "")
+		}
+	}
+	return out
 }
 
 // sipsContact turns our Contact u into a sips URI on our TLS listener (R9, P6): same user,

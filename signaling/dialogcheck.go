@@ -66,6 +66,9 @@ func (l *leg) refreshTarget(req *sip.Request) {
 	if l.transport == "UDP" && len(l.routeSet) == 0 {
 		l.dest = hostPort(l.remoteTarget, l.transport)
 	}
+	if len(l.routeSet) > 0 && strings.EqualFold(l.remoteTarget.Scheme, "sips") && l.transport != "TLS" {
+		l.routeTransportLocked() // R11: a target refreshed to sips is reached over TLS via the route
+	}
 }
 
 var (
@@ -128,7 +131,7 @@ const ackWait = 2 * time.Second
 // waitAck waits, on an inbound leg, for the ACK of our 2xx, at most ackWait or until ctx
 // ends; other legs return at once.
 func (l *leg) waitAck(ctx context.Context) {
-	if l.acked == nil || l.dir != inbound {
+	if l.acked == nil || l.dir != inbound || l.noAck.Load() {
 		return
 	}
 	t := time.NewTimer(ackWait)

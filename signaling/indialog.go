@@ -54,7 +54,7 @@ func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 		if !answered {
 			// A BYE on an early dialog: that fork (or the caller) gives up.
 			if l.dir == outbound {
-				c.releaseLeg(l, "bye from "+l.id, 0)
+				c.releaseLegAs(l, OutcomeRejected, "bye from "+l.id, 0) // the callee gave up its early dialog
 			} else {
 				c.cancel()
 			}
@@ -167,6 +167,7 @@ func (s *Server) onAck(req *sip.Request, tx sip.ServerTransaction) {
 		return // R4/R25: requests of a sips dialog come over TLS
 	}
 	l.markAcked()
+	l.ackArrived(req.CSeq().SeqNo) // stops our 2xx retransmission (retransmit.go)
 	if l.span != nil {
 		l.span.AddEvent(sc.EventACK)
 	}

@@ -155,7 +155,8 @@ type Event struct {
 	// people: read the typed fields below, not Cause.
 	Status int
 	Cause  string
-	// Outcome is set on call_ended: how the call ended.
+	// Outcome is set on call_ended (how the call ended) and on leg_released (how the leg
+	// ended), by the path that ended it.
 	Outcome Outcome
 	// Direction is DirectionInbound or DirectionOutbound: on call events whether a caller's
 	// INVITE started the call or sipsvc originated it (MakeCall); on leg events whether

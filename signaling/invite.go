@@ -430,7 +430,7 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 			if r.err != nil {
 				pending--
 				ff := transportFailure(r.err)
-				c.releaseLeg(r.l, ff.cause, ff.status)
+				c.releaseLegAs(r.l, ff.outcomeOf(), ff.cause, ff.status)
 				if ff.better(best) {
 					best = &ff
 				}
@@ -456,11 +456,11 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 				}
 			}
 		case <-ring.C:
-			c.cancelForks(nil, "ring timeout")
+			c.cancelForks(nil, "ring timeout", OutcomeNoAnswer)
 			c.drain(results, &pending)
 			return nil, &failure{status: 408, reason: "Request Timeout", cause: "ring timeout", outcome: OutcomeNoAnswer}
 		case <-c.cancelled:
-			c.cancelForks(nil, "cancelled")
+			c.cancelForks(nil, "cancelled", OutcomeCancelled)
 			c.drain(results, &pending)
 			return nil, &failure{status: 487, reason: "Request Terminated", cause: "cancelled", outcome: OutcomeCancelled}
 		}
@@ -468,7 +468,7 @@ func (c *call) dial(t Target, tmpl originateParams, onProv func(*leg, *sip.Respo
 	if winner == nil {
 		return nil, best
 	}
-	c.cancelForks(winner, "answered elsewhere")
+	c.cancelForks(winner, "answered elsewhere", OutcomeCancelled)
 	return winner, nil
 }
 
@@ -484,7 +484,7 @@ func (c *call) drain(results chan forkResult, pending *int) {
 				if r.err == nil && r.res.IsSuccess() {
 					// A 2xx raced our CANCEL: accept and hang up that leg (RFC 3261 §9.1).
 					c.ackAndBye(r.l, r.res)
-					c.releaseLeg(r.l, "answered after cancel", r.res.StatusCode)
+					c.releaseLegAs(r.l, OutcomeCancelled, "answered after cancel", r.res.StatusCode)
 					continue
 				}
 				code := 487

@@ -155,7 +155,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		if err != nil {
 			cancel()
 			f := transportFailure(err)
-			c.releaseLeg(l, f.cause, f.status)
+			c.releaseLegAs(l, f.outcomeOf(), f.cause, f.status)
 			return nil, &f
 		}
 		l.dest = dest
@@ -165,7 +165,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 	if err != nil {
 		cancel()
 		f := transportFailure(err)
-		c.releaseLeg(l, f.cause, f.status)
+		c.releaseLegAs(l, f.outcomeOf(), f.cause, f.status)
 		return nil, &f
 	}
 	s.countOut(inv)
@@ -204,7 +204,7 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 					if !deliver(forkResult{l: l, res: res}) {
 						// Another leg won, or the attempt ended: accept and hang up (RFC 3261 §9.1).
 						c.ackAndBye(l, res)
-						c.releaseLeg(l, "answered after another leg", res.StatusCode)
+						c.releaseLegAs(l, OutcomeCancelled, "answered after another leg", res.StatusCode)
 					}
 					// The transaction now only absorbs retransmitted 2xx (RFC 6026 Accepted
 					// state, 64*T1): answer those with an ACK from the hook, and do not keep
@@ -452,8 +452,8 @@ func (c *call) ackAndBye(l *leg, res *sip.Response) {
 	_, _ = s.sendOn(ctx, l, s.inDialogRequest(l, sip.BYE, nil, ""), trace.SpanContext{})
 }
 
-// cancelForks CANCELs every unanswered outbound leg except keep.
-func (c *call) cancelForks(keep *leg, cause string) {
+// cancelForks CANCELs every unanswered outbound leg except keep; o is how those legs end.
+func (c *call) cancelForks(keep *leg, cause string, o Outcome) {
 	c.mu.Lock()
 	forks := append([]*leg(nil), c.forks...)
 	c.mu.Unlock()
@@ -462,6 +462,7 @@ func (c *call) cancelForks(keep *leg, cause string) {
 		f.mu.Lock()
 		if f != keep && f.final == nil {
 			f.cause = cause // kept by releaseLeg
+			f.setOutcomeLocked(o)
 			todo = append(todo, f)
 		}
 		f.mu.Unlock()
@@ -504,10 +505,12 @@ func (c *call) sendCancel(l *leg) {
 }
 
 // releaseLeg marks a leg released without signalling: unregistered, a leg_released event, its
-// span ended. A cause already set on the leg (e.g. by cancelForks) is kept. Idempotent.
+// span ended. A cause or outcome already set on the leg (e.g. by cancelForks) is kept.
+// Idempotent.
 func (c *call) releaseLeg(l *leg, cause string, status int) {
 	l.mu.Lock()
-	if _, ok := l.setStateLocked(StateReleased); !ok {
+	prev, ok := l.setStateLocked(StateReleased)
+	if !ok {
 		l.mu.Unlock()
 		return
 	}
@@ -515,10 +518,12 @@ func (c *call) releaseLeg(l *leg, cause string, status int) {
 		l.cause = cause
 	}
 	cause = l.cause
+	l.outcome = legOutcome(l.outcome, prev, status)
+	outcome := l.outcome
 	l.mu.Unlock()
 	c.s.unregisterLeg(l)
-	c.event(EventLegReleased, l, func(e *Event) { e.Cause = cause; e.Status = status })
-	endLegSpan(l.span, status, cause, l.dir == outbound)
+	c.event(EventLegReleased, l, func(e *Event) { e.Cause, e.Status, e.Outcome = cause, status, outcome })
+	endLegSpan(l.span, status, cause, outcome, l.dir == outbound)
 }
 
 // finish ends a call that never got answered: it releases the unanswered forks, then leg A
@@ -533,6 +538,12 @@ func (c *call) finish(a *leg, cause string, status int) {
 		c.releaseLeg(f, cause, status)
 	}
 	if a != nil {
+		c.mu.Lock()
+		o := c.outcome // set by the path that failed the call (fail), if it knew why
+		c.mu.Unlock()
+		if o != "" {
+			a.setOutcome(o)
+		}
 		c.releaseLeg(a, cause, status)
 	}
 	c.end(cause, status)

@@ -50,6 +50,10 @@ type Config struct {
 	MinSE          time.Duration
 	// Clock runs the session timers; nil means the real clock (tests inject a fake one).
 	Clock Clock
+	// T1 and T2 are the RFC 3261 timers of our 2xx retransmission over UDP (§13.3.1.4):
+	// every T1, doubling up to T2, until the ACK; no ACK after 64*T1 ends the call.
+	// Zero: DefaultT1 (500ms) and DefaultT2 (4s).
+	T1, T2 time.Duration
 	// UserAgent is written in User-Agent and Server headers. Default "sipsvc".
 	UserAgent string
 

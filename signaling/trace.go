@@ -282,8 +282,10 @@ func markAnswered(span trace.Span, code int) {
 	}
 }
 
-// endLegSpan ends a leg span with its final status; failures get an error status.
-func endLegSpan(span trace.Span, code int, cause string, client bool) {
+// endLegSpan ends a leg span with its final status and typed outcome (legoutcome.go);
+// failures get an error status: a CLIENT leg that sipsvc itself gave up (legEndedByUs)
+// is no error for its 487.
+func endLegSpan(span trace.Span, code int, cause string, outcome Outcome, client bool) {
 	if span == nil {
 		return
 	}
@@ -294,9 +296,12 @@ func endLegSpan(span trace.Span, code int, cause string, client bool) {
 	if cause != "" {
 		span.SetAttributes(sc.AttrSIPCause.String(cause))
 	}
+	if outcome != "" {
+		span.SetAttributes(sc.AttrLegOutcome.String(string(outcome)))
+	}
 	if code != 0 {
 		span.SetAttributes(sc.AttrSIPStatusCode.Int(code))
-		if sc.StatusIsError(code, client, cause == "cancelled" || cause == "answered elsewhere" || cause == "ring timeout" && code == 487) {
+		if sc.StatusIsError(code, client, legEndedByUs(outcome)) {
 			span.SetStatus(codes.Error, cause)
 			span.SetAttributes(sc.AttrErrorType.String(sc.StatusString(code)))
 		}

@@ -156,6 +156,8 @@ const (
 	AttrCallOrigin = attribute.Key("sipsvc.call.origin")
 	// AttrCallOutcome is how the call ended; one of the Outcome* values.
 	AttrCallOutcome = attribute.Key("sipsvc.call.outcome")
+	// AttrLegOutcome is how a leg ended (leg span); one of the Outcome* values.
+	AttrLegOutcome = attribute.Key("sipsvc.leg.outcome")
 	// AttrCallerClass is how the caller of an inbound call was established:
 	// "authenticated", "trusted" or "anonymous" (signaling.CallerClass).
 	AttrCallerClass = attribute.Key("sipsvc.caller.class")
@@ -168,7 +170,8 @@ const (
 	AttrRoutingTargets = attribute.Key("sipsvc.routing.targets")
 )
 
-// Call outcomes, the values of AttrCallOutcome and of Event.Outcome on call_ended events.
+// Call outcomes, the values of AttrCallOutcome and AttrLegOutcome, and of Event.Outcome on
+// call_ended and leg_released events.
 const (
 	OutcomeAnswered    = "answered"
 	OutcomeBusy        = "busy"
