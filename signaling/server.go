@@ -131,6 +131,7 @@ type Server struct {
 	udpReady atomic.Bool // sipgo has our UDP listener in its pool
 	serving  atomic.Bool // Serve has its listeners and has not begun to stop (Ready)
 	draining atomic.Bool // new calls are refused with 503 (graceful shutdown)
+	uaClosed atomic.Bool // Serve is closing the user agent: nothing more is sent (send, write)
 }
 
 type listenAddr struct {
@@ -366,8 +367,13 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	for _, c := range late {
 		_ = c()
 	}
+	s.uaClosed.Store(true)
 	_ = s.ua.Close()
 	s.wg.Wait()
+	// A goroutine still ending a call when the deadline passed may have sent between the
+	// check in send/write and the Close above: sipgo then opened a socket (and a reader
+	// goroutine) after it cleared its pool. Close the transports again to release it.
+	_ = s.ua.TransportLayer().Close()
 	lwg.Wait()
 	close(errc)
 	for err := range errc {
