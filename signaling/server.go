@@ -344,6 +344,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 			errc <- serve()
 		}()
 	}
+	s.awaitUDPListeners(ctx, l.UDP) // udpready.go: no UDP request before sipgo has them
 	s.serving.Store(true)
 	var errs []error
 	select {
@@ -367,6 +368,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	for _, c := range late {
 		_ = c()
 	}
+	lwg.Wait() // every listener is closed: no request is read from here on
 	s.uaClosed.Store(true)
 	_ = s.ua.Close()
 	s.wg.Wait()
@@ -374,7 +376,6 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	// check in send/write and the Close above: sipgo then opened a socket (and a reader
 	// goroutine) after it cleared its pool. Close the transports again to release it.
 	_ = s.ua.TransportLayer().Close()
-	lwg.Wait()
 	close(errc)
 	for err := range errc {
 		errs = append(errs, err)
