@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,7 +201,8 @@ func withRport(data []byte) []byte {
 // tortureCases are the RFC 4475 §3 and RFC 5118 §4 messages with the answer each gets over
 // UDP and over TCP: a status code, "none" (no response: responses are dropped, or RFC 3261
 // §18.3 waits for the rest of a stream), or "closed" (TCP: the connection is closed because
-// its framing cannot be trusted). docs/torture.md explains each row. The row marked "gap" is an
+// its framing cannot be trusted); "a|b" accepts either (a race between the answer to a first
+// message and the close of the stream it came on). docs/torture.md explains each row. The row marked "gap" is an
 // answer we do not yet give as the RFC asks (see docs/torture.md, "Known gaps").
 var tortureCases = []struct {
 	file     string
@@ -214,7 +216,8 @@ var tortureCases = []struct {
 	{"rfc4475/esc02.dat", "405", "405"},
 	{"rfc4475/lwsdisp.dat", "200", "200"},
 	{"rfc4475/longreq.dat", "none", "404"}, // gap (UDP): the 404 exceeds sipgo's UDP size limit
-	{"rfc4475/dblreq.dat", "405", "closed"},
+	// dblreq, TCP: the REGISTER's 405 races the close of the stream its broken tail is on.
+	{"rfc4475/dblreq.dat", "405", "closed|405"},
 	{"rfc4475/semiuri.dat", "200", "200"},
 	{"rfc4475/transports.dat", "200", "200"},
 	{"rfc4475/mpart01.dat", "481", "481"},
@@ -309,7 +312,7 @@ func TestTorture(t *testing.T) {
 					got = sendRawTCP(t, b.tcp, data, 300*time.Millisecond)
 					alive = sendRawTCP(t, b.tcp, aliveOPTIONS("TCP", i), 2*time.Second)
 				}
-				if got.String() != want {
+				if !slices.Contains(strings.Split(want, "|"), got.String()) {
 					t.Errorf("answer %s, want %s", got, want)
 				}
 				if alive.code != 200 {
