@@ -253,7 +253,8 @@ var tortureCases = []struct {
 	{"rfc4475/invut.dat", "415", "415"},
 	{"rfc4475/regaut01.dat", "405", "405"},
 	{"rfc4475/multi01.dat", "400", "400"},
-	{"rfc4475/mcl01.dat", "400", "closed"},
+	// mcl01, TCP: the 400 to the OPTIONS races the close of the stream its unframed tail is on.
+	{"rfc4475/mcl01.dat", "400", "closed|400"},
 	{"rfc4475/bcast.dat", "none", "none"},
 	{"rfc4475/zeromf.dat", "200", "200"},
 	{"rfc4475/cparam01.dat", "405", "405"},
