@@ -172,6 +172,13 @@ func startB2BUA(t testing.TB, mut func(*Config), dns ...dn.DN) *b2bua {
 			t.Errorf("serve did not stop")
 		}
 	})
+	// Wait until Serve is ready: a request sent before sipgo holds the UDP listener leaves
+	// from a socket sipgo opens for it, which its Close does not always stop (goleak).
+	for deadline := time.Now().Add(5 * time.Second); s.Ready() != nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b2bua not ready: %v", s.Ready())
+		}
+	}
 	return b
 }
 

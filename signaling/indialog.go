@@ -25,8 +25,13 @@ func (c *call) otherLocked(l *leg) *leg {
 // UPDATE, INFO, NOTIFY, MESSAGE) are relayed to the other leg with their bodies.
 func (s *Server) onInDialog(req *sip.Request, tx sip.ServerTransaction) {
 	// Serve waits for the handler (a relay, the BYEs of a hang-up) before it closes the user
-	// agent: a request sent after that would open a socket nothing closes.
-	s.wg.Add(1)
+	// agent: a request sent after that would open a socket nothing closes. Once shutdown has
+	// begun the handler is not started (its Add would race Serve's wait): the calls are being
+	// ended by Serve, and the peer is told to try later.
+	if !s.enter() {
+		s.reply(tx, req, 503, "Service Unavailable")
+		return
+	}
 	defer s.wg.Done()
 	l := s.legByCallID(string(*req.CallID()))
 	if l == nil || !l.matches(req) {

@@ -161,6 +161,12 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		l.dest = dest
 		inv.SetDestination(dest)
 	}
+	if s.uaClosed.Load() { // as in send: no socket opened after the user agent closed
+		cancel()
+		f := transportFailure(fmt.Errorf("send INVITE: %w", ErrServerClosed))
+		c.releaseLeg(l, f.cause, f.status)
+		return nil, &f
+	}
 	tx, err := s.client.TransactionRequest(ctx, inv, prebuilt)
 	if err != nil {
 		cancel()

@@ -135,6 +135,7 @@ type Server struct {
 	udpReady atomic.Bool // sipgo has our UDP listener in its pool
 	serving  atomic.Bool // Serve has its listeners and has not begun to stop (Ready)
 	draining atomic.Bool // new calls are refused with 503 (graceful shutdown)
+	uaClosed atomic.Bool // Serve is closing the user agent: nothing more is sent (send, write)
 }
 
 type listenAddr struct {
@@ -347,6 +348,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 			errc <- serve()
 		}()
 	}
+	s.awaitUDPListeners(ctx, l.UDP) // udpready.go: no UDP request before sipgo has them
 	s.serving.Store(true)
 	var errs []error
 	select {
@@ -370,9 +372,14 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	for _, c := range late {
 		_ = c()
 	}
+	lwg.Wait() // every listener is closed: no request is read from here on
+	s.uaClosed.Store(true)
 	_ = s.ua.Close()
 	s.wg.Wait()
-	lwg.Wait()
+	// A goroutine still ending a call when the deadline passed may have sent between the
+	// check in send/write and the Close above: sipgo then opened a socket (and a reader
+	// goroutine) after it cleared its pool. Close the transports again to release it.
+	_ = s.ua.TransportLayer().Close()
 	close(errc)
 	for err := range errc {
 		errs = append(errs, err)

@@ -164,7 +164,11 @@ func (t *sessionTimer) fire(gen uint64, f func()) {
 		return
 	}
 	s := t.l.call().s
-	s.wg.Add(1) // Serve waits for the refresh or the hang-up before closing the user agent
+	// Serve waits for the refresh or the hang-up before closing the user agent; once
+	// shutdown has begun, Serve ends the call itself (and an Add here would race its wait).
+	if !s.enter() {
+		return
+	}
 	defer s.wg.Done()
 	f()
 }

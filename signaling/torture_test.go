@@ -247,7 +247,8 @@ func withRport(data []byte) []byte {
 // tortureCases are the RFC 4475 §3 and RFC 5118 §4 messages with the answer each gets over
 // UDP and over TCP: a status code, "none" (no response: responses are dropped, or RFC 3261
 // §18.3 waits for the rest of a stream), or "closed" (TCP: the connection is closed because
-// its framing cannot be trusted). docs/torture.md explains each row. The row marked "gap" is an
+// its framing cannot be trusted); "a|b" accepts either (a race between the answer to a first
+// message and the close of the stream it came on). docs/torture.md explains each row. The row marked "gap" is an
 // answer we do not yet give as the RFC asks (see docs/torture.md, "Known gaps").
 var tortureCases = []struct {
 	file     string
@@ -297,7 +298,8 @@ var tortureCases = []struct {
 	{"rfc4475/invut.dat", "415", "415"},
 	{"rfc4475/regaut01.dat", "405", "405"},
 	{"rfc4475/multi01.dat", "400", "400"},
-	{"rfc4475/mcl01.dat", "400", "closed"},
+	// mcl01, TCP: the 400 to the OPTIONS races the close of the stream its unframed tail is on.
+	{"rfc4475/mcl01.dat", "400", "closed|400"},
 	{"rfc4475/bcast.dat", "none", "none"},
 	{"rfc4475/zeromf.dat", "200", "200"},
 	{"rfc4475/cparam01.dat", "405", "405"},
@@ -354,13 +356,19 @@ func TestTorture(t *testing.T) {
 				} else {
 					want = tc.tcp
 					var seq string
-					seq, got = sendRawTCPSeq(t, b.tcp, data, tcpOutcomes(want), 300*time.Millisecond)
+					// want may list alternatives ("closed|400"): where the answer races the
+					// close, either is right; read as many outcomes as the longest needs.
+					alts, n := strings.Split(want, "|"), 0
+					for _, alt := range alts {
+						n = max(n, tcpOutcomes(alt))
+					}
+					seq, got = sendRawTCPSeq(t, b.tcp, data, n, 300*time.Millisecond)
 					alive = sendRawTCP(t, b.tcp, aliveOPTIONS("TCP", i), 2*time.Second)
-					if seq != want {
+					if !slices.Contains(alts, seq) {
 						t.Errorf("answers %s, want %s", seq, want)
 					}
 				}
-				if transport == "UDP" && got.String() != want {
+				if transport == "UDP" && !slices.Contains(strings.Split(want, "|"), got.String()) {
 					t.Errorf("answer %s, want %s", got, want)
 				}
 				if alive.code != 200 {

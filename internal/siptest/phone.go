@@ -1,7 +1,6 @@
 package siptest
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -142,8 +141,8 @@ func NewPhone(t testing.TB, name, transport string, o Options) *Phone {
 	p.Server.OnAck(func(req *sip.Request, _ sip.ServerTransaction) { p.Record(req) })
 	p.Server.OnCancel(func(req *sip.Request, _ sip.ServerTransaction) { p.Record(req) })
 
-	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
+	closeListener := func() {}
 	switch {
 	case o.DialOnly:
 		p.Addr = "127.0.0.1:5999"
@@ -155,7 +154,7 @@ func NewPhone(t testing.TB, name, transport string, o Options) *Phone {
 		p.Addr = c.LocalAddr().String()
 		wg.Add(1)
 		go func() { defer wg.Done(); _ = p.Server.ServeUDP(c) }()
-		go func() { <-ctx.Done(); _ = c.Close() }()
+		closeListener = func() { _ = c.Close() }
 	case p.Transport == "TCP" || p.Transport == "TLS":
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -171,14 +170,21 @@ func NewPhone(t testing.TB, name, transport string, o Options) *Phone {
 		} else {
 			go func() { defer wg.Done(); _ = p.Server.ServeTCP(l) }()
 		}
-		go func() { <-ctx.Done(); _ = l.Close() }()
+		closeListener = func() { _ = l.Close() }
 	default:
 		t.Fatalf("phone transport %q", transport)
 	}
 	p.stop = func() {
-		cancel()
-		_ = ua.Close()
+		// The listener closes first and its serve goroutine ends before the user agent
+		// closes: a request read after sipgo cleared its pool would make it open a socket
+		// (and a reader goroutine) for the response that nothing closes. A request read
+		// just before the listener closed may still be on its way to a handler and do so
+		// all the same: the transports are closed once more after it had time to.
+		closeListener()
 		wg.Wait()
+		_ = ua.Close()
+		time.Sleep(20 * time.Millisecond)
+		_ = ua.TransportLayer().Close()
 	}
 	if !o.ManualClose {
 		t.Cleanup(p.Close)

@@ -168,7 +168,7 @@ func (u *UAC) InDialog(method sip.RequestMethod, body []byte, hdrs ...sip.Header
 	req.AppendHeader(sip.HeaderClone(res.To()))
 	req.AppendHeader(sip.HeaderClone(u.Invite.CallID()))
 	if method == sip.ACK {
-		req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.ACK})
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: u.Invite.CSeq().SeqNo, MethodName: sip.ACK})
 	} else {
 		u.cseq++
 		req.AppendHeader(&sip.CSeqHeader{SeqNo: u.cseq, MethodName: method})

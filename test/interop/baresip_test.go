@@ -223,6 +223,19 @@ func logLine(path, substr string) string {
 	return ""
 }
 
+// waitLogLine waits up to within for a line of the log at path that contains substr, and
+// returns the last such line ("" if none came).
+func waitLogLine(path, substr string, within time.Duration) string {
+	deadline := time.Now().Add(within)
+	for {
+		l := logLine(path, substr)
+		if l != "" || time.Now().After(deadline) {
+			return l
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // apiGet reads a REST resource of sipsvc into v.
 func apiGet(t *testing.T, svc *sipsvc, path string, v any) {
 	t.Helper()
@@ -352,7 +365,9 @@ func baresipCall(t *testing.T, svc *sipsvc, caller, callee *baresipPhone, caller
 	// The caller's BYE goes to the Contact sipsvc gave it; sipsvc must get it at once and pass
 	// it on (a Contact the caller cannot reach shows up here as a late, timed-out teardown).
 	callee.waitEvent(t, "CALL_CLOSED", 3*time.Second)
-	if l := logLine(svc.log, `msg="call ended"`); !strings.Contains(l, `cause="bye from A"`) {
+	// sipsvc logs "call ended" once leg B's 200 to its BYE is in, which can be after the
+	// callee reports CALL_CLOSED (it does on the BYE): wait for the line, do not race it.
+	if l := waitLogLine(svc.log, `msg="call ended"`, 5*time.Second); !strings.Contains(l, `cause="bye from A"`) {
 		t.Fatalf("sipsvc: want the call ended by the caller's BYE (cause \"bye from A\"), got %q\n--- sipsvc log\n%s", l, tail(svc.log, 8000))
 	}
 
