@@ -79,6 +79,9 @@ func (s *Server) inDialogRequest(l *leg, method sip.RequestMethod, body []byte, 
 // send sends a request as a client transaction and returns the final response. Provisional
 // responses are passed to onProvisional when it is not nil.
 func (s *Server) send(ctx context.Context, req *sip.Request, onProvisional func(*sip.Response)) (*sip.Response, error) {
+	if err := checkUDPRequestSize(req); err != nil {
+		return nil, fmt.Errorf("send %s: %w", req.Method, err)
+	}
 	tx, err := s.client.TransactionRequest(ctx, req, prebuilt)
 	if err != nil {
 		return nil, fmt.Errorf("send %s: %w", req.Method, err)
@@ -124,6 +127,9 @@ func (s *Server) countIn(res *sip.Response) {
 
 // write sends a request outside any transaction (ACK for 2xx).
 func (s *Server) write(req *sip.Request) error {
+	if err := checkUDPRequestSize(req); err != nil {
+		return fmt.Errorf("write %s: %w", req.Method, err)
+	}
 	if err := s.client.WriteRequest(req, prebuilt); err != nil {
 		return fmt.Errorf("write %s: %w", req.Method, err)
 	}

@@ -161,7 +161,11 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		l.dest = dest
 		inv.SetDestination(dest)
 	}
-	tx, err := s.client.TransactionRequest(ctx, inv, prebuilt)
+	var tx sip.ClientTransaction
+	err = checkUDPRequestSize(inv) // RFC 3261 §18.1.1 (sipgo's own UDP limit is raised)
+	if err == nil {
+		tx, err = s.client.TransactionRequest(ctx, inv, prebuilt)
+	}
 	if err != nil {
 		cancel()
 		f := transportFailure(err)

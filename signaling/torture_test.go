@@ -267,8 +267,7 @@ func withRport(data []byte) []byte {
 // tortureCases are the RFC 4475 §3 and RFC 5118 §4 messages with the answer each gets over
 // UDP and over TCP: a status code, "none" (no response: responses are dropped, or RFC 3261
 // §18.3 waits for the rest of a stream), or "closed" (TCP: the connection is closed because
-// its framing cannot be trusted). docs/torture.md explains each row. The row marked "gap" is an
-// answer we do not yet give as the RFC asks (see docs/torture.md, "Known gaps").
+// its framing cannot be trusted). docs/torture.md explains each row.
 var tortureCases = []struct {
 	file     string
 	udp, tcp string
@@ -280,7 +279,7 @@ var tortureCases = []struct {
 	{"rfc4475/escnull.dat", "405", "405"},
 	{"rfc4475/esc02.dat", "405", "405"},
 	{"rfc4475/lwsdisp.dat", "200", "200"},
-	{"rfc4475/longreq.dat", "none", "404"},               // gap (UDP): the 404 exceeds sipgo's UDP size limit
+	{"rfc4475/longreq.dat", "404", "404"},                // UDP: a 404 larger than 1300 bytes (RFC 3261 §18.2.2)
 	{"rfc4475/dblreq.dat", "405", "404+405 then closed"}, // TCP: both requests answered, then closed
 	{"rfc4475/semiuri.dat", "200", "200"},
 	{"rfc4475/transports.dat", "200", "200"},
