@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emiago/sipgo/sip"
+
 	"github.com/sipsvc/sipsvc/config"
 	"github.com/sipsvc/sipsvc/internal/syncbuf"
 )
@@ -152,5 +154,14 @@ func TestExampleDNsSeededOnce(t *testing.T) {
 	}
 	if !strings.Contains(log.String(), "seeded_dns=0") || !strings.Contains(log.String(), "config DNs not applied") {
 		t.Errorf("restart log does not say the config DNs were not applied:\n%s", log.String())
+	}
+}
+
+// TestUDPResponseSizeLimitRaised: the process lets sipgo send UDP messages up to the largest
+// IPv4 UDP payload, so that a large response (RFC 4475 longreq) goes back to its sender
+// (RFC 3261 §18.2.2); signaling keeps the §18.1.1 limit for our own requests.
+func TestUDPResponseSizeLimitRaised(t *testing.T) {
+	if got, want := sip.UDPMTUSize-200, 65507; got != want {
+		t.Fatalf("sipgo sends UDP messages up to %d bytes, want %d", got, want)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/sipsvc/sipsvc/internal/syncbuf"
 	"github.com/sipsvc/sipsvc/registrar"
 	"github.com/sipsvc/sipsvc/signaling"
+	"github.com/sipsvc/sipsvc/sipcheck"
 	"github.com/sipsvc/sipsvc/store"
 )
 
@@ -216,12 +217,13 @@ func (h *harness) serve() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// As sipsvc serves TLS: through a connlimit listener, so that the trunk-certificate
-	// tests read the client certificate the way production does.
-	tlsL := connlimit.NewListener(tl, connlimit.Config{TLS: &tls.Config{
+	// As sipsvc serves TLS: through a connlimit listener and sipcheck's stream framing on
+	// top of it, so that the trunk-certificate tests read the client certificate the way
+	// production does (through both wrappers).
+	tlsL := sipcheck.WrapListener(connlimit.NewListener(tl, connlimit.Config{TLS: &tls.Config{
 		Certificates: []tls.Certificate{h.pki.server}, MinVersion: tls.VersionTLS12,
 		ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: h.pki.pool,
-	}})
+	}}), sipcheck.WireConfig{})
 	h.addr["UDP"], h.addr["TCP"], h.addr["TLS"] = udp.LocalAddr().String(), tcp.Addr().String(), tl.Addr().String()
 	var wg sync.WaitGroup
 	wg.Add(3)

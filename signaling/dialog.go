@@ -83,6 +83,9 @@ func (s *Server) send(ctx context.Context, req *sip.Request, onProvisional func(
 		// sipgo would open a new socket for it, after its pool was cleared: a leak.
 		return nil, fmt.Errorf("send %s: %w", req.Method, ErrServerClosed)
 	}
+	if err := checkUDPRequestSize(req); err != nil {
+		return nil, fmt.Errorf("send %s: %w", req.Method, err)
+	}
 	tx, err := s.client.TransactionRequest(ctx, req, prebuilt)
 	if err != nil {
 		return nil, fmt.Errorf("send %s: %w", req.Method, err)
@@ -130,6 +133,9 @@ func (s *Server) countIn(res *sip.Response) {
 func (s *Server) write(req *sip.Request) error {
 	if s.uaClosed.Load() {
 		return fmt.Errorf("write %s: %w", req.Method, ErrServerClosed)
+	}
+	if err := checkUDPRequestSize(req); err != nil {
+		return fmt.Errorf("write %s: %w", req.Method, err)
 	}
 	if err := s.client.WriteRequest(req, prebuilt); err != nil {
 		return fmt.Errorf("write %s: %w", req.Method, err)

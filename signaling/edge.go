@@ -60,6 +60,14 @@ func (s *Server) wrapTCP(l net.Listener) net.Listener {
 	return sipcheck.WrapListener(l, s.wireConfig("TCP"))
 }
 
+// wrapTLS applies the same framing and request-line check to TLS connections, after the
+// handshake (l is the connlimit TLS listener, whose connections complete the handshake on
+// their first read). The framed connection exposes the *tls.Conn through NetConn, so the
+// readers of the peer certificate (connlimit.TLSConn) still find it.
+func (s *Server) wrapTLS(l net.Listener) net.Listener {
+	return sipcheck.WrapListener(l, s.wireConfig("TLS"))
+}
+
 // wireConfig is the configuration of the checks before parsing. Each refused request is
 // counted as a message in and, when answered, a message out.
 func (s *Server) wireConfig(transport string) sipcheck.WireConfig {

@@ -38,8 +38,8 @@ func requestFromPort(transport string, port, n int) []byte {
 // connection at once must not make sipsvc open a connection to the address its Via names
 // (security: a peer must not make us dial out on its say-so). A listener on that address
 // must see no connection within a second, and no dial may outlive the server (goleak in
-// TestMain). Over TCP the framing holds the connection open until the response is written
-// on it; over TLS (not framed by sipcheck) sipgo may lose the race with the close, and the
+// TestMain). Over TCP and TLS the framing holds the connection open until the response is
+// written on it (or DrainWait passes); should sipgo still lose the race with the close, the
 // dial it then tries is refused by responseDialer.
 func TestNoDialOutForResponse(t *testing.T) {
 	trap, err := net.Listen("tcp", "127.0.0.1:0")

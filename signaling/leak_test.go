@@ -13,6 +13,7 @@ import (
 // a session timer, a relay or a listener left behind).
 func TestMain(m *testing.M) {
 	sip.SetDefaultLogger(testLogger())
+	sip.UDPMTUSize = UDPMTUSize // as app does at process start (app/udpsize.go)
 	goleak.VerifyTestMain(m)
 }
 

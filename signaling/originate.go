@@ -167,7 +167,11 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		c.releaseLeg(l, f.cause, f.status)
 		return nil, &f
 	}
-	tx, err := s.client.TransactionRequest(ctx, inv, prebuilt)
+	var tx sip.ClientTransaction
+	err = checkUDPRequestSize(inv) // RFC 3261 §18.1.1 (sipgo's own UDP limit is raised)
+	if err == nil {
+		tx, err = s.client.TransactionRequest(ctx, inv, prebuilt)
+	}
 	if err != nil {
 		cancel()
 		f := transportFailure(err)

@@ -327,7 +327,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 		s.addListen("TLS", c.Addr())
 		closers = append(closers, c.Close)
 		ll := s.limitListener(lim, c, "TLS", s.verify.serverConfig(s.cfg.ServerTLS))
-		serves = append(serves, func() error { return s.srv.ServeTLS(ll) })
+		serves = append(serves, func() error { return s.srv.ServeTLS(s.wrapTLS(ll)) })
 	}
 	var tlsAddr net.Addr = &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)}
 	if len(l.TLS) > 0 {

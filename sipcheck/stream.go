@@ -17,7 +17,7 @@ const maxFrame = 65535
 // while requests it was handed still await their final response (see WrapConn).
 const defaultDrainWait = 2 * time.Second
 
-// WrapListener wraps a TCP listener so that every connection it accepts goes through
+// WrapListener wraps a stream (TCP or TLS) listener so that every connection it accepts goes through
 // WrapConn.
 func WrapListener(l net.Listener, cfg WireConfig) net.Listener {
 	if cfg.WarnAgent == "" {
@@ -269,6 +269,10 @@ func (c *streamConn) write(p []byte) (int, error) {
 	defer c.wmu.Unlock()
 	return c.Conn.Write(p)
 }
+
+// NetConn returns the wrapped connection, so that code reading a TLS peer's certificate
+// finds the *tls.Conn under a framed TLS connection (connlimit.TLSConn unwraps NetConn).
+func (c *streamConn) NetConn() net.Conn { return c.Conn }
 
 // Close closes the connection and ends a wait for pending responses.
 func (c *streamConn) Close() error {

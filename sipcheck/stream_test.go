@@ -157,3 +157,19 @@ func TestStatusLineOK(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamConnNetConn: a framed connection exposes the connection it wraps, so that code
+// looking for the *tls.Conn under a framed TLS connection (connlimit.TLSConn, which reads
+// the peer certificate for trunk trust) can unwrap it.
+func TestStreamConnNetConn(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	w, ok := WrapConn(a, WireConfig{}).(interface{ NetConn() net.Conn })
+	if !ok {
+		t.Fatal("framed connection has no NetConn method")
+	}
+	if w.NetConn() != a {
+		t.Fatalf("NetConn returned %v, want the wrapped connection", w.NetConn())
+	}
+}
