@@ -476,6 +476,11 @@ func (a *API) Handler() http.Handler {
 // closes what remains. It returns ctx's error when it had to stop forcibly.
 func (a *API) Shutdown(ctx context.Context) error {
 	a.cancel()
+	// Close the two start-once gates before waiting: a ServeGRPC or ServeREST that begins
+	// now starts no goroutine, and one that is starting finishes its Add before the Waits
+	// below (a WaitGroup Add racing its Wait is a data race).
+	a.watchOnce.Do(func() {})
+	a.innerOnce.Do(func() {})
 	a.health.Shutdown()
 	a.watchWG.Wait()
 	herr := a.http.Shutdown(ctx)
