@@ -1,8 +1,6 @@
 package registrar
 
 import (
-	"context"
-	"errors"
 	"strings"
 
 	"github.com/emiago/sipgo/sip"
@@ -52,29 +50,26 @@ func outboundContact(req *sip.Request, p *registerReq) *status {
 	return nil
 }
 
-// replaceFlow removes the current bindings of the DN that hold the same instance and
-// reg-id as an outbound Contact of p under another key (another Contact): RFC 5626 §5.2,
-// the new registration replaces that flow. It returns what is left of current. The caller
-// holds the DN's lock.
-func (r *Registrar) replaceFlow(ctx context.Context, p registerReq, current []dn.Binding, evs *[]pending, failed func(error) (*status, []pending)) ([]dn.Binding, *status) {
-	kept := current[:0:0]
+// replacedFlows splits current into the bindings kept and those an outbound Contact of p
+// replaces: same instance and reg-id under another key (another Contact), RFC 5626 §5.2.
+// Without an outbound Contact it returns current unchanged.
+func replacedFlows(p registerReq, current []dn.Binding) (kept, replaced []dn.Binding) {
+	if !p.outbound {
+		return current, nil
+	}
+	kept = current[:0:0]
 	for _, b := range current {
-		replaced := false
+		same := false
 		for _, c := range p.contacts {
 			if c.regID > 0 && b.Outbound() && b.RegID == c.regID && b.InstanceID == c.instance && b.Key != c.key {
-				replaced = true
+				same = true
 			}
 		}
-		if !replaced {
+		if same {
+			replaced = append(replaced, b)
+		} else {
 			kept = append(kept, b)
-			continue
 		}
-		if err := r.store.DeleteBinding(ctx, p.number, b.Key); err != nil && !errors.Is(err, dn.ErrNotFound) {
-			st, _ := failed(err)
-			return current, st
-		}
-		r.logRemoved(b, "outbound-flow-replaced")
-		*evs = append(*evs, pending{signaling.EventRegistrationRemoved, b})
 	}
-	return kept, nil
+	return kept, replaced
 }

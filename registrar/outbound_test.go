@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/registrar"
 )
 
 // TestRegister_RFC5626_OutboundBinding (R33; RFC 5626 §5.2): a REGISTER over TLS or TCP
@@ -122,5 +124,29 @@ func TestRegister_RFC5626_FlowsOfOneInstance(t *testing.T) {
 	}
 	if len(contactsOf(res)) != 2 {
 		t.Errorf("200 lists %q, want both flows", contactsOf(res))
+	}
+}
+
+// TestRegister_RFC5626_ReplacedFlowWithinCap: re-registering a flow with a new Contact
+// replaces its binding, so it passes a cap the DN is at; a new flow over the cap is refused
+// and leaves the bindings as they were.
+func TestRegister_RFC5626_ReplacedFlowWithinCap(t *testing.T) {
+	const inst = `+sip.instance="<urn:uuid:00000000-0000-1000-8000-000a95a0e132>"`
+	h := newHarness(t, nil, func(c *registrar.Config) { c.MaxBindingsPerDN = 1 })
+	h.addDN("7792", "*", "")
+	sup := []sip.Header{sip.NewHeader("Supported", "outbound")}
+	for i, port := range []string{"5070", "5072"} {
+		res := h.phone("TLS", false).register(reg{number: "7792", headers: sup,
+			contacts: []string{"<sip:7792@127.0.0.1:" + port + ";transport=tls>;" + inst + ";reg-id=1"}}, "")
+		wantStatus(t, res, 200)
+		if bs := h.bindings("7792"); len(bs) != 1 || !strings.Contains(bs[0].Contact, port) {
+			t.Fatalf("REGISTER %d: bindings %+v", i, bs)
+		}
+	}
+	res := h.phone("TLS", false).register(reg{number: "7792", headers: sup,
+		contacts: []string{"<sip:7792@127.0.0.1:5071;transport=tls>;" + inst + ";reg-id=2"}}, "")
+	wantStatus(t, res, 403)
+	if bs := h.bindings("7792"); len(bs) != 1 || !strings.Contains(bs[0].Contact, "5072") {
+		t.Fatalf("after the refused flow: %+v", bs)
 	}
 }

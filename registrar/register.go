@@ -356,14 +356,10 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 				hdrs: []sip.Header{sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`)}}, nil
 		}
 	}
-	if p.outbound {
-		// RFC 5626 §5.2: a REGISTER for the same instance and reg-id replaces that flow's
-		// binding, whatever its Contact; other reg-ids of the instance are other flows.
-		var st *status
-		if current, st = r.replaceFlow(ctx, p, current, &evs, failed); st != nil {
-			return st, evs
-		}
-	}
+	// RFC 5626 §5.2: a REGISTER for the same instance and reg-id replaces that flow's
+	// binding, whatever its Contact; other reg-ids of the instance are other flows. The
+	// replaced bindings are left out of the cap's count, and removed once it passed.
+	current, replaced := replacedFlows(p, current)
 	// Cap the bindings of the DN: count what it would hold after this REGISTER.
 	after := len(current)
 	for _, c := range p.contacts {
@@ -376,6 +372,13 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	}
 	if after > r.cfg.MaxBindingsPerDN && after > len(current) {
 		return tooMany(RefusalTooManyBindings, "bindings per DN", r.cfg.MaxBindingsPerDN), nil
+	}
+	for _, b := range replaced {
+		if err := r.store.DeleteBinding(ctx, p.number, b.Key); err != nil && !errors.Is(err, dn.ErrNotFound) {
+			return failed(err)
+		}
+		r.logRemoved(b, "outbound-flow-replaced")
+		evs = append(evs, pending{signaling.EventRegistrationRemoved, b})
 	}
 	ua := ""
 	if h := req.GetHeader("User-Agent"); h != nil {
