@@ -252,6 +252,12 @@ type Binding struct {
 	Source string `json:"source"`
 	// InstanceID is the +sip.instance of the contact, if any (RFC 5626).
 	InstanceID string `json:"instance_id,omitempty"`
+	// RegID is the reg-id of an outbound binding (RFC 5626 §5.2): set only when the device
+	// asked for outbound (Supported: outbound, +sip.instance and reg-id on its Contact) over a
+	// TCP/TLS connection to sipsvc. Such a binding is reached only over its flow (Transport,
+	// Source), never at its Contact (§5.3). Zero for every other binding. Added with
+	// omitempty: older records decode as non-outbound bindings, no migration.
+	RegID int `json:"reg_id,omitempty"`
 	// Path is the URI of each Path header field value of the REGISTER that made or last
 	// refreshed the binding, in the order received (RFC 3327 §5.3), e.g.
 	// "sips:edge.example.net;lr". A call to the binding carries them as its preloaded Route
@@ -269,6 +275,13 @@ type Binding struct {
 	// Updated is when the binding was last written.
 	Updated time.Time `json:"updated"`
 }
+
+// MaxRegID is the largest reg-id RFC 5626 §4.2 allows (2^31-1).
+const MaxRegID = 1<<31 - 1
+
+// Outbound reports whether b is an RFC 5626 outbound binding: a flow of the device
+// InstanceID, numbered RegID, reached only over that flow.
+func (b Binding) Outbound() bool { return b.RegID > 0 && b.InstanceID != "" }
 
 // BindingKey returns the key that identifies a contact within its DN: the contact compared
 // without scheme, so that re-registering the same device with the other scheme replaces

@@ -91,6 +91,19 @@
 // dropped from sips); give entries an explicit port where the default port of the other
 // scheme would be wrong. Refused REGISTERs carry no Service-Route.
 //
+// # Outbound (RFC 5626)
+//
+// A REGISTER with "Supported: outbound" whose one Contact with a reg-id also has a
+// +sip.instance, sent straight to sipsvc (no Path) over TCP or TLS, makes an outbound
+// binding (§5.2): dn.Binding.RegID and InstanceID are stored with the flow (Transport,
+// Source), and the 200 OK carries "Require: outbound" and the reg-id on that Contact. A
+// REGISTER for the same instance and reg-id replaces that flow's binding whatever its
+// Contact; another reg-id is another flow of the same device. Without "Supported:
+// outbound", without an instance, over UDP (sipsvc answers no STUN keep-alives) or behind a
+// Path (the edge proxy holds the flow) the reg-id is ignored. Two Contacts with a reg-id,
+// or a reg-id outside 1..2^31-1, are a 400. Signaling sends calls to an outbound binding
+// only over its flow (signaling/flow.go).
+//
 // # Observability
 //
 // Each REGISTER gets a "sip.transaction REGISTER" SERVER span (docs/observability.md) with

@@ -41,6 +41,9 @@ type contactReq struct {
 	secure   bool
 	expires  time.Duration // 0 removes the binding
 	instance string        // +sip.instance value without quotes
+	// regID is the Contact's reg-id (RFC 5626 §4.2), 0 when absent; it is kept only for an
+	// outbound registration (outboundContact), else ignored (§5.2: treated as normal).
+	regID int
 }
 
 // registerReq is a checked REGISTER.
@@ -52,6 +55,9 @@ type registerReq struct {
 	path []string
 	// sipsOnly: every Contact is sips, so the Service-Route is returned as sips (R34).
 	sipsOnly bool
+	// outbound: the REGISTER makes an RFC 5626 outbound binding (outboundContact), answered
+	// with "Require: outbound".
+	outbound bool
 }
 
 // ServeRegister answers a REGISTER: it checks the request, authenticates it and updates
@@ -183,6 +189,9 @@ func (r *Registrar) parseRegister(req *sip.Request) (registerReq, *status) {
 		}
 	}
 	p.sipsOnly = len(p.contacts) > 0 && allSecure
+	if st := outboundContact(req, &p); st != nil {
+		return p, st
+	}
 	// sips only over TLS (RFC 5630 §4: rather fail than go without TLS; docs/sips.md T6, P11).
 	if (ruriSecure || anySecure) && !strings.EqualFold(req.Transport(), "TLS") {
 		return p, &status{code: 480, reason: "Temporarily Unavailable",
@@ -233,6 +242,13 @@ func (r *Registrar) parseContact(ch *sip.ContactHeader, hdrExpires *uint32) (con
 	c.expires = min(time.Duration(exp)*time.Second, r.cfg.MaxExpires)
 	if v, ok := ch.Params.Get("+sip.instance"); ok {
 		c.instance = strings.Trim(v, `"`)
+	}
+	if v, ok := ch.Params.Get("reg-id"); ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > dn.MaxRegID {
+			return c, badRequest("Bad Contact reg-id parameter")
+		}
+		c.regID = n
 	}
 	return c, nil
 }
@@ -340,6 +356,10 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 				hdrs: []sip.Header{sip.NewHeader("Warning", `399 sipsvc "REGISTER out of order (CSeq not higher)"`)}}, nil
 		}
 	}
+	// RFC 5626 §5.2: a REGISTER for the same instance and reg-id replaces that flow's
+	// binding, whatever its Contact; other reg-ids of the instance are other flows. The
+	// replaced bindings are left out of the cap's count, and removed once it passed.
+	current, replaced := replacedFlows(p, current)
 	// Cap the bindings of the DN: count what it would hold after this REGISTER.
 	after := len(current)
 	for _, c := range p.contacts {
@@ -352,6 +372,13 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 	}
 	if after > r.cfg.MaxBindingsPerDN && after > len(current) {
 		return tooMany(RefusalTooManyBindings, "bindings per DN", r.cfg.MaxBindingsPerDN), nil
+	}
+	for _, b := range replaced {
+		if err := r.store.DeleteBinding(ctx, p.number, b.Key); err != nil && !errors.Is(err, dn.ErrNotFound) {
+			return failed(err)
+		}
+		r.logRemoved(b, "outbound-flow-replaced")
+		evs = append(evs, pending{signaling.EventRegistrationRemoved, b})
 	}
 	ua := ""
 	if h := req.GetHeader("User-Agent"); h != nil {
@@ -377,6 +404,9 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, p registerReq, 
 			Transport: strings.ToUpper(req.Transport()), Source: req.Source(),
 			InstanceID: c.instance, Path: p.path, CallID: cid, CSeq: cseq, UserAgent: ua,
 			Expires: now.Add(c.expires), Updated: now,
+		}
+		if p.outbound {
+			b.RegID = c.regID
 		}
 		if err := r.store.PutBinding(ctx, b); err != nil {
 			if errors.Is(err, dn.ErrInvalid) {
@@ -428,6 +458,9 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 		if b.InstanceID != "" {
 			v += `;+sip.instance="` + b.InstanceID + `"`
 		}
+		if b.RegID > 0 {
+			v += ";reg-id=" + strconv.Itoa(b.RegID)
+		}
 		hdrs = append(hdrs, sip.NewHeader("Contact", v))
 	}
 	hdrs = append(hdrs, sip.NewHeader("Date", now.UTC().Format("Mon, 02 Jan 2006 15:04:05 GMT")))
@@ -435,6 +468,9 @@ func (r *Registrar) okStatus(ctx context.Context, req *sip.Request, p registerRe
 		for _, u := range p.path {
 			hdrs = append(hdrs, sip.NewHeader("Path", "<"+u+">"))
 		}
+	}
+	if p.outbound && stored {
+		hdrs = append(hdrs, sip.NewHeader("Require", "outbound")) // RFC 5626 §5.2
 	}
 	routes := r.serviceRoute[0]
 	if p.sipsOnly {

@@ -341,6 +341,7 @@ func (c *call) resolve(t Target) ([]spec, *failure) {
 			}
 			out = append(out, spec{uri: u, number: d.Number, d: d, registered: true, binding: b})
 		}
+		out = s.pickFlows(out) // RFC 5626 §5.3: one flow per outbound device (flow.go)
 		if len(out) == 0 {
 			return nil, &failure{status: 480, reason: "Temporarily Unavailable", cause: "DN " + t.DN + " not registered"}
 		}

@@ -88,6 +88,13 @@ func (c *call) originate(p originateParams, results chan<- forkResult, dialDone 
 		}
 		l.routeSet = routes
 		l.routeTransportLocked()
+	case sp.registered && sp.binding.Outbound():
+		// RFC 5626 §5.3: only over the binding's flow, never its Contact (flow.go).
+		dest, f := s.outboundDest(sp.binding, d.Transport)
+		if f != nil {
+			return nil, f
+		}
+		l.dest = dest
 	case sp.registered && strings.EqualFold(sp.binding.Transport, d.Transport) && sp.binding.Source != "":
 		// R33/P7: reach a device that registered over TCP/TLS through its own connection
 		// while it is open, else its Contact; over UDP through its NAT binding (flow.go).

@@ -273,7 +273,7 @@ func TestConformance(t *testing.T) {
 			ctx := context.Background()
 			must(t, s.CreateDN(ctx, ext("1000")))
 			b := dn.Binding{Number: "1000", Contact: "sips:1000@10.0.0.1:5061", Secure: true, Transport: "TLS",
-				Source: "10.0.0.1:40000", InstanceID: "<urn:uuid:1>", CallID: "c1", CSeq: 7, UserAgent: "ua",
+				Source: "10.0.0.1:40000", InstanceID: "<urn:uuid:1>", RegID: 2, CallID: "c1", CSeq: 7, UserAgent: "ua",
 				Path:    []string{"sips:edge.example.net;lr", "sips:core.example.net:5061;lr"}, // RFC 3327, in order
 				Expires: c.Now().Add(time.Hour), Updated: c.Now()}
 			must(t, s.PutBinding(ctx, b))
@@ -316,6 +316,30 @@ func TestConformance(t *testing.T) {
 			var fe *dn.FieldError
 			if !errors.As(err, &fe) || fe.Field != "path[1]" {
 				t.Fatalf("PutBinding(bad path) = %v, want FieldError path[1]", err)
+			}
+		}},
+		{"BindingRegIDInvalid", func(t *testing.T, s store.Store, c *clock) {
+			// RFC 5626 §4.2: reg-id is 1..2^31-1 and belongs to an instance; an outbound
+			// binding needs its flow.
+			ctx := context.Background()
+			must(t, s.CreateDN(ctx, ext("1000")))
+			for _, tc := range []struct {
+				name string
+				edit func(*dn.Binding)
+			}{
+				{"negative", func(b *dn.Binding) { b.RegID, b.InstanceID = -1, "<urn:uuid:1>" }},
+				{"too large", func(b *dn.Binding) { b.RegID, b.InstanceID = dn.MaxRegID+1, "<urn:uuid:1>" }},
+				{"no instance", func(b *dn.Binding) { b.RegID = 1 }},
+				{"no flow", func(b *dn.Binding) { b.RegID, b.InstanceID, b.Source = 1, "<urn:uuid:1>", "" }},
+			} {
+				b := binding(c, "1000", "sip:1000@10.0.0.1:5060", time.Hour)
+				b.Transport, b.Source = "TLS", "10.0.0.1:40000"
+				tc.edit(&b)
+				err := s.PutBinding(ctx, b)
+				var fe *dn.FieldError
+				if !errors.As(err, &fe) || fe.Field != "reg_id" {
+					t.Errorf("%s: PutBinding = %v, want FieldError reg_id", tc.name, err)
+				}
 			}
 		}},
 		{"Concurrent", func(t *testing.T, s store.Store, c *clock) {

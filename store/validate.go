@@ -40,6 +40,18 @@ func validateBinding(b dn.Binding) (dn.Binding, error) {
 	if b.Expires.IsZero() {
 		return b, &dn.FieldError{Field: "expires", Msg: "is required"}
 	}
+	if b.RegID != 0 {
+		// RFC 5626 §4.2: reg-id is 1 to 2^31-1, and only means something with an instance.
+		if b.RegID < 0 || b.RegID > dn.MaxRegID {
+			return b, &dn.FieldError{Field: "reg_id", Msg: fmt.Sprintf("%d is not in 1..%d", b.RegID, dn.MaxRegID)}
+		}
+		if b.InstanceID == "" {
+			return b, &dn.FieldError{Field: "reg_id", Msg: "needs instance_id"}
+		}
+		if b.Source == "" || b.Transport == "" {
+			return b, &dn.FieldError{Field: "reg_id", Msg: "an outbound binding needs its flow (transport and source)"}
+		}
+	}
 	for i, p := range b.Path {
 		// RFC 3327 §5.4: calls to the binding are sent to these URIs.
 		if _, err := dn.ParseContact(p); err != nil {

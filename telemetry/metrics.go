@@ -85,6 +85,7 @@ type Metrics struct {
 	drops     *optCache[dropKey]
 
 	connMetrics // connection refusals (conns.go)
+	flowMetrics // gone RFC 5626 outbound flows (flows.go)
 }
 
 type legKey struct {
@@ -139,6 +140,7 @@ func NewMetrics(mp metric.MeterProvider) (*Metrics, error) {
 	errs = append(errs, err)
 	m.routingDuration = h
 	errs = append(errs, m.initConns(meter))
+	errs = append(errs, m.initFlows(meter))
 	for _, err := range errs {
 		if err != nil {
 			return nil, fmt.Errorf("create sipsvc instruments: %w", err)

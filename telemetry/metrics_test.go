@@ -106,6 +106,7 @@ func TestMetricsScrape(t *testing.T) {
 	m.TLSHandshake("inbound", "ok")
 	m.TLSHandshake("outbound", "bad_certificate")
 	m.ResponseDropped("TLS", "connection_gone")
+	m.OutboundFlowGone()
 	m.RoutingDone(3*time.Millisecond, "routed")
 	m.RoutingDone(2*time.Second, "timeout")
 
@@ -130,6 +131,7 @@ func TestMetricsScrape(t *testing.T) {
 		`sipsvc_routing_decisions_total{sipsvc_routing_outcome="routed"}`:                                   "1",
 		`sipsvc_sip_responses_dropped_total{sip_transport="TLS",sipsvc_sip_drop_reason="connection_gone"}`:  "1",
 		`sipsvc_routing_decisions_total{sipsvc_routing_outcome="timeout"}`:                                  "1",
+		`sipsvc_registrations_outbound_flows_gone_total`:                                                    "1",
 		`sipsvc_routing_duration_seconds_count{sipsvc_routing_outcome="routed"}`:                            "1",
 		`sipsvc_routing_duration_seconds_bucket{sipsvc_routing_outcome="routed",le="0.005"}`:                "1",
 		`sipsvc_routing_duration_seconds_bucket{sipsvc_routing_outcome="routed",le="0.0025"}`:               "0",

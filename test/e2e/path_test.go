@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,7 +22,6 @@ func register(t *testing.T, s *stack, ua *phone, transport, scheme, number, cont
 	var ruri, aor, cu sip.Uri
 	must(t, sip.ParseUri(scheme+":"+s.sipAddr(transport), &ruri))
 	must(t, sip.ParseUri(scheme+":"+number+"@127.0.0.1", &aor))
-	must(t, sip.ParseUri(contact, &cu))
 	req := sip.NewRequest(sip.REGISTER, ruri)
 	via := &sip.ViaHeader{ProtocolName: "SIP", ProtocolVersion: "2.0", Transport: transport, Host: "127.0.0.1", Port: ua.Port(), Params: sip.NewParams()}
 	via.Params.Add("branch", sip.GenerateBranch())
@@ -35,7 +35,12 @@ func register(t *testing.T, s *stack, ua *phone, transport, scheme, number, cont
 	req.AppendHeader(&sip.CSeqHeader{SeqNo: 1, MethodName: sip.REGISTER})
 	mf := sip.MaxForwardsHeader(70)
 	req.AppendHeader(&mf)
-	req.AppendHeader(&sip.ContactHeader{Address: cu})
+	if strings.HasPrefix(contact, "<") { // a whole Contact value, with header parameters
+		req.AppendHeader(sip.NewHeader("Contact", contact))
+	} else {
+		must(t, sip.ParseUri(contact, &cu))
+		req.AppendHeader(&sip.ContactHeader{Address: cu})
+	}
 	req.AppendHeader(sip.NewHeader("Expires", "600"))
 	for _, h := range hdrs {
 		req.AppendHeader(h)
