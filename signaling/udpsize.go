@@ -28,8 +28,30 @@ func checkUDPRequestSize(req *sip.Request) error {
 	if req.Transport() != "UDP" {
 		return nil
 	}
-	if n := len(req.String()); n > MaxUDPRequest {
+	if n := requestSize(req); n > MaxUDPRequest {
 		return fmt.Errorf("%s of %d bytes over UDP (RFC 3261 §18.1.1 limit %d): %w", req.Method, n, MaxUDPRequest, sip.ErrUDPMTUCongestion)
 	}
 	return nil
+}
+
+// requestSize is the length of req as sipgo writes it (start line, each header line, the
+// empty line, the body), counted without building the message: this runs for every request
+// sent over UDP, and req.String() would format and allocate it a second time.
+func requestSize(req *sip.Request) int {
+	var n byteCount
+	req.StartLineWrite(&n)
+	n += 2
+	for _, h := range req.Headers() {
+		h.StringWrite(&n)
+		n += 2
+	}
+	return int(n) + 2 + len(req.Body())
+}
+
+// byteCount is an io.StringWriter that only counts.
+type byteCount int
+
+func (c *byteCount) WriteString(s string) (int, error) {
+	*c += byteCount(len(s))
+	return len(s), nil
 }

@@ -38,3 +38,29 @@ func TestUDPRequestSizeLimit(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestSizeMatchesString: the counted size is exactly what sipgo writes, with and
+// without a body.
+func TestRequestSizeMatchesString(t *testing.T) {
+	for _, body := range [][]byte{nil, []byte("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\n")} {
+		req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: 5060})
+		req.AppendHeader(sip.NewHeader("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1"))
+		req.AppendHeader(sip.NewHeader("Call-ID", "size-test"))
+		req.AppendHeader(sip.NewHeader("Content-Type", "application/sdp"))
+		req.SetBody(body)
+		if got, want := requestSize(req), len(req.String()); got != want {
+			t.Errorf("requestSize = %d, len(String()) = %d (body %d bytes)", got, want, len(body))
+		}
+	}
+}
+
+func BenchmarkCheckUDPRequestSize(b *testing.B) {
+	req := sip.NewRequest(sip.INVITE, sip.Uri{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: 5060})
+	req.AppendHeader(sip.NewHeader("Via", "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-1"))
+	req.SetTransport("UDP")
+	req.SetBody(make([]byte, 300))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = checkUDPRequestSize(req)
+	}
+}
