@@ -2,6 +2,7 @@ package signaling
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -22,12 +23,19 @@ func TestUDPRequestSizeLimit(t *testing.T) {
 		{"large UDP", "UDP", 2000, true},
 		{"large TCP", "TCP", 2000, false},
 		{"large TLS", "TLS", 2000, false},
+		{"large route set, no body", "UDP", 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			req := sip.NewRequest(sip.INVITE, sip.Uri{User: "5000", Host: "127.0.0.1"})
 			req.SetTransport(tc.transport)
-			req.SetBody([]byte(strings.Repeat("a", tc.body)))
+			if tc.body > 0 {
+				req.SetBody([]byte(strings.Repeat("a", tc.body)))
+			} else {
+				for i := range 60 { // a peer's long Record-Route becomes our route set
+					req.AppendHeader(sip.NewHeader("Route", fmt.Sprintf("<sip:proxy%02d.example.net;lr>", i)))
+				}
+			}
 			err := checkUDPRequestSize(req)
 			if got := err != nil; got != tc.refused {
 				t.Fatalf("refused %v (%v), want %v", got, err, tc.refused)
