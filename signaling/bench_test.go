@@ -288,15 +288,7 @@ func BenchmarkCallUDP(b *testing.B) {
 	n := 0
 	for b.Loop() {
 		n++
-		call := alice.invite(srv, "6000", inviteOpts{})
-		if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
-			b.Fatalf("call %d: final %d", n, res.StatusCode)
-		}
-		call.Ack()
-		if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
-			b.Fatalf("call %d: BYE → %d", n, res.StatusCode)
-		}
-		waitCount(b, bob, sip.BYE, n, 5*time.Second)
+		benchCall(b, alice, bob, srv, n)
 	}
 	if got := bob.Count(sip.INVITE); got != n {
 		b.Errorf("B got %d INVITEs for %d calls", got, n)

@@ -32,15 +32,7 @@ func BenchmarkCallTLS(b *testing.B) {
 	start := cpu()
 	for b.Loop() {
 		n++
-		call := alice.invite(srv, "6000", inviteOpts{})
-		if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
-			b.Fatalf("call %d: final %d", n, res.StatusCode)
-		}
-		call.Ack()
-		if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
-			b.Fatalf("call %d: BYE → %d", n, res.StatusCode)
-		}
-		waitCount(b, bob, sip.BYE, n, 5*time.Second)
+		benchCall(b, alice, bob, srv, n)
 	}
 	b.ReportMetric(float64(cpu()-start)/float64(n), "cpu-ns/call")
 }

@@ -222,3 +222,26 @@ func (p *phone) invite(b *b2bua, user string, o inviteOpts) *uac {
 		RURI: o.ruri, From: o.from, FromName: p.Name + " display", Contact: o.contact, Headers: o.headers, NoSDP: o.noSDP,
 	})
 }
+
+// answerWith makes p answer every INVITE with the final status code and reason, with a To tag.
+func answerWith(p *phone, code int, reason string) {
+	p.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
+		res := sip.NewResponseFromRequest(req, code, reason, nil)
+		res.To().Params.Add("tag", "bobtag")
+		_ = tx.Respond(res)
+	})
+}
+
+// benchCall places one call from alice through srv to bob (INVITE, 200, ACK, BYE) and waits
+// until bob has received the n-th BYE: the loop body of the whole-call benchmarks.
+func benchCall(b *testing.B, alice, bob *phone, srv *b2bua, n int) {
+	call := alice.invite(srv, "6000", inviteOpts{})
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
+		b.Fatalf("call %d: final %d", n, res.StatusCode)
+	}
+	call.Ack()
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
+		b.Fatalf("call %d: BYE → %d", n, res.StatusCode)
+	}
+	waitCount(b, bob, sip.BYE, n, 5*time.Second)
+}

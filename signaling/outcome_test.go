@@ -133,11 +133,7 @@ func TestTransportFailureRealErrors(t *testing.T) {
 // direction typed too.
 func TestCallee480IsUnavailable(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		res := sip.NewResponseFromRequest(req, 480, "Temporarily Unavailable", nil)
-		res.To().Params.Add("tag", "bobtag")
-		_ = tx.Respond(res)
-	})
+	answerWith(bob, 480, "Temporarily Unavailable")
 	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
 	if res := alice.invite(b, "6000", inviteOpts{}).Wait(5 * time.Second); res.StatusCode != 480 {

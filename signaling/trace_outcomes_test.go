@@ -15,11 +15,7 @@ import (
 // busy and no error status (docs: "Busy, no answer and rejections are outcomes, not errors").
 func TestTrace_BusyIsAnOutcome(t *testing.T) {
 	bob := newPhone(t, "bob", "UDP")
-	bob.SetAnswer(func(req *sip.Request, tx sip.ServerTransaction) {
-		res := sip.NewResponseFromRequest(req, 486, "Busy Here", nil)
-		res.To().Params.Add("tag", "bobtag")
-		_ = tx.Respond(res)
-	})
+	answerWith(bob, 486, "Busy Here")
 
 	b, sink := tracedB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
 	alice := newPhone(t, "alice", "UDP")
