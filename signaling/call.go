@@ -124,8 +124,8 @@ type leg struct {
 	reinviteSeq uint32
 	// final is the 2xx that answered an outbound leg.
 	final *sip.Response
-	// ackWaits holds, by INVITE CSeq, our 2xx still retransmitted until its ACK (retransmit.go).
-	ackWaits map[uint32]chan struct{}
+	// retx holds our 2xx responses still retransmitted until their ACK (retransmit.go).
+	retx []*retx
 }
 
 // replaceLegLocked puts nl in the bridged slot (c.a or c.b) that old holds, and reports

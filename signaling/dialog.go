@@ -172,19 +172,20 @@ func (s *Server) respond(l *leg, tx sip.ServerTransaction, req *sip.Request, cod
 		res.AppendHeader(sip.NewHeader("Content-Type", ctype))
 		res.SetBody(body)
 	}
-	var acked chan struct{}
+	var r *retx
 	if needsAck(req, code) { // RFC 3261 §13.3.1.4: the TU retransmits its 2xx over UDP
-		acked = l.expectAck(req.CSeq().SeqNo)
+		r = l.expectAck(s, tx, res, req.CSeq().SeqNo)
 	}
 	if err := tx.Respond(res); err != nil {
-		if acked != nil {
-			l.forgetAck(req.CSeq().SeqNo, acked)
+		if r != nil {
+			r.stop()
+			r.drop()
 		}
 		return fmt.Errorf("respond %d: %w", code, err)
 	}
 	s.countOut(res)
-	if acked != nil {
-		s.retransmit2xx(l, tx, res, req.CSeq().SeqNo, acked)
+	if r != nil {
+		r.start()
 	}
 	return nil
 }

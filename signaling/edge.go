@@ -71,7 +71,7 @@ func (s *Server) wrapTLS(l net.Listener) net.Listener {
 // wireConfig is the configuration of the checks before parsing. Each refused request is
 // counted as a message in and, when answered, a message out.
 func (s *Server) wireConfig(transport string) sipcheck.WireConfig {
-	return sipcheck.WireConfig{
+	cfg := sipcheck.WireConfig{
 		Server:    s.cfg.UserAgent,
 		WarnAgent: warnAgent,
 		OnRefuse: func(method string, code int) {
@@ -84,6 +84,12 @@ func (s *Server) wireConfig(transport string) sipcheck.WireConfig {
 			}
 		},
 	}
+	if transport == "UDP" {
+		// RFC 3261 §18.1.1, for the requests that leave from the listener (all of ours
+		// once it is up: prepare); checkUDPRequestSize covers the others.
+		cfg.MaxRequest, cfg.SizeCause = MaxUDPRequest, sip.ErrUDPMTUCongestion
+	}
+	return cfg
 }
 
 // errNoResponseDial refuses a connection sipgo would open to send a response.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emiago/sipgo/sip"
@@ -56,117 +57,229 @@ func needsAck(req *sip.Request, code int) bool {
 	return req.Method == sip.INVITE && code >= 200 && code < 300 && unreliable(req.Transport())
 }
 
-// expectAck registers that our 2xx to the INVITE with CSeq seq awaits its ACK and returns
-// the channel ackArrived closes. It is registered before the 2xx is sent, so an ACK that
-// comes back at once is never missed.
-func (l *leg) expectAck(seq uint32) chan struct{} {
-	ch := make(chan struct{})
+// retx is one 2xx of ours to an INVITE, sent again over UDP until its ACK. It holds no
+// goroutine while it waits: one timer re-arms itself at T1, 2*T1… (capped at T2), and its
+// function sends the 2xx, ends the wait or gives up. It is one of the server's goroutines
+// (s.wg) from start until it ends; it ends once, whichever comes first of the ACK
+// (ackArrived), the end of the leg's call (stopRetransmits), the server's stop and the
+// give-up after 64*T1.
+type retx struct {
+	s    *Server
+	l    *leg
+	tx   sip.ServerTransaction
+	conn sip.Connection // the transaction's connection, or nil: send through tx
+	res  *sip.Response
+	seq  uint32
+
+	mu       sync.Mutex // guards the fields below; taken before l.mu, never after
+	timer    *time.Timer
+	interval time.Duration
+	giveUpAt time.Time
+	running  bool // counted in s.wg
+	ended    bool
+}
+
+// expectAck registers that our 2xx res to the INVITE with CSeq seq will await its ACK. It is
+// registered before the 2xx is sent, so an ACK that comes back at once is never missed; the
+// caller starts it once the 2xx is out, or stops it if it could not be sent.
+func (l *leg) expectAck(s *Server, tx sip.ServerTransaction, res *sip.Response, seq uint32) *retx {
+	r := &retx{s: s, l: l, tx: tx, res: res, seq: seq}
+	// Write through the transaction's connection (our UDP listener), as the transaction
+	// itself does in its Accepted state: sip.transaction_wait may end the transaction
+	// (Timer L) before 64*T1, and the 2xx must still go out until then.
+	if cx, ok := tx.(interface{ Connection() sip.Connection }); ok {
+		r.conn = cx.Connection()
+	}
+	var old *retx
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.ackWaits == nil {
-		l.ackWaits = map[uint32]chan struct{}{}
+	for i, w := range l.retx {
+		if w.seq == seq { // a 2xx sent again for the same INVITE: one retransmitter at a time
+			old = w
+			l.retx = append(l.retx[:i], l.retx[i+1:]...)
+			break
+		}
 	}
-	if old, ok := l.ackWaits[seq]; ok {
-		close(old) // a 2xx sent again for the same INVITE: one retransmitter at a time
+	l.retx = append(l.retx, r)
+	l.mu.Unlock()
+	if old != nil {
+		old.stop()
 	}
-	l.ackWaits[seq] = ch
-	return ch
+	return r
 }
 
 // ackArrived stops the retransmission of our 2xx to the INVITE with CSeq seq.
 func (l *leg) ackArrived(seq uint32) {
+	var r *retx
 	l.mu.Lock()
-	ch, ok := l.ackWaits[seq]
-	delete(l.ackWaits, seq)
+	for i, w := range l.retx {
+		if w.seq == seq {
+			r = w
+			l.retx = append(l.retx[:i], l.retx[i+1:]...)
+			break
+		}
+	}
 	l.mu.Unlock()
-	if ok {
-		close(ch)
+	if r != nil {
+		r.stop()
 	}
 }
 
-// forgetAck drops the wait for the ACK to seq if it is still ch (the 2xx was not sent).
-func (l *leg) forgetAck(seq uint32, ch chan struct{}) {
+// stopRetransmits ends every 2xx retransmission of the leg (its call ended).
+func (l *leg) stopRetransmits() {
+	l.mu.Lock()
+	rs := l.retx
+	l.retx = nil
+	l.mu.Unlock()
+	for _, r := range rs {
+		r.stop()
+	}
+}
+
+// drop removes r from its leg's list, if it is still there.
+func (r *retx) drop() {
+	l := r.l
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.ackWaits[seq] == ch {
-		delete(l.ackWaits, seq)
-		close(ch)
+	for i, w := range l.retx {
+		if w == r {
+			l.retx = append(l.retx[:i], l.retx[i+1:]...)
+			return
+		}
 	}
 }
 
-// retransmit2xx sends res again on tx at T1, 2*T1… (capped at T2) until acked is closed,
-// the call ends or the server stops; with no ACK after 64*T1 it ends the call with a BYE
-// to the leg's peer (RFC 3261 §13.3.1.4). Its goroutine is one of the server's (s.wg).
-func (s *Server) retransmit2xx(l *leg, tx sip.ServerTransaction, res *sip.Response, seq uint32, acked chan struct{}) {
-	c := l.call()
-	if c == nil || !s.enter() {
-		l.forgetAck(seq, acked)
+// start arms the first retransmission, T1 after the 2xx went out. The leg's call may have
+// ended between expectAck and start: stopRetransmits ran after the registration (and
+// stopped r) or the check here sees the call done.
+func (r *retx) start() {
+	s := r.s
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
 		return
 	}
+	c := r.l.call()
+	if c == nil || closed(c.done) || !s.enter() {
+		r.ended = true
+		r.drop()
+		return
+	}
+	r.running = true
+	r.interval = s.t1()
+	r.giveUpAt = time.Now().Add(64 * r.interval)
 	// The real clock, not Config.Clock: that one is the session timers' (tests step it and
 	// count its timers); tests shorten T1 and T2 instead.
-	clock := realClock{}
-	t1, t2 := s.t1(), s.t2()
-	// Write through the transaction's connection (our UDP listener), as the transaction
-	// itself does in its Accepted state: sip.transaction_wait may end the transaction
-	// (Timer L) before 64*T1, and the 2xx must still go out until then.
-	send := func() error { return tx.Respond(res) }
-	if cx, ok := tx.(interface{ Connection() sip.Connection }); ok && cx.Connection() != nil {
-		conn := cx.Connection()
-		send = func() error { return conn.WriteMsg(res) }
+	r.timer = time.AfterFunc(r.interval, r.fire)
+}
+
+// stop ends the retransmission. When the timer's function is already due (it waits for
+// r.mu), that function leaves s.wg; otherwise stop does.
+func (r *retx) stop() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return
 	}
-	go func() {
-		defer s.wg.Done()
-		tick := make(chan struct{}, 1)
-		giveUp := make(chan struct{}, 1)
-		signal := func(ch chan struct{}) func() {
-			return func() {
-				select {
-				case ch <- struct{}{}:
-				default:
-				}
-			}
+	r.ended = true
+	if r.running && r.timer.Stop() {
+		r.s.wg.Done()
+	}
+}
+
+// fire is the timer's function: send the 2xx again and re-arm, or end.
+func (r *retx) fire() {
+	s, l := r.s, r.l
+	r.mu.Lock()
+	if r.ended { // stopped while this function was due: it leaves s.wg (see stop)
+		r.mu.Unlock()
+		s.wg.Done()
+		return
+	}
+	c := l.call()
+	now := time.Now()
+	switch {
+	case c == nil || closed(c.done) || closed(s.lc.stop):
+		r.ended = true
+		r.mu.Unlock()
+		r.drop()
+		s.wg.Done()
+		return
+	case !now.Before(r.giveUpAt):
+		r.ended = true
+		r.mu.Unlock()
+		r.drop()
+		r.giveUp(c)
+		s.wg.Done()
+		return
+	}
+	var err error
+	if r.conn != nil {
+		err = r.conn.WriteMsg(r.res)
+	} else {
+		err = r.tx.Respond(r.res)
+	}
+	if err != nil {
+		c.log(slog.LevelDebug, "2xx retransmission failed", "leg", l.id, "error", err)
+	} else {
+		s.countOut(r.res)
+		if l.span != nil {
+			l.span.AddEvent(eventRetransmit2xx)
 		}
-		deadline := clock.AfterFunc(64*t1, signal(giveUp))
-		defer deadline.Stop()
-		interval := t1
-		timer := clock.AfterFunc(interval, signal(tick))
-		defer func() { timer.Stop() }()
-		for {
-			select {
-			case <-acked:
-				return
-			case <-c.done:
-				l.forgetAck(seq, acked)
-				return
-			case <-s.lc.stop:
-				l.forgetAck(seq, acked)
-				return
-			case <-tick:
-				if err := send(); err != nil {
-					c.log(slog.LevelDebug, "2xx retransmission failed", "leg", l.id, "error", err)
-				} else {
-					s.countOut(res)
-					if l.span != nil {
-						l.span.AddEvent(eventRetransmit2xx)
-					}
-				}
-				interval = min(2*interval, t2)
-				timer = clock.AfterFunc(interval, signal(tick))
-			case <-giveUp:
-				l.forgetAck(seq, acked)
-				l.noAck.Store(true) // the BYE need not wait for an ACK that will not come
-				l.setOutcome(OutcomeFailed)
-				if l.span != nil {
-					l.span.AddEvent(eventNoAck, trace.WithAttributes(sc.AttrSIPStatusCode.Int(res.StatusCode)))
-				}
-				c.log(slog.LevelInfo, "no ACK for 2xx; ending the call", "leg", l.id, "cseq", seq)
-				c.setOutcome(OutcomeFailed)
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				c.hangup(ctx, nil, causeNoAck+" on leg "+l.id)
-				cancel()
-				return
-			}
+	}
+	r.interval = min(2*r.interval, s.t2())
+	r.timer.Reset(min(r.interval, r.giveUpAt.Sub(now)))
+	r.mu.Unlock()
+}
+
+// giveUp ends the call of a 2xx that got no ACK within 64*T1 with a BYE to the leg's peer
+// (RFC 3261 §13.3.1.4).
+func (r *retx) giveUp(c *call) {
+	l := r.l
+	l.noAck.Store(true) // the BYE need not wait for an ACK that will not come
+	l.setOutcome(OutcomeFailed)
+	if l.span != nil {
+		l.span.AddEvent(eventNoAck, trace.WithAttributes(sc.AttrSIPStatusCode.Int(r.res.StatusCode)))
+	}
+	c.log(slog.LevelInfo, "no ACK for 2xx; ending the call", "leg", l.id, "cseq", r.seq)
+	c.setOutcome(OutcomeFailed)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.hangup(ctx, nil, causeNoAck+" on leg "+l.id)
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// stopRetransmits ends the 2xx retransmissions of the call's legs. Only an answered
+// dialog gets an INVITE from its peer, so only legs A and B can have one.
+func (c *call) stopRetransmits() {
+	c.mu.Lock()
+	a, b := c.a, c.b
+	c.mu.Unlock()
+	for _, l := range [...]*leg{a, b} {
+		if l != nil {
+			l.stopRetransmits()
 		}
-	}()
+	}
+}
+
+// stopRetransmits ends the 2xx retransmissions of the calls still up when the server stops:
+// they would otherwise hold Serve (s.wg) until their next timer.
+func (s *Server) stopRetransmits() {
+	s.mu.Lock()
+	calls := make([]*call, 0, len(s.calls))
+	for _, c := range s.calls {
+		calls = append(calls, c)
+	}
+	s.mu.Unlock()
+	for _, c := range calls {
+		c.stopRetransmits()
+	}
 }

@@ -369,6 +369,7 @@ func (s *Server) Serve(ctx context.Context, l Listeners) error {
 	if !s.waitCalls(sctx) {
 		s.log.Warn("shutdown deadline passed with calls still ending; closing transports")
 	}
+	s.stopRetransmits()
 	for _, c := range late {
 		_ = c()
 	}

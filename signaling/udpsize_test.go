@@ -5,8 +5,12 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emiago/sipgo/sip"
+
+	"github.com/sipsvc/sipsvc/dn"
+	"github.com/sipsvc/sipsvc/internal/siptest"
 )
 
 // TestUDPRequestSizeLimit: with sipgo's UDP limit raised for responses (UDPMTUSize), the
@@ -70,5 +74,33 @@ func BenchmarkCheckUDPRequestSize(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = checkUDPRequestSize(req)
+	}
+}
+
+// TestLargeUDPRequestRefusedOnTheWire: an offer too large for a UDP leg (RFC 3261 §18.1.1,
+// 1300 bytes) never leaves our UDP listener, where the check counts the bytes sipgo
+// formatted: the caller (over TCP) gets a 503, the callee nothing, and the next call with
+// a small offer goes through.
+func TestLargeUDPRequestRefusedOnTheWire(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	b := startB2BUA(t, nil, dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip"), AllowAnonymous: true})
+	large := []byte(testSDP + strings.Repeat("a=x-pad:0123456789abcdef0123456789abcdef\r\n", 40))
+	alice := siptest.NewPhone(t, "alice", "TCP", siptest.Options{SDP: large})
+	call := (&phone{alice}).invite(b, "6000", inviteOpts{})
+	if res := call.Wait(5 * time.Second); res.StatusCode != 503 {
+		t.Fatalf("final %d for an offer of %d bytes to a UDP callee, want 503", res.StatusCode, len(large))
+	}
+	if n := bob.Count(sip.INVITE); n != 0 {
+		t.Fatalf("callee got %d INVITEs over UDP larger than %d bytes", n, MaxUDPRequest)
+	}
+
+	small := newPhone(t, "carol", "UDP")
+	call = small.invite(b, "6000", inviteOpts{})
+	if res := call.Wait(5 * time.Second); res.StatusCode != 200 {
+		t.Fatalf("the next call: final %d", res.StatusCode)
+	}
+	call.Ack()
+	if res := call.Request(sip.BYE, nil); res.StatusCode != 200 {
+		t.Fatalf("BYE → %d", res.StatusCode)
 	}
 }

@@ -21,7 +21,29 @@ type WireConfig struct {
 	// DrainWait bounds how long a stream connection (WrapConn) holds back the end of its
 	// input while requests it passed on still await their final response. Default 2 s.
 	DrainWait time.Duration
+	// MaxRequest, when above 0, is the largest request WrapPacketConn lets out: a larger
+	// one is refused with a *RequestSizeError (RFC 3261 §18.1.1), counted on the bytes the
+	// stack formatted for the write. Responses are not limited (§18.2.2).
+	MaxRequest int
+	// SizeCause is the error a *RequestSizeError wraps.
+	SizeCause error
 }
+
+// RequestSizeError is the error of a request refused for its size on a datagram socket.
+// It wraps Cause, so that errors.Is finds the stack's own error for the case.
+type RequestSizeError struct {
+	Method string // the request method
+	Size   int    // the request's length in bytes
+	Limit  int    // WireConfig.MaxRequest
+	Cause  error  // what errors.Is matches, e.g. sip.ErrUDPMTUCongestion
+}
+
+func (e *RequestSizeError) Error() string {
+	return e.Method + " of " + strconv.Itoa(e.Size) + " bytes over UDP (RFC 3261 §18.1.1 limit " + strconv.Itoa(e.Limit) + ")"
+}
+
+// Unwrap returns Cause.
+func (e *RequestSizeError) Unwrap() error { return e.Cause }
 
 // Verdict is what CheckDatagram decides about one datagram. The zero Verdict passes it on.
 type Verdict struct {
@@ -219,6 +241,16 @@ func (p *packetConn) ReadFrom(b []byte) (int, net.Addr, error) {
 			_, _ = p.PacketConn.WriteTo(res, addr) // a lost answer is like a lost datagram
 		}
 	}
+}
+
+// WriteTo writes a datagram, unless it is a request larger than WireConfig.MaxRequest: the
+// check costs a length comparison on bytes already formatted, where counting the message
+// before handing it to the stack would format it twice.
+func (p *packetConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	if p.cfg.MaxRequest > 0 && len(b) > p.cfg.MaxRequest && !bytes.HasPrefix(b, sipSlash) {
+		return 0, &RequestSizeError{Method: methodOf(b), Size: len(b), Limit: p.cfg.MaxRequest, Cause: p.cfg.SizeCause}
+	}
+	return p.PacketConn.WriteTo(b, addr)
 }
 
 // Response forms the response of a Verdict to the request in data, statelessly: the status
