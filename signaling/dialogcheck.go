@@ -131,8 +131,8 @@ const ackWait = 2 * time.Second
 // waitAck waits, on an inbound leg, for the ACK of our 2xx, at most ackWait or until ctx
 // ends; other legs return at once.
 func (l *leg) waitAck(ctx context.Context) {
-	if l.acked == nil || l.dir != inbound || l.noAck.Load() {
-		return
+	if l.acked == nil || l.dir != inbound || l.noAck.Load() || closed(l.acked) {
+		return // closed: the usual case, with no timer to make
 	}
 	t := time.NewTimer(ackWait)
 	defer t.Stop()

@@ -1,6 +1,7 @@
 package signaling
 
 import (
+	"context"
 	"net"
 	"strings"
 	"testing"
@@ -238,4 +239,49 @@ func hasKind(evs []Event, k EventKind) bool {
 		}
 	}
 	return false
+}
+
+// TestRetransmit2xxEndsWithCall: the retransmission of a 2xx that is never ACKed stops when
+// the call ends for another reason (here the API releases it): the caller gets its BYE and
+// then no further copy of the 200 (one already in flight aside), and no timer is left
+// (goleak in TestMain).
+func TestRetransmit2xxEndsWithCall(t *testing.T) {
+	const t1 = 40 * time.Millisecond
+	bob := newPhone(t, "bob", "UDP")
+	b := startB2BUA(t, func(c *Config) { c.T1, c.T2 = t1, 2*t1 },
+		dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	alice := newRawCaller(t, b.udp)
+	alice.invite()
+	alice.awaitOK(5 * time.Second)
+	alice.awaitOK(2 * time.Second) // retransmitting: not ACKed
+	calls := b.s.ListCalls(nil, CallFilter{})
+	if len(calls) != 1 {
+		t.Fatalf("%d calls, want 1", len(calls))
+	}
+	released := make(chan error, 1)
+	go func() { released <- b.s.ReleaseCall(context.Background(), calls[0].ID) }()
+	bye := ""
+	end := time.Now().Add(5 * time.Second)
+	for bye == "" && time.Now().Before(end) {
+		if m := alice.read(time.Until(end)); strings.HasPrefix(m, "BYE ") {
+			bye = m
+		}
+	}
+	if bye == "" {
+		t.Fatal("no BYE to the caller after the release")
+	}
+	alice.ok(bye)
+	if err := <-released; err != nil {
+		t.Fatalf("ReleaseCall: %v", err)
+	}
+	quiet := time.Now().Add(8 * t1) // four T2 intervals
+	late := 0
+	for time.Now().Before(quiet) {
+		if m := alice.read(time.Until(quiet)); strings.HasPrefix(m, "SIP/2.0 200") {
+			late++
+		}
+	}
+	if late > 1 {
+		t.Errorf("%d copies of the 200 after the call ended", late)
+	}
 }
