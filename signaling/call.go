@@ -345,14 +345,20 @@ func (s *Server) GetCall(ctx context.Context, callID string) (CallInfo, error) {
 	return c.snapshot(), nil
 }
 
-// ListCalls returns snapshots of live calls matching f, oldest first.
-func (s *Server) ListCalls(ctx context.Context, f CallFilter) []CallInfo {
+// liveCalls returns the calls in progress, in no order: a copy, to act on without s.mu.
+func (s *Server) liveCalls() []*call {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	calls := make([]*call, 0, len(s.calls))
 	for _, c := range s.calls {
 		calls = append(calls, c)
 	}
-	s.mu.Unlock()
+	return calls
+}
+
+// ListCalls returns snapshots of live calls matching f, oldest first.
+func (s *Server) ListCalls(ctx context.Context, f CallFilter) []CallInfo {
+	calls := s.liveCalls()
 	out := make([]CallInfo, 0, len(calls))
 	for _, c := range calls {
 		ci := c.snapshot()
@@ -380,12 +386,7 @@ func (s *Server) ListCalls(ctx context.Context, f CallFilter) []CallInfo {
 }
 
 func (s *Server) shutdownCalls() {
-	s.mu.Lock()
-	calls := make([]*call, 0, len(s.calls))
-	for _, c := range s.calls {
-		calls = append(calls, c)
-	}
-	s.mu.Unlock()
+	calls := s.liveCalls()
 	for _, c := range calls {
 		c.cancel()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

@@ -150,12 +150,7 @@ type ConnMetrics interface {
 
 // endCalls ends every call in parallel, each bounded by ctx, and waits for all of them.
 func (s *Server) endCalls(ctx context.Context) {
-	s.mu.Lock()
-	calls := make([]*call, 0, len(s.calls))
-	for _, c := range s.calls {
-		calls = append(calls, c)
-	}
-	s.mu.Unlock()
+	calls := s.liveCalls()
 	var wg sync.WaitGroup
 	for _, c := range calls {
 		wg.Add(1)

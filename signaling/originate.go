@@ -574,7 +574,7 @@ func (c *call) end(cause string, status int) {
 		// the call up at once.
 		c.s.removeCall(c)
 		close(c.done)
-		c.stopRetransmits() // after done: see retx.start
+		c.stopRetransmits()  // after done: see retx.start
 		c.releaseAdmission() // after done: see admitted
 		outcome, dir := c.endOutcome(status)
 		c.event(EventCallEnded, nil, func(e *Event) { e.Cause, e.Status, e.Outcome, e.Direction = cause, status, outcome, dir })

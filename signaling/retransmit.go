@@ -273,12 +273,7 @@ func (c *call) stopRetransmits() {
 // stopRetransmits ends the 2xx retransmissions of the calls still up when the server stops:
 // they would otherwise hold Serve (s.wg) until their next timer.
 func (s *Server) stopRetransmits() {
-	s.mu.Lock()
-	calls := make([]*call, 0, len(s.calls))
-	for _, c := range s.calls {
-		calls = append(calls, c)
-	}
-	s.mu.Unlock()
+	calls := s.liveCalls()
 	for _, c := range calls {
 		c.stopRetransmits()
 	}

@@ -93,6 +93,17 @@ func (r *rawCaller) read(d time.Duration) string {
 	return string(buf[:n])
 }
 
+// count200s counts the 200s sipsvc sends within d.
+func (r *rawCaller) count200s(d time.Duration) int {
+	quiet, n := time.Now().Add(d), 0
+	for time.Now().Before(quiet) {
+		if m := r.read(time.Until(quiet)); strings.HasPrefix(m, "SIP/2.0 200") {
+			n++
+		}
+	}
+	return n
+}
+
 // headerLine returns the value of the first header named name in a raw message.
 func headerLine(msg, name string) string {
 	for _, line := range strings.Split(msg, "\r\n") {
@@ -144,13 +155,7 @@ func TestRetransmit2xxUntilAck(t *testing.T) {
 	}
 	alice.ack(third)
 	// A retransmission already in flight may still arrive; then none for several intervals.
-	quiet := time.Now().Add(6 * t1)
-	late := 0
-	for time.Now().Before(quiet) {
-		if m := alice.read(time.Until(quiet)); strings.HasPrefix(m, "SIP/2.0 200") {
-			late++
-		}
-	}
+	late := alice.count200s(6 * t1)
 	if late > 1 {
 		t.Errorf("%d retransmissions of the 200 after the ACK", late)
 	}
@@ -168,13 +173,7 @@ func TestRetransmit2xxUntilAck(t *testing.T) {
 		t.Fatalf("retransmitted 200 has CSeq %q, want %q", headerLine(reAgain, "CSeq"), headerLine(re, "CSeq"))
 	}
 	alice.ack(reAgain)
-	quiet = time.Now().Add(6 * t1)
-	late = 0
-	for time.Now().Before(quiet) {
-		if m := alice.read(time.Until(quiet)); strings.HasPrefix(m, "SIP/2.0 200") {
-			late++
-		}
-	}
+	late = alice.count200s(6 * t1)
 	if late > 1 {
 		t.Errorf("%d retransmissions of the re-INVITE's 200 after its ACK", late)
 	}
@@ -274,13 +273,7 @@ func TestRetransmit2xxEndsWithCall(t *testing.T) {
 	if err := <-released; err != nil {
 		t.Fatalf("ReleaseCall: %v", err)
 	}
-	quiet := time.Now().Add(8 * t1) // four T2 intervals
-	late := 0
-	for time.Now().Before(quiet) {
-		if m := alice.read(time.Until(quiet)); strings.HasPrefix(m, "SIP/2.0 200") {
-			late++
-		}
-	}
+	late := alice.count200s(8 * t1) // four T2 intervals
 	if late > 1 {
 		t.Errorf("%d copies of the 200 after the call ended", late)
 	}
