@@ -90,15 +90,8 @@ func (l *leg) expectAck(s *Server, tx sip.ServerTransaction, res *sip.Response, 
 	if cx, ok := tx.(interface{ Connection() sip.Connection }); ok {
 		r.conn = cx.Connection()
 	}
-	var old *retx
 	l.mu.Lock()
-	for i, w := range l.retx {
-		if w.seq == seq { // a 2xx sent again for the same INVITE: one retransmitter at a time
-			old = w
-			l.retx = append(l.retx[:i], l.retx[i+1:]...)
-			break
-		}
-	}
+	old := l.takeRetxLocked(seq) // a 2xx sent again for the same INVITE: one retransmitter at a time
 	l.retx = append(l.retx, r)
 	l.mu.Unlock()
 	if old != nil {
@@ -109,19 +102,24 @@ func (l *leg) expectAck(s *Server, tx sip.ServerTransaction, res *sip.Response, 
 
 // ackArrived stops the retransmission of our 2xx to the INVITE with CSeq seq.
 func (l *leg) ackArrived(seq uint32) {
-	var r *retx
 	l.mu.Lock()
-	for i, w := range l.retx {
-		if w.seq == seq {
-			r = w
-			l.retx = append(l.retx[:i], l.retx[i+1:]...)
-			break
-		}
-	}
+	r := l.takeRetxLocked(seq)
 	l.mu.Unlock()
 	if r != nil {
 		r.stop()
 	}
+}
+
+// takeRetxLocked removes and returns the retransmission of the 2xx to the INVITE with CSeq
+// seq, or nil. The caller holds l.mu.
+func (l *leg) takeRetxLocked(seq uint32) *retx {
+	for i, w := range l.retx {
+		if w.seq == seq {
+			l.retx = append(l.retx[:i], l.retx[i+1:]...)
+			return w
+		}
+	}
+	return nil
 }
 
 // stopRetransmits ends every 2xx retransmission of the leg (its call ended).
