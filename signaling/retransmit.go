@@ -92,13 +92,26 @@ func (l *leg) expectAck(s *Server, tx sip.ServerTransaction, res *sip.Response, 
 	}
 	l.mu.Lock()
 	old := l.takeRetxLocked(seq) // a 2xx sent again for the same INVITE: one retransmitter at a time
+	var oldest *retx
+	if len(l.retx) >= maxRetxPerLeg {
+		// A peer that sends re-INVITE after re-INVITE and never ACKs must not make us hold a
+		// retransmitter per INVITE: the oldest gives way (its 2xx is no longer sent again).
+		oldest = l.retx[0]
+		l.retx = append(l.retx[:0], l.retx[1:]...)
+	}
 	l.retx = append(l.retx, r)
 	l.mu.Unlock()
-	if old != nil {
-		old.stop()
+	for _, o := range [...]*retx{old, oldest} {
+		if o != nil {
+			o.stop()
+		}
 	}
 	return r
 }
+
+// maxRetxPerLeg caps the 2xx responses retransmitted at once on one leg. A dialog has one
+// INVITE transaction at a time (RFC 3261 §14.2), so more than one awaiting its ACK is rare.
+const maxRetxPerLeg = 4
 
 // ackArrived stops the retransmission of our 2xx to the INVITE with CSeq seq.
 func (l *leg) ackArrived(seq uint32) {

@@ -278,3 +278,39 @@ func TestRetransmit2xxEndsWithCall(t *testing.T) {
 		t.Errorf("%d copies of the 200 after the call ended", late)
 	}
 }
+
+// TestRetransmit2xxCappedPerLeg: a caller that sends re-INVITE after re-INVITE and never
+// ACKs makes sipsvc hold at most maxRetxPerLeg retransmissions on its leg, not one per
+// INVITE; the call stays up.
+func TestRetransmit2xxCappedPerLeg(t *testing.T) {
+	bob := newPhone(t, "bob", "UDP")
+	b := startB2BUA(t, func(c *Config) { c.T1, c.T2 = time.Second, 4*time.Second },
+		dn.DN{Number: "6000", Type: dn.TypeExtension, Contact: bob.ContactURI("6000", "sip")})
+	alice := newRawCaller(t, b.udp)
+	alice.invite()
+	ok, _ := alice.awaitOK(5 * time.Second)
+	const reinvites = 3 * maxRetxPerLeg
+	for seq := uint32(2); seq < 2+reinvites; seq++ {
+		alice.reinvite(ok, seq)
+		for {
+			res, _ := alice.awaitOK(5 * time.Second)
+			if strings.HasPrefix(headerLine(res, "CSeq"), itoa(seq)+" ") {
+				break
+			}
+		}
+	}
+	calls := b.s.ListCalls(nil, CallFilter{})
+	if len(calls) != 1 {
+		t.Fatalf("%d calls, want the call still up", len(calls))
+	}
+	c := b.s.callByID(calls[0].ID)
+	c.mu.Lock()
+	a := c.a
+	c.mu.Unlock()
+	a.mu.Lock()
+	held := len(a.retx)
+	a.mu.Unlock()
+	if held == 0 || held > maxRetxPerLeg {
+		t.Fatalf("leg A holds %d retransmissions after %d unACKed 2xx, want 1..%d", held, reinvites+1, maxRetxPerLeg)
+	}
+}
