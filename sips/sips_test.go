@@ -445,18 +445,7 @@ func TestCheckPolicy(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := DecideInbound(inboundOfRequest(readRequest(t, tc.request), tc.transport))
-			if err != nil {
-				t.Fatal(err)
-			}
-			target, err := dn.ParseContact(tc.dnContact)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := DecideOutbound(Outbound{Target: target})
-			if err != nil {
-				t.Fatal(err)
-			}
+			a, b := decidePair(t, inboundOfRequest(readRequest(t, tc.request), tc.transport), tc.dnContact)
 			got := CheckPolicy(tc.policy, a, b)
 			switch {
 			case tc.want == nil && got != nil:
@@ -468,6 +457,25 @@ func TestCheckPolicy(t *testing.T) {
 			}
 		})
 	}
+}
+
+// decidePair returns the inbound decision for in and the outbound decision for a DN whose
+// contact is dnContact: the two legs of one call.
+func decidePair(t *testing.T, in Inbound, dnContact string) (a, b Decision) {
+	t.Helper()
+	a, err := DecideInbound(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := dn.ParseContact(dnContact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = DecideOutbound(Outbound{Target: target})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b
 }
 
 // TestLegPairs runs docs/sips.md T1–T3 through the pure rules: the inbound decision, the outbound
@@ -492,18 +500,7 @@ func TestLegPairs(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			a, err := DecideInbound(tc.in)
-			if err != nil {
-				t.Fatal(err)
-			}
-			target, err := dn.ParseContact(tc.dnContact)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, err := DecideOutbound(Outbound{Target: target})
-			if err != nil {
-				t.Fatal(err)
-			}
+			a, b := decidePair(t, tc.in, tc.dnContact)
 			if a.Scheme != tc.wantA || b.Scheme != tc.wantB || b.Transport != tc.wantBTransport {
 				t.Errorf("A=%s B=%s over %s, want A=%s B=%s over %s", a.Scheme, b.Scheme, b.Transport, tc.wantA, tc.wantB, tc.wantBTransport)
 			}
